@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what Chorus needs on a fresh machine: npm packages and nats-server.
+# Idempotent: does nothing when everything is already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+find_nats() {
+  if [ -n "${CHORUS_NATS_SERVER:-}" ] && [ -x "${CHORUS_NATS_SERVER}" ]; then echo "$CHORUS_NATS_SERVER"; return 0; fi
+  if command -v nats-server >/dev/null 2>&1; then command -v nats-server; return 0; fi
+  if [ -x /usr/sbin/nats-server ]; then echo /usr/sbin/nats-server; return 0; fi
+  return 1
+}
+
+if ! find_nats >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing nats-server from Debian (apt-get install -y nats-server)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+    # Debian starts a system broker on 4222; Chorus runs its own, so stop it if it came up.
+    pkill -f '^/usr/sbin/nats-server -c /etc/nats-server.conf' 2>/dev/null || true
+  else
+    echo "bootstrap: nats-server is missing. Install the Debian package 'nats-server'" >&2
+    echo "           (sudo apt-get install nats-server) or set CHORUS_NATS_SERVER to its path." >&2
+    exit 1
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "bootstrap: installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+echo "bootstrap: building"
+npm run --silent build

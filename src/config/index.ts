@@ -1,0 +1,18 @@
+export {
+  Config,
+  ConfigError,
+  loadConfig,
+  parseBool,
+  parseConfig,
+  parseDuration,
+  splitList,
+} from "./config.js";
+export {
+  brokerSettings,
+  clientSettings,
+  serverSettings,
+  type BrokerSettings,
+  type ClientSettings,
+  type CommonSettings,
+  type ServerSettings,
+} from "./settings.js";

@@ -1,0 +1,334 @@
+import { hostname } from "node:os";
+import { delimiter, dirname, isAbsolute, resolve } from "node:path";
+import { splitList, type Config } from "./config.js";
+
+/** Settings shared by servers and clients (identity, collectives, security, discovery). */
+export interface CommonSettings {
+  /** The config file, and its directory (policies and relative paths resolve from here). */
+  configFile: string;
+  configDir: string;
+  identity: string;
+  collectives: string[];
+  mainCollective: string;
+  /** NATS URLs (`host:port` entries get a `nats://` scheme). */
+  middlewareHosts: string[];
+  securityProvider: "choria";
+  seedFile: string;
+  tokenFile: string;
+  /** Companion NATS user JWT; Chorus-only, defaults to `<token file>.nats`. */
+  natsJwtFile: string;
+  /** Trusted org issuer public keys (hex ed25519). */
+  issuers: string[];
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  discoveryTimeoutMs: number;
+  /** Quiet period that ends windowed broadcast discovery. */
+  windowedTimeoutMs: number;
+  logLevel: string;
+  logFile?: string;
+}
+
+export interface ServerSettings extends CommonSettings {
+  factsFiles: string[];
+  classesFile?: string;
+  statsPort?: number;
+  libdir: string[];
+  rpcAuthorization: boolean;
+  rpcAuthProvider: string;
+  actionPolicyAllowUnconfigured: boolean;
+  actionPolicyEnableDefault: boolean;
+  rpcAudit: boolean;
+  rpcAuditLogFile?: string;
+}
+
+export interface ClientSettings extends CommonSettings {
+  libdir: string[];
+  discoveryMethod: string;
+}
+
+export interface BrokerSettings {
+  configFile: string;
+  configDir: string;
+  identity: string;
+  listenAddress: string;
+  clientPort: number;
+  /** 0 = no cluster listener. */
+  peerPort: number;
+  /** Cluster routes as nats:// URLs. */
+  peers: string[];
+  systemUser?: string;
+  systemPassword?: string;
+  /** JetStream store directory; JetStream is off when unset. */
+  storeDir?: string;
+  /** Prometheus port for Chorus' own exporter; unset = no exporter. */
+  statsPort?: number;
+  /** nats-server HTTP monitoring port on 127.0.0.1; 0 = pick a free port at start. */
+  monitorPort: number;
+  certFile?: string;
+  keyFile?: string;
+  caFile?: string;
+  /** JSON produced by setup with operator / account JWTs (Chorus-only). */
+  natsTrustFile?: string;
+  /** Explicit nats-server binary from the config (env and PATH are resolved at start). */
+  natsServerBinary?: string;
+  runtimeDir?: string;
+  maxConnections: number;
+  writeDeadlineMs: number;
+  tlsTimeoutS: number;
+  authTimeoutS: number;
+  logLevel: string;
+  logFile?: string;
+}
+
+const HEX_KEY = /^[0-9a-fA-F]{64}$/;
+
+/** Relative paths in a config resolve from the config file's directory, not the cwd. */
+function pathOf(cfg: Config, key: string): string | undefined {
+  const v = cfg.get(key);
+  if (v === undefined || v === "") return undefined;
+  const expanded = v.startsWith("~/") ? `${process.env.HOME ?? ""}/${v.slice(2)}` : v;
+  return isAbsolute(expanded) ? expanded : resolve(dirname(resolve(cfg.file)), expanded);
+}
+
+/** A bare command name is looked up on PATH later; anything with a slash is a path. */
+function binaryOf(cfg: Config, key: string): string | undefined {
+  const v = cfg.get(key);
+  if (v === undefined || v === "") return undefined;
+  return v.includes("/") ? pathOf(cfg, key) : v;
+}
+
+function requiredPath(cfg: Config, key: string): string {
+  const p = pathOf(cfg, key);
+  if (p === undefined) throw cfg.error(key, `${key} is required`);
+  return p;
+}
+
+function optionalPort(cfg: Config, key: string): number | undefined {
+  const p = port(cfg, key, 0);
+  return p === 0 ? undefined : p;
+}
+
+function port(cfg: Config, key: string, dflt: number): number {
+  const p = cfg.int(key, dflt);
+  if (p < 0 || p > 65535) throw cfg.error(key, `${key}: ${p} is not a valid port`);
+  return p;
+}
+
+function normaliseUrl(cfg: Config, key: string, entry: string, schemes: string[]): string {
+  const withScheme = /^[a-z]+:\/\//i.test(entry) ? entry : `nats://${entry}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    throw cfg.error(key, `${key}: "${entry}" is not a valid host:port or URL`);
+  }
+  if (!schemes.includes(url.protocol.replace(/:$/, ""))) {
+    throw cfg.error(key, `${key}: "${entry}" must use ${schemes.map((s) => `${s}://`).join(" or ")}`);
+  }
+  if (url.hostname === "") throw cfg.error(key, `${key}: "${entry}" has no host`);
+  return withScheme;
+}
+
+function issuers(cfg: Config): string[] {
+  const namesKey = "plugin.security.issuer.names";
+  const legacyKey = "plugin.security.choria.trusted_signers";
+  const names = cfg.list(namesKey, []);
+  const legacy = cfg.list(legacyKey, []);
+  if (names.length > 0 && legacy.length > 0) {
+    throw cfg.error(legacyKey, `${legacyKey} and ${namesKey} cannot both be set`);
+  }
+  const out: string[] = [];
+  for (const name of names) {
+    const k = `plugin.security.issuer.${name}.public`;
+    const pub = cfg.get(k);
+    if (!pub) throw cfg.error(namesKey, `issuer "${name}" is listed but ${k} is not set`);
+    if (!HEX_KEY.test(pub)) throw cfg.error(k, `${k} must be a 64 character hex ed25519 public key`);
+    out.push(pub.toLowerCase());
+  }
+  for (const pub of legacy) {
+    if (!HEX_KEY.test(pub))
+      throw cfg.error(legacyKey, `${legacyKey}: "${pub}" is not a hex ed25519 public key`);
+    out.push(pub.toLowerCase());
+  }
+  return out;
+}
+
+function common(cfg: Config): CommonSettings {
+  const provider = cfg.string("plugin.security.provider", "choria");
+  if (provider !== "choria") {
+    throw cfg.error(
+      "plugin.security.provider",
+      `plugin.security.provider "${provider}" is not supported: Chorus only implements the "choria" provider (ed25519 seed + JWT)`,
+    );
+  }
+  const collectives = cfg.list("collectives", ["mcollective"]);
+  for (const c of collectives) {
+    if (!/^[a-zA-Z0-9_-]+$/.test(c))
+      throw cfg.error("collectives", `collectives: "${c}" is not a valid name`);
+  }
+  const mainCollective = cfg.string("main_collective", collectives[0] as string);
+  if (!collectives.includes(mainCollective)) {
+    throw cfg.error(
+      "main_collective",
+      `main_collective "${mainCollective}" is not one of collectives (${collectives.join(", ")})`,
+    );
+  }
+  const identity = cfg.string("identity", hostname());
+  const hostsKey = "plugin.choria.middleware_hosts";
+  const middlewareHosts = cfg
+    .list(hostsKey, ["127.0.0.1:4222"])
+    .map((h) => normaliseUrl(cfg, hostsKey, h, ["nats", "tls"]));
+  const tokenFile = requiredPath(cfg, "plugin.security.choria.token_file");
+  const certFile = pathOf(cfg, "plugin.security.choria.certificate");
+  const keyFile = pathOf(cfg, "plugin.security.choria.key");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw cfg.error(
+      certFile ? "plugin.security.choria.certificate" : "plugin.security.choria.key",
+      "plugin.security.choria.certificate and plugin.security.choria.key must be set together",
+    );
+  }
+  const discoveryTimeoutMs = cfg.duration("discovery_timeout", 2000);
+  const windowedTimeoutMs = cfg.duration("plugin.choria.discovery.broadcast.windowed_timeout", 300, "ms");
+  return {
+    configFile: cfg.file,
+    configDir: dirname(resolve(cfg.file)),
+    identity,
+    collectives,
+    mainCollective,
+    middlewareHosts,
+    securityProvider: "choria",
+    seedFile: requiredPath(cfg, "plugin.security.choria.seed_file"),
+    tokenFile,
+    natsJwtFile: pathOf(cfg, "plugin.security.choria.nats_jwt_file") ?? `${tokenFile}.nats`,
+    issuers: issuers(cfg),
+    ...(pathOf(cfg, "plugin.security.choria.ca") !== undefined && {
+      caFile: pathOf(cfg, "plugin.security.choria.ca"),
+    }),
+    ...(certFile !== undefined && { certFile }),
+    ...(keyFile !== undefined && { keyFile }),
+    discoveryTimeoutMs,
+    windowedTimeoutMs,
+    logLevel: logLevel(cfg),
+    ...(pathOf(cfg, "logfile") !== undefined && { logFile: pathOf(cfg, "logfile") }),
+  };
+}
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal"];
+
+function logLevel(cfg: Config): string {
+  const raw = cfg.string("loglevel", "info").toLowerCase();
+  const level = raw === "warning" ? "warn" : raw;
+  if (!LOG_LEVELS.includes(level))
+    throw cfg.error("loglevel", `loglevel "${raw}" is not one of ${LOG_LEVELS.join(", ")}`);
+  return level;
+}
+
+function pathList(cfg: Config, key: string): string[] {
+  const v = cfg.get(key);
+  if (v === undefined || v.trim() === "") return [];
+  const base = dirname(resolve(cfg.file));
+  return splitList(v, delimiter).map((p) => (isAbsolute(p) ? p : resolve(base, p)));
+}
+
+/** Server (node) settings with Choria's key names and defaults. */
+export function serverSettings(cfg: Config): ServerSettings {
+  const c = common(cfg);
+  if (c.issuers.length === 0) {
+    throw cfg.error(
+      "plugin.security.issuer.names",
+      "no trusted issuers: set plugin.security.issuer.names and plugin.security.issuer.<name>.public",
+    );
+  }
+  const statsPort = optionalPort(cfg, "plugin.choria.stats_port");
+  const classesFile = pathOf(cfg, "classesfile");
+  const auditLog = pathOf(cfg, "plugin.rpcaudit.logfile");
+  return {
+    ...c,
+    factsFiles: pathList(cfg, "plugin.yaml"),
+    ...(classesFile !== undefined && { classesFile }),
+    ...(statsPort !== undefined && { statsPort }),
+    libdir: pathList(cfg, "libdir"),
+    rpcAuthorization: cfg.bool("rpcauthorization", true),
+    rpcAuthProvider: cfg.string("rpcauthprovider", "action_policy"),
+    actionPolicyAllowUnconfigured: cfg.bool("plugin.actionpolicy.allow_unconfigured", false),
+    actionPolicyEnableDefault: cfg.bool("plugin.actionpolicy.enable_default", false),
+    rpcAudit: cfg.bool("rpcaudit", false),
+    ...(auditLog !== undefined && { rpcAuditLogFile: auditLog }),
+  };
+}
+
+/** Client settings with Choria's key names and defaults. */
+export function clientSettings(cfg: Config): ClientSettings {
+  const c = common(cfg);
+  return {
+    ...c,
+    libdir: pathList(cfg, "libdir"),
+    discoveryMethod: cfg.string("default_discovery_method", "broadcast"),
+  };
+}
+
+/** Settings for `chorus broker run`; listens on loopback only unless told otherwise. */
+export function brokerSettings(cfg: Config): BrokerSettings {
+  if (!cfg.bool("plugin.choria.broker_network", false)) {
+    throw cfg.error(
+      "plugin.choria.broker_network",
+      "plugin.choria.broker_network must be true to run the broker",
+    );
+  }
+  const listenAddress = cfg.string("plugin.choria.network.listen_address", "127.0.0.1");
+  const peersKey = "plugin.choria.network.peers";
+  const peers = cfg
+    .list(peersKey, [])
+    .map((p) => normaliseUrl(cfg, peersKey, p, ["nats", "tls", "nats-route"]));
+  const peerPort = port(cfg, "plugin.choria.network.peer_port", 0);
+  if (peers.length > 0 && peerPort === 0) {
+    throw cfg.error(peersKey, `${peersKey} needs plugin.choria.network.peer_port to be set`);
+  }
+  const certFile = pathOf(cfg, "plugin.security.choria.certificate");
+  const keyFile = pathOf(cfg, "plugin.security.choria.key");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw cfg.error(
+      certFile ? "plugin.security.choria.certificate" : "plugin.security.choria.key",
+      "plugin.security.choria.certificate and plugin.security.choria.key must be set together",
+    );
+  }
+  const systemUser = cfg.get("plugin.choria.network.system.user") || undefined;
+  const systemPassword = cfg.get("plugin.choria.network.system.password") || undefined;
+  if ((systemUser === undefined) !== (systemPassword === undefined)) {
+    throw cfg.error(
+      "plugin.choria.network.system.user",
+      "plugin.choria.network.system.user and plugin.choria.network.system.password must be set together",
+    );
+  }
+  const maxConnections = cfg.int("plugin.choria.network.max_connections", 50_000);
+  if (maxConnections < 1)
+    throw cfg.error("plugin.choria.network.max_connections", "max_connections must be positive");
+  const opt = <T>(k: string, v: T | undefined) => (v === undefined ? {} : { [k]: v });
+  return {
+    configFile: cfg.file,
+    configDir: dirname(resolve(cfg.file)),
+    identity: cfg.string("identity", hostname()),
+    listenAddress,
+    clientPort: port(cfg, "plugin.choria.network.client_port", 4222),
+    peerPort,
+    peers,
+    ...opt("systemUser", systemUser),
+    ...opt("systemPassword", systemPassword),
+    ...opt("storeDir", pathOf(cfg, "plugin.choria.network.stream.store")),
+    ...opt("statsPort", optionalPort(cfg, "plugin.choria.stats_port")),
+    monitorPort: port(cfg, "plugin.choria.network.monitor_port", 0),
+    ...opt("certFile", certFile),
+    ...opt("keyFile", keyFile),
+    ...opt("caFile", pathOf(cfg, "plugin.security.choria.ca")),
+    ...opt("natsTrustFile", pathOf(cfg, "plugin.choria.network.nats_trust_file")),
+    ...opt("natsServerBinary", binaryOf(cfg, "plugin.choria.network.nats_server")),
+    ...opt("runtimeDir", pathOf(cfg, "plugin.choria.network.runtime_dir")),
+    maxConnections,
+    writeDeadlineMs: cfg.duration("plugin.choria.network.write_deadline", 10_000),
+    tlsTimeoutS: 2,
+    authTimeoutS: 2,
+    logLevel: logLevel(cfg),
+    ...opt("logFile", pathOf(cfg, "logfile")),
+  } as BrokerSettings;
+}

@@ -1,0 +1,156 @@
+import { existsSync, readFileSync } from "node:fs";
+import { SecurityError } from "./errors.js";
+import { loadSeedFile, sign, verify } from "./keys.js";
+import {
+  decodeTokenUnverified,
+  tokenExpiry,
+  verifyToken,
+  type ClientClaims,
+  type ServerClaims,
+} from "./tokens.js";
+
+export interface ChoriaSecurityOptions {
+  seedFile: string;
+  tokenFile: string;
+  /** trusted org issuer public keys, hex */
+  issuers: string[];
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  /** companion NATS user JWT; defaults to `<tokenFile>.nats` when that exists */
+  natsJwtFile?: string;
+}
+
+interface Cached<T> {
+  claims: T;
+  expiresAt: number; // unix seconds, Infinity when the token never expires
+}
+
+const MAX_CACHED = 10_000;
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch (err) {
+    throw new SecurityError("io", `cannot read ${what} ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * The `choria` security provider: an ed25519 seed plus a JWT naming this process,
+ * trust rooted in org issuer public keys. Token checks are cached per JWT until the
+ * token expires, because every request carries its caller's JWT.
+ */
+export class ChoriaSecurity {
+  readonly publicHex: string;
+  readonly seedHex: string;
+  readonly token: string;
+  /** client: the token's callerid; server: "choria=<identity>" */
+  readonly callerId: string;
+  /** set for server tokens */
+  readonly identity?: string;
+  readonly purpose: string;
+  readonly issuers: readonly string[];
+  readonly caFile?: string;
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  readonly natsJwtFile: string;
+  /** the companion NATS user JWT when the file exists */
+  readonly natsJwt?: string;
+
+  private readonly clientCache = new Map<string, Cached<ClientClaims>>();
+  private readonly serverCache = new Map<string, Cached<ServerClaims>>();
+
+  constructor(opts: ChoriaSecurityOptions) {
+    const kp = loadSeedFile(opts.seedFile);
+    this.seedHex = kp.seedHex;
+    this.publicHex = kp.publicHex;
+    this.token = readText(opts.tokenFile, "token file");
+    this.issuers = [...opts.issuers];
+    this.caFile = opts.caFile;
+    this.certFile = opts.certFile;
+    this.keyFile = opts.keyFile;
+    this.natsJwtFile = opts.natsJwtFile ?? `${opts.tokenFile}.nats`;
+    if (existsSync(this.natsJwtFile)) this.natsJwt = readText(this.natsJwtFile, "NATS JWT file");
+
+    // Our own token is only decoded: peers and the broker judge it, but a token
+    // for some other key would make every message we sign fail, so catch that now.
+    const claims = decodeTokenUnverified(this.token);
+    if (claims.public_key !== this.publicHex) {
+      throw new SecurityError(
+        "bad_key",
+        `token ${opts.tokenFile} is for public key ${String(claims.public_key)}, seed is for ${this.publicHex}`,
+      );
+    }
+    this.purpose = claims.purpose;
+    if (claims.purpose === "choria_server" && typeof claims.identity === "string") {
+      this.identity = claims.identity;
+      this.callerId = `choria=${claims.identity}`;
+    } else if (claims.purpose === "choria_client_id" && typeof claims.callerid === "string") {
+      this.callerId = claims.callerid;
+    } else {
+      throw new SecurityError(
+        "wrong_purpose",
+        `token ${opts.tokenFile} is neither a client nor a server token`,
+      );
+    }
+  }
+
+  sign(data: Uint8Array): Buffer {
+    return sign(this.seedHex, data);
+  }
+
+  verifySignature(publicHex: string, data: Uint8Array, sig: Uint8Array): boolean {
+    return verify(publicHex, data, sig);
+  }
+
+  /** A caller allowed to make fleet requests on its own: fleet_management and no need for a signer. */
+  verifyClientToken(jwt: string): ClientClaims {
+    return this.cached(this.clientCache, jwt, () => {
+      const c = this.verifyPurpose<ClientClaims>(jwt, "choria_client_id");
+      if (c.permissions?.signed_fleet_management) {
+        throw new SecurityError(
+          "requires_signer",
+          `caller ${c.callerid} may only make requests signed by a delegator`,
+        );
+      }
+      if (!c.permissions?.fleet_management)
+        throw new SecurityError("no_fleet_management", `caller ${c.callerid} has no fleet management access`);
+      return c;
+    });
+  }
+
+  /** A client token allowed to sign requests on behalf of others (the `signer` JWT). */
+  verifySignerToken(jwt: string): ClientClaims {
+    const c = this.verifyPurpose<ClientClaims>(jwt, "choria_client_id");
+    if (!c.permissions?.authentication_delegator)
+      throw new SecurityError("not_delegator", `${c.callerid} is not an authentication delegator`);
+    return c;
+  }
+
+  verifyServerToken(jwt: string): ServerClaims {
+    return this.cached(this.serverCache, jwt, () => this.verifyPurpose<ServerClaims>(jwt, "choria_server"));
+  }
+
+  private verifyPurpose<T extends ClientClaims | ServerClaims>(jwt: string, purpose: string): T {
+    const c = verifyToken(jwt, this.issuers as string[]);
+    if (c.purpose !== purpose)
+      throw new SecurityError("wrong_purpose", `token purpose is ${c.purpose}, need ${purpose}`);
+    return c as T;
+  }
+
+  private cached<T extends ClientClaims | ServerClaims>(
+    cache: Map<string, Cached<T>>,
+    jwt: string,
+    check: () => T,
+  ): T {
+    const now = Date.now() / 1000;
+    const hit = cache.get(jwt);
+    if (hit && now < hit.expiresAt) return hit.claims;
+    if (hit) cache.delete(jwt);
+    const claims = check();
+    if (cache.size >= MAX_CACHED) cache.clear();
+    cache.set(jwt, { claims, expiresAt: tokenExpiry(claims) ?? Infinity });
+    return claims;
+  }
+}

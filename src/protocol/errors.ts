@@ -7,3 +7,13 @@ export class ChorusError extends Error {
     this.name = new.target.name;
   }
 }
+
+export type ProtocolErrorCode = "malformed" | "schema" | "protocol" | "too_large";
+
+/** Raised by the wire codecs; `code` tells counters why a message was dropped. */
+export class ProtocolError extends ChorusError {
+  declare readonly code: ProtocolErrorCode;
+  constructor(code: ProtocolErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}

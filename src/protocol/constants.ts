@@ -1,0 +1,11 @@
+/** Protocol identifiers carried in the `protocol` field of each v2 layer. */
+export const PROTOCOL_V2 = {
+  transport: "io.choria.protocol.v2.transport",
+  secureRequest: "io.choria.protocol.v2.secure_request",
+  request: "io.choria.protocol.v2.request",
+  secureReply: "io.choria.protocol.v2.secure_reply",
+  reply: "io.choria.protocol.v2.reply",
+} as const;
+
+/** Inputs larger than this are refused before any parsing (4 MiB, a little above NATS' usual max_payload). */
+export const MAX_MESSAGE_BYTES: number = 4 * 1024 * 1024;

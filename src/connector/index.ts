@@ -1,0 +1,120 @@
+import { connect, jwtAuthenticator, type NatsConnection, type Status } from "@nats-io/transport-node";
+import { ChorusError } from "../protocol/errors.js";
+import { nkeySeedFromEd25519Seed } from "../security/index.js";
+
+export type { NatsConnection, Status } from "@nats-io/transport-node";
+
+export class ConnectorError extends ChorusError {}
+
+/** Minimal logger shape (pino's methods fit). */
+export interface ConnectorLogger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+export interface ConnectOptions {
+  /** host:port, nats://host:port or tls://host:port */
+  servers: string[];
+  /** connection name shown in broker monitoring */
+  name: string;
+  /** CA bundle to verify the broker; implies TLS */
+  caFile?: string;
+  /** client certificate for mutual TLS, optional */
+  certFile?: string;
+  keyFile?: string;
+  /**
+   * Require TLS. Defaults to true when caFile is set or any server is tls://.
+   * Plain connections are only meant for local tests.
+   */
+  tls?: boolean;
+  /** NATS user JWT; the broker checks the nonce signature against its subject */
+  natsJwt?: string;
+  /** ed25519 seed (hex) whose key is the NATS JWT's subject */
+  seedHex?: string;
+  /** prefix for request inboxes; Chorus uses the caller's reply prefix so ACLs allow replies */
+  inboxPrefix?: string;
+  /** reconnect forever (default) or not at all */
+  reconnect?: boolean;
+  /** keep retrying the first connect too (servers that start before the broker) */
+  waitOnFirstConnect?: boolean;
+  /** base wait between reconnect attempts, ms (jitter is added) */
+  reconnectTimeWaitMs?: number;
+  logger?: ConnectorLogger;
+  /** sees every status event, after logging */
+  onStatus?: (s: Status) => void;
+}
+
+const stderrLogger: ConnectorLogger = {
+  info: () => {},
+  warn: (m) => process.stderr.write(`chorus nats: ${m}\n`),
+  error: (m) => process.stderr.write(`chorus nats: ${m}\n`),
+};
+
+function describeStatus(s: Status): [keyof ConnectorLogger, string] {
+  switch (s.type) {
+    case "disconnect":
+      return ["warn", `disconnected from ${s.server}`];
+    case "reconnect":
+      return ["info", `reconnected to ${s.server}`];
+    case "reconnecting":
+      return ["info", "reconnecting"];
+    case "error":
+      return ["error", `error: ${s.error.message}`];
+    case "ldm":
+      return ["warn", `server ${s.server} entering lame duck mode`];
+    case "staleConnection":
+      return ["warn", "stale connection"];
+    case "slowConsumer":
+      return ["warn", `slow consumer on ${s.sub.getSubject()} (${s.pending} pending)`];
+    case "close":
+      return ["info", "connection closed"];
+    default:
+      return ["info", s.type];
+  }
+}
+
+/**
+ * Connects to the Chorus/Choria broker: TLS (verified against the CA), JWT auth
+ * whose nonce is signed with the nkey form of our ed25519 seed, and endless
+ * reconnects with jitter so a fleet does not stampede a restarted broker.
+ */
+export async function connectNats(opts: ConnectOptions): Promise<NatsConnection> {
+  const log = opts.logger ?? stderrLogger;
+  if (opts.natsJwt && !opts.seedHex)
+    throw new ConnectorError("config", "a NATS JWT needs the ed25519 seed that signs the nonce");
+  const wantTls = opts.tls ?? (opts.caFile !== undefined || opts.servers.some((s) => s.startsWith("tls://")));
+  const tls = wantTls
+    ? {
+        ...(opts.caFile ? { caFile: opts.caFile } : {}),
+        ...(opts.certFile ? { certFile: opts.certFile } : {}),
+        ...(opts.keyFile ? { keyFile: opts.keyFile } : {}),
+      }
+    : null;
+  const reconnect = opts.reconnect ?? true;
+  const wait = opts.reconnectTimeWaitMs ?? 2000;
+  const nc = await connect({
+    servers: opts.servers,
+    name: opts.name,
+    tls,
+    ...(opts.natsJwt && opts.seedHex
+      ? { authenticator: jwtAuthenticator(opts.natsJwt, nkeySeedFromEd25519Seed(opts.seedHex, "user")) }
+      : {}),
+    ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
+    reconnect,
+    maxReconnectAttempts: reconnect ? -1 : 0,
+    reconnectTimeWait: wait,
+    reconnectJitter: Math.round(wait / 2),
+    reconnectJitterTLS: wait,
+    waitOnFirstConnect: opts.waitOnFirstConnect ?? false,
+  });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "ping") continue;
+      const [level, msg] = describeStatus(s);
+      log[level](`${opts.name}: ${msg}`);
+      opts.onStatus?.(s);
+    }
+  })();
+  return nc;
+}

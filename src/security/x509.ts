@@ -1,0 +1,145 @@
+import { createPrivateKey, randomBytes, webcrypto } from "node:crypto";
+import type * as X509 from "@peculiar/x509";
+import { SecurityError } from "./errors.js";
+
+export interface CertPair {
+  certPem: string;
+  keyPem: string;
+}
+
+export interface SubjectAltNames {
+  dns?: string[];
+  ip?: string[];
+}
+
+export type CertUsage = "server" | "client" | "both";
+
+// Loaded on first use: most processes never make certificates, and the library
+// needs the Reflect metadata shim in place before it loads.
+let lib: Promise<typeof X509> | undefined;
+function loadX509(): Promise<typeof X509> {
+  lib ??= import("./reflect-shim.js").then(() => import("@peculiar/x509"));
+  return lib;
+}
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+// @peculiar/x509 is typed against the DOM Crypto; node's webcrypto is the same API
+const crypto = webcrypto;
+const x509Crypto = webcrypto as unknown as NonNullable<
+  Parameters<typeof X509.X509CertificateGenerator.create>[1]
+>;
+const P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
+const SIGNING = { name: "ECDSA", hash: "SHA-256" } as const;
+// a little slack so certs work at once on hosts whose clocks are a bit behind
+const BACKDATE_MS = 60 * 60 * 1000;
+
+/** The SANs a dev broker needs to be reachable on loopback by name and address. */
+export const LOCALHOST_SANS: Readonly<Required<SubjectAltNames>> = {
+  dns: ["localhost"],
+  ip: ["127.0.0.1", "::1"],
+};
+
+function serial(): string {
+  const b = randomBytes(16);
+  b[0] = (b[0] as number) & 0x7f; // keep the DER integer positive
+  return b.toString("hex");
+}
+
+function validity(days: number): { notBefore: Date; notAfter: Date } {
+  const now = Date.now();
+  return { notBefore: new Date(now - BACKDATE_MS), notAfter: new Date(now + days * 86_400_000) };
+}
+
+async function keyPem(key: CryptoKey): Promise<string> {
+  const x509 = await loadX509();
+  const der = await crypto.subtle.exportKey("pkcs8", key);
+  return x509.PemConverter.encode(der, "PRIVATE KEY");
+}
+
+async function newKeys(): Promise<CryptoKeyPair> {
+  return crypto.subtle.generateKey(P256, true, ["sign", "verify"]);
+}
+
+async function importSigningKey(pem: string): Promise<CryptoKey> {
+  let curve: string | undefined;
+  try {
+    curve = createPrivateKey(pem).asymmetricKeyDetails?.namedCurve;
+  } catch (err) {
+    throw new SecurityError("bad_key", "CA key is not a readable private key", { cause: err });
+  }
+  const namedCurve = { prime256v1: "P-256", secp384r1: "P-384" }[curve ?? ""];
+  if (!namedCurve)
+    throw new SecurityError("bad_key", `CA key must be ECDSA P-256 or P-384, got ${curve ?? "another type"}`);
+  const x509 = await loadX509();
+  const der = x509.PemConverter.decodeFirst(pem);
+  return crypto.subtle.importKey("pkcs8", der, { name: "ECDSA", namedCurve }, false, ["sign"]);
+}
+
+/** A self-signed ECDSA P-256 CA for development TLS. */
+export async function createCA(cn: string, validityDays: number): Promise<CertPair> {
+  const x509 = await loadX509();
+  const keys = await newKeys();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: serial(),
+      name: `CN=${cn}`,
+      ...validity(validityDays),
+      signingAlgorithm: SIGNING,
+      keys,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+          true,
+        ),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, x509Crypto),
+      ],
+    },
+    x509Crypto,
+  );
+  return { certPem: cert.toString("pem"), keyPem: await keyPem(keys.privateKey) };
+}
+
+/** Issues an ECDSA P-256 leaf certificate signed by `ca`, with SANs and EKUs for `usage`. */
+export async function issueCert(
+  ca: CertPair,
+  cn: string,
+  sans: SubjectAltNames,
+  validityDays: number,
+  usage: CertUsage,
+): Promise<CertPair> {
+  const x509 = await loadX509();
+  const caCert = new x509.X509Certificate(ca.certPem);
+  const signingKey = await importSigningKey(ca.keyPem);
+  const keys = await newKeys();
+  const eku: string[] = [];
+  if (usage === "server" || usage === "both") eku.push(x509.ExtendedKeyUsage.serverAuth);
+  if (usage === "client" || usage === "both") eku.push(x509.ExtendedKeyUsage.clientAuth);
+  const names: X509.JsonGeneralName[] = [
+    ...(sans.dns ?? []).map((value) => ({ type: "dns" as const, value })),
+    ...(sans.ip ?? []).map((value) => ({ type: "ip" as const, value })),
+  ];
+  const extensions: X509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension(eku, false),
+    await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, x509Crypto),
+    await x509.AuthorityKeyIdentifierExtension.create(caCert, false, x509Crypto),
+  ];
+  if (names.length) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: serial(),
+      subject: `CN=${cn}`,
+      issuer: caCert.subject,
+      ...validity(validityDays),
+      signingAlgorithm: SIGNING,
+      publicKey: keys.publicKey,
+      signingKey,
+      extensions,
+    },
+    x509Crypto,
+  );
+  return { certPem: cert.toString("pem"), keyPem: await keyPem(keys.privateKey) };
+}

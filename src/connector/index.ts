@@ -41,7 +41,7 @@ export interface ConnectOptions {
   /** base wait between reconnect attempts, ms (jitter is added) */
   reconnectTimeWaitMs?: number;
   logger?: ConnectorLogger;
-  /** sees every status event, after logging */
+  /** sees every status event (including pings) */
   onStatus?: (s: Status) => void;
 }
 
@@ -110,10 +110,10 @@ export async function connectNats(opts: ConnectOptions): Promise<NatsConnection>
   });
   void (async () => {
     for await (const s of nc.status()) {
+      opts.onStatus?.(s);
       if (s.type === "ping") continue;
       const [level, msg] = describeStatus(s);
       log[level](`${opts.name}: ${msg}`);
-      opts.onStatus?.(s);
     }
   })();
   return nc;

@@ -63,8 +63,10 @@ async function conn(
   cred: Cred,
   errors: Error[] = [],
   seedHex = cred.kp.seedHex,
+  inboxPrefix?: string,
 ): Promise<NatsConnection> {
   const nc = await connectNats({
+    inboxPrefix,
     servers: [`tls://127.0.0.1:${nats.port}`],
     name,
     caFile,
@@ -98,7 +100,8 @@ beforeAll(async () => {
   writeFileSync(join(certDir, "broker.pem"), srv.certPem);
   writeFileSync(join(certDir, "broker.key"), srv.keyPem);
   const tls = `tls {\n  cert_file: "${join(certDir, "broker.pem")}"\n  key_file: "${join(certDir, "broker.key")}"\n  ca_file: "${caFile}"\n  timeout: 2\n}\n`;
-  nats = await startNats(renderNatsTrustConfig(trust) + tls);
+  const js = `jetstream {\n  store_dir: "${join(certDir, "js")}"\n}\n`;
+  nats = await startNats(renderNatsTrustConfig(trust) + tls + js);
 });
 
 afterAll(async () => {
@@ -167,6 +170,32 @@ describe("broker auth with Chorus NATS user JWTs", () => {
     const sub = lost.subscribe("anything");
     await lost.flush();
     expect(await Promise.race([sub.closed, sleep(2000).then(() => "timeout")])).toBeInstanceOf(Error);
+  });
+
+  it("gives the CHORIA account JetStream and streams users its API via their reply prefix", async () => {
+    const cred = await clientCred("choria=streamer", { streams_user: true });
+    const nc = await conn(
+      "streamer",
+      cred,
+      [],
+      cred.kp.seedHex,
+      `mcollective.reply.${md5("choria=streamer")}`,
+    );
+    const info = (await nc.request("$JS.API.INFO", "", { timeout: 2000 })).json<{
+      type: string;
+      limits?: unknown;
+    }>();
+    expect(info.type).toBe("io.nats.jetstream.api.v1.account_info_response");
+    // without streams permission the same request is refused
+    const plainCred = await clientCred("choria=nostreams", { fleet_management: true });
+    const plain = await conn(
+      "nostreams",
+      plainCred,
+      [],
+      plainCred.kp.seedHex,
+      `mcollective.reply.${md5("choria=nostreams")}`,
+    );
+    await expect(plain.request("$JS.API.INFO", "", { timeout: 1000 })).rejects.toThrow();
   });
 
   it("rejects a user JWT presented with the wrong seed", async () => {

@@ -1,0 +1,20 @@
+export { brokerSettings, type BrokerSettings } from "../config/index.js";
+export { renderNatsConfig, type RenderOptions } from "./nats-config.js";
+export {
+  BrokerSupervisor,
+  findNatsServer,
+  freeLoopbackPort,
+  type BrokerExit,
+  type BrokerLogLevel,
+  type BrokerLogger,
+  type BrokerSupervisorEvents,
+  type BrokerSupervisorOptions,
+} from "./supervisor.js";
+export { BrokerMetrics, type BrokerMetricsOptions, type BrokerMetricsSource } from "./metrics.js";
+export {
+  BrokerError,
+  loadNatsTrust,
+  normaliseNatsTrust,
+  renderTrustFragment,
+  type NatsTrustMaterial,
+} from "./trust.js";

@@ -1,0 +1,370 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import type { BrokerSettings } from "../config/index.js";
+import { renderNatsConfig } from "./nats-config.js";
+import { BrokerError, loadNatsTrust, renderTrustFragment } from "./trust.js";
+
+export type BrokerLogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal";
+export type BrokerLogger = (level: BrokerLogLevel, line: string) => void;
+
+export interface BrokerSupervisorOptions {
+  settings: BrokerSettings;
+  /**
+   * Decentralized-auth fragment (from security/nats.ts). When absent and
+   * settings.natsTrustFile is set, the fragment is built from that file.
+   */
+  trustFragment?: string;
+  /** Receives every nats-server log line and the supervisor's own messages. */
+  logger?: BrokerLogger;
+  /** Explicit binary, ahead of settings, CHORUS_NATS_SERVER and PATH. */
+  binary?: string;
+  readyTimeoutMs?: number;
+  /** Restart delay: starts at initialMs, doubles up to maxMs, resets after resetAfterMs healthy. */
+  backoff?: { initialMs?: number; maxMs?: number; resetAfterMs?: number };
+  /** How long stop() waits after SIGTERM before SIGKILL. */
+  stopGraceMs?: number;
+}
+
+export interface BrokerExit {
+  pid: number | undefined;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** true when stop() asked for it. */
+  expected: boolean;
+}
+
+export interface BrokerSupervisorEvents {
+  started: [{ pid: number; monitorUrl: string }];
+  exited: [BrokerExit];
+  restarted: [{ pid: number; restarts: number }];
+  /** A restart attempt failed (the supervisor keeps trying). */
+  restartFailed: [{ error: Error; delayMs: number }];
+}
+
+const LEVELS: Record<string, BrokerLogLevel> = {
+  TRC: "trace",
+  DBG: "debug",
+  INF: "info",
+  WRN: "warn",
+  ERR: "error",
+  FTL: "fatal",
+};
+
+function isExecutable(p: string): boolean {
+  try {
+    accessSync(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(":")) {
+    if (dir && isExecutable(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
+}
+
+/**
+ * Finds nats-server: explicit/config value, CHORUS_NATS_SERVER, PATH, /usr/sbin.
+ * A configured value that does not exist is an error rather than a silent fallback.
+ */
+export function findNatsServer(configured?: string): string {
+  const candidates: [string, string][] = [];
+  if (configured) candidates.push([configured, "plugin.choria.network.nats_server"]);
+  if (process.env.CHORUS_NATS_SERVER) candidates.push([process.env.CHORUS_NATS_SERVER, "CHORUS_NATS_SERVER"]);
+  for (const [value, source] of candidates) {
+    const found = value.includes("/") ? (isExecutable(value) ? value : undefined) : onPath(value);
+    if (found) return found;
+    throw new BrokerError(
+      "no_nats_server",
+      `nats-server binary "${value}" from ${source} is not an executable file`,
+    );
+  }
+  const found =
+    onPath("nats-server") ?? (isExecutable("/usr/sbin/nats-server") ? "/usr/sbin/nats-server" : undefined);
+  if (found) return found;
+  throw new BrokerError(
+    "no_nats_server",
+    "nats-server not found: install the Debian package nats-server (apt-get install nats-server), " +
+      "or set plugin.choria.network.nats_server or CHORUS_NATS_SERVER",
+  );
+}
+
+/** A free loopback port chosen by the OS. */
+export async function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Runs nats-server as a child process: writes its config, waits for /healthz, forwards
+ * its log, restarts it with exponential backoff when it dies, and stops it cleanly.
+ */
+export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
+  readonly settings: BrokerSettings;
+  private readonly logger: BrokerLogger;
+  private readonly opts: BrokerSupervisorOptions;
+  private readonly initialBackoff: number;
+  private readonly maxBackoff: number;
+  private readonly resetAfter: number;
+  private child: ChildProcess | undefined;
+  private childExit: Promise<void> | undefined;
+  private stopping = false;
+  private running = false;
+  private healthy = false;
+  private backoffMs: number;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private resetTimer: NodeJS.Timeout | undefined;
+  private restartCount = 0;
+  private restartPending = false;
+  private scheduledDelayMs = 0;
+  private recentLog: string[] = [];
+  private ownRuntimeDir = false;
+  private _runtimeDir = "";
+  private _monitorPort = 0;
+  private _binary = "";
+
+  constructor(opts: BrokerSupervisorOptions) {
+    super();
+    this.opts = opts;
+    this.settings = opts.settings;
+    this.logger = opts.logger ?? (() => undefined);
+    this.initialBackoff = opts.backoff?.initialMs ?? 250;
+    this.maxBackoff = opts.backoff?.maxMs ?? 10_000;
+    this.resetAfter = opts.backoff?.resetAfterMs ?? 30_000;
+    this.backoffMs = this.initialBackoff;
+  }
+
+  get pid(): number | undefined {
+    const c = this.child;
+    return c && c.exitCode === null && c.signalCode === null ? c.pid : undefined;
+  }
+  get restarts(): number {
+    return this.restartCount;
+  }
+  /** True while a nats-server is running and passed its last readiness check. */
+  get up(): boolean {
+    return this.healthy && this.pid !== undefined;
+  }
+  get monitorPort(): number {
+    return this._monitorPort;
+  }
+  get monitorUrl(): string {
+    return `http://127.0.0.1:${this._monitorPort}`;
+  }
+  get clientUrl(): string {
+    const host = this.settings.listenAddress === "0.0.0.0" ? "127.0.0.1" : this.settings.listenAddress;
+    const scheme = this.settings.certFile ? "tls" : "nats";
+    return `${scheme}://${host.includes(":") ? `[${host}]` : host}:${this.settings.clientPort}`;
+  }
+  get configPath(): string {
+    return join(this._runtimeDir, "nats-server.conf");
+  }
+  /** The last lines nats-server logged, for error reports. */
+  get lastLogLines(): string[] {
+    return [...this.recentLog];
+  }
+
+  /** Writes the config, starts nats-server and resolves once /healthz answers. */
+  async start(): Promise<void> {
+    if (this.running) throw new BrokerError("state", "broker supervisor already started");
+    this._binary = findNatsServer(this.opts.binary ?? this.settings.natsServerBinary);
+    const trust =
+      this.opts.trustFragment ??
+      (this.settings.natsTrustFile
+        ? renderTrustFragment(loadNatsTrust(this.settings.natsTrustFile))
+        : undefined);
+    if (!trust)
+      this.logger("warn", "no NATS trust material configured: the broker accepts unauthenticated clients");
+    this.prepareRuntimeDir();
+    this._monitorPort = this.settings.monitorPort || (await freeLoopbackPort());
+    const conf = renderNatsConfig(this.settings, trust, { monitorPort: this._monitorPort });
+    // The config can hold the system password; keep it private to this user.
+    writeFileSync(this.configPath, conf, { mode: 0o600 });
+    chmodSync(this.configPath, 0o600);
+    this.stopping = false;
+    // Not "running" until the first launch succeeds, so a failed start is not restarted.
+    try {
+      await this.launch();
+    } catch (err) {
+      this.cleanupRuntimeDir();
+      throw err;
+    }
+    this.running = true;
+    this.emit("started", { pid: this.pid as number, monitorUrl: this.monitorUrl });
+  }
+
+  /** SIGTERM, then SIGKILL after the grace period; resolves when no child is left. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.running = false;
+    this.healthy = false;
+    clearTimeout(this.restartTimer);
+    clearTimeout(this.resetTimer);
+    this.restartPending = false;
+    await this.killChild(this.opts.stopGraceMs ?? 10_000);
+    this.cleanupRuntimeDir();
+  }
+
+  private prepareRuntimeDir(): void {
+    const configured = this.settings.runtimeDir;
+    if (configured) {
+      mkdirSync(configured, { recursive: true, mode: 0o700 });
+      this._runtimeDir = configured;
+      this.ownRuntimeDir = false;
+    } else {
+      this._runtimeDir = mkdtempSync(join(tmpdir(), "chorus-broker-"));
+      this.ownRuntimeDir = true;
+    }
+  }
+
+  private cleanupRuntimeDir(): void {
+    if (this.ownRuntimeDir && this._runtimeDir) rmSync(this._runtimeDir, { recursive: true, force: true });
+  }
+
+  private async killChild(graceMs: number): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = this.childExit as Promise<void>;
+    child.kill("SIGTERM");
+    const timedOut = await Promise.race([exited.then(() => false), sleep(graceMs).then(() => true)]);
+    if (timedOut) {
+      this.logger("warn", `nats-server did not exit within ${graceMs}ms of SIGTERM, sending SIGKILL`);
+      child.kill("SIGKILL");
+      await exited;
+    }
+  }
+
+  private forward(stream: NodeJS.ReadableStream | null): void {
+    if (!stream) return;
+    const rl = createInterface({ input: stream });
+    rl.on("line", (line) => {
+      this.recentLog.push(line);
+      if (this.recentLog.length > 30) this.recentLog.shift();
+      const tag = /\[(TRC|DBG|INF|WRN|ERR|FTL)\]/.exec(line)?.[1];
+      this.logger(tag ? (LEVELS[tag] as BrokerLogLevel) : "info", line);
+    });
+  }
+
+  /** Spawns one nats-server and waits until it is healthy; kills it if it never is. */
+  private async launch(): Promise<void> {
+    this.recentLog = [];
+    this.healthy = false;
+    const child = spawn(this._binary, ["-c", this.configPath], { stdio: ["ignore", "pipe", "pipe"] });
+    this.child = child;
+    let spawnError: Error | undefined;
+    this.childExit = new Promise<void>((resolve) => {
+      child.once("error", (err) => {
+        spawnError = err;
+        resolve();
+      });
+      child.once("exit", (code, signal) => {
+        this.onExit(child, code, signal);
+        resolve();
+      });
+    });
+    this.forward(child.stdout);
+    this.forward(child.stderr);
+
+    const timeoutMs = this.opts.readyTimeoutMs ?? 10_000;
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (spawnError) throw new BrokerError("spawn", `cannot run ${this._binary}: ${spawnError.message}`);
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new BrokerError(
+          "exited",
+          `nats-server exited during startup (${child.exitCode ?? child.signalCode})${this.logTail()}`,
+        );
+      }
+      if (await this.healthz()) {
+        this.healthy = true;
+        this.armBackoffReset();
+        return;
+      }
+      await sleep(50);
+    }
+    await this.killChild(2000);
+    throw new BrokerError("not_ready", `nats-server was not ready within ${timeoutMs}ms${this.logTail()}`);
+  }
+
+  private logTail(): string {
+    return this.recentLog.length > 0 ? `; last log lines:\n  ${this.recentLog.slice(-10).join("\n  ")}` : "";
+  }
+
+  private async healthz(): Promise<boolean> {
+    try {
+      const res = await fetch(`${this.monitorUrl}/healthz`, { signal: AbortSignal.timeout(1000) });
+      await res.body?.cancel();
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  // Staying healthy for a while means the last crash was a one-off: back to fast restarts.
+  private armBackoffReset(): void {
+    clearTimeout(this.resetTimer);
+    this.resetTimer = setTimeout(() => (this.backoffMs = this.initialBackoff), this.resetAfter);
+    this.resetTimer.unref();
+  }
+
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (child !== this.child) return;
+    this.healthy = false;
+    clearTimeout(this.resetTimer);
+    const expected = this.stopping;
+    this.emit("exited", { pid: child.pid, code, signal, expected });
+    if (expected || !this.running) return;
+    this.logger("error", `nats-server exited unexpectedly (${code ?? signal})${this.logTail()}`);
+    this.scheduleRestart();
+  }
+
+  private scheduleRestart(): void {
+    const delay = this.backoffMs;
+    this.scheduledDelayMs = delay;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoff);
+    this.logger("info", `restarting nats-server in ${delay}ms`);
+    clearTimeout(this.restartTimer);
+    this.restartPending = true;
+    this.restartTimer = setTimeout(() => {
+      this.restartPending = false;
+      void this.restart();
+    }, delay);
+  }
+
+  private async restart(): Promise<void> {
+    if (this.stopping || !this.running) return;
+    try {
+      await this.launch();
+    } catch (err) {
+      if (this.stopping || !this.running) return;
+      const error = err as Error;
+      this.logger("error", `nats-server restart failed: ${error.message}`);
+      // An exit during startup (or after we killed a hung one) already scheduled the
+      // next attempt in onExit; a spawn error has no exit, so schedule it here.
+      if (!this.restartPending) this.scheduleRestart();
+      this.emit("restartFailed", { error, delayMs: this.scheduledDelayMs });
+      return;
+    }
+    if (this.stopping || !this.running) return;
+    this.restartCount++;
+    this.logger("info", `nats-server restarted (pid ${this.pid}, restart ${this.restartCount})`);
+    this.emit("restarted", { pid: this.pid as number, restarts: this.restartCount });
+  }
+}

@@ -1,0 +1,75 @@
+import { emptyFilter, type Filter } from "../protocol/index.js";
+import { FilterError } from "./errors.js";
+import { parseFactFilter } from "./facts.js";
+import { isSlashRegex } from "./regex.js";
+
+function checked(kind: string, input: string): string {
+  const v = input.trim();
+  if (v === "") throw new FilterError("bad_filter", `empty ${kind} filter`);
+  if (isSlashRegex(v)) {
+    try {
+      new RegExp(v.slice(1, -1));
+    } catch (err) {
+      throw new FilterError(
+        "bad_filter",
+        `invalid regular expression in ${kind} filter ${JSON.stringify(input)}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+  return v;
+}
+
+/** `-I`: an identity or `/regex/`. */
+export function parseIdentityFilter(input: string): string {
+  return checked("identity", input);
+}
+
+/** `-C`: a class name or `/regex/`. */
+export function parseClassFilter(input: string): string {
+  return checked("class", input);
+}
+
+/** `-A`: an agent name or `/regex/`. */
+export function parseAgentFilter(input: string): string {
+  return checked("agent", input);
+}
+
+/**
+ * `-W`: space separated words, each a fact filter when it parses as one and a class
+ * filter otherwise (go-choria's CombinedFilter).
+ */
+export function parseCombinedFilter(input: string, into: Filter = emptyFilter()): Filter {
+  for (const word of input.split(" ")) {
+    if (word === "") continue;
+    try {
+      into.fact.push(parseFactFilter(word));
+    } catch {
+      addUnique(into.cf_class, parseClassFilter(word));
+    }
+  }
+  return into;
+}
+
+function addUnique(list: string[], v: string): void {
+  if (!list.includes(v)) list.push(v);
+}
+
+/** Builds a Filter from CLI style strings, de-duplicating as go-choria's Filter.Add* do. */
+export function buildFilter(opts: {
+  identity?: string[];
+  classes?: string[];
+  agents?: string[];
+  facts?: string[];
+  combined?: string[];
+}): Filter {
+  const f = emptyFilter();
+  for (const i of opts.identity ?? []) addUnique(f.identity, parseIdentityFilter(i));
+  for (const c of opts.classes ?? []) addUnique(f.cf_class, parseClassFilter(c));
+  for (const a of opts.agents ?? []) addUnique(f.agent, parseAgentFilter(a));
+  for (const x of opts.facts ?? []) f.fact.push(parseFactFilter(x));
+  for (const w of opts.combined ?? []) parseCombinedFilter(w, f);
+  return f;
+}

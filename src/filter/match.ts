@@ -1,0 +1,58 @@
+import { isEmptyFilter, type Filter } from "../protocol/index.js";
+import { FilterError } from "./errors.js";
+import { matchFact } from "./facts.js";
+import { compileRegex, isSlashRegex } from "./regex.js";
+
+/** What a node knows about itself for filtering. */
+export interface NodeInfo {
+  identity: string;
+  facts: Record<string, unknown>;
+  classes: string[];
+  agents: string[];
+}
+
+function matchesOne(needle: string, candidate: string): boolean {
+  if (isSlashRegex(needle)) {
+    const re = compileRegex(needle.slice(1, -1));
+    return re !== null && re.test(candidate);
+  }
+  return needle === candidate;
+}
+
+/** Identity filters are ORed: a node has one identity. */
+export function matchIdentity(needles: readonly string[], identity: string): boolean {
+  return needles.some((n) => matchesOne(n, identity));
+}
+
+/** Every needle must match at least one entry (used for classes and agents). */
+function matchAll(needles: readonly string[], have: readonly string[]): boolean {
+  return needles.every((n) => have.some((h) => matchesOne(n, h)));
+}
+
+export function matchClasses(needles: readonly string[], classes: readonly string[]): boolean {
+  return matchAll(needles, classes);
+}
+
+export function matchAgents(needles: readonly string[], agents: readonly string[]): boolean {
+  return matchAll(needles, agents);
+}
+
+/**
+ * go-choria's server-side filter: an empty filter matches every node; otherwise each
+ * present filter type must pass (types ANDed), identities are ORed, classes, agents
+ * and facts are each ANDed. Compound expressions are not supported yet and throw
+ * rather than being ignored, so a node never answers a request it cannot judge.
+ */
+export function matchFilter(filter: Filter | undefined, node: NodeInfo): boolean {
+  if (filter === undefined || isEmptyFilter(filter)) return true;
+  if (filter.compound && filter.compound.length > 0) {
+    throw new FilterError("unsupported_compound", "compound filters are not supported yet");
+  }
+  if (filter.identity?.length && !matchIdentity(filter.identity, node.identity)) return false;
+  if (filter.agent?.length && !matchAgents(filter.agent, node.agents)) return false;
+  if (filter.cf_class?.length && !matchClasses(filter.cf_class, node.classes)) return false;
+  if (filter.fact?.length) {
+    for (const f of filter.fact) if (!matchFact(f, node.facts)) return false;
+  }
+  return true;
+}

@@ -102,6 +102,12 @@ function issuerName(issuer: Issuer): string {
 
 /** Fills the issuer-dependent standard claims and signs. */
 function issue(body: Record<string, unknown>, validityS: number, issuer: Issuer): string {
+  // refuse here what verifyToken would refuse later, where the cause is harder to see
+  if (typeof body.public_key !== "string" || !HEX32.test(body.public_key)) {
+    throw new SecurityError("bad_key", "token public key must be 32 bytes of lower case hex");
+  }
+  if (!Number.isFinite(validityS) || validityS <= 0)
+    throw new SecurityError("malformed", "token validity must be a positive number of seconds");
   const now = nowSeconds();
   const jti = newJti();
   const claims: Record<string, unknown> = {

@@ -10,6 +10,8 @@ export interface CertPair {
 export interface SubjectAltNames {
   dns?: string[];
   ip?: string[];
+  /** also add DNS localhost, IP 127.0.0.1 and ::1 (a broker on this host) */
+  localhost?: boolean;
 }
 
 export type CertUsage = "server" | "client" | "both";
@@ -35,7 +37,7 @@ const SIGNING = { name: "ECDSA", hash: "SHA-256" } as const;
 const BACKDATE_MS = 60 * 60 * 1000;
 
 /** The SANs a dev broker needs to be reachable on loopback by name and address. */
-export const LOCALHOST_SANS: Readonly<Required<SubjectAltNames>> = {
+export const LOCALHOST_SANS: { readonly dns: readonly string[]; readonly ip: readonly string[] } = {
   dns: ["localhost"],
   ip: ["127.0.0.1", "::1"],
 };
@@ -116,9 +118,11 @@ export async function issueCert(
   const eku: string[] = [];
   if (usage === "server" || usage === "both") eku.push(x509.ExtendedKeyUsage.serverAuth);
   if (usage === "client" || usage === "both") eku.push(x509.ExtendedKeyUsage.clientAuth);
+  const dns = new Set([...(sans.dns ?? []), ...(sans.localhost ? LOCALHOST_SANS.dns : [])]);
+  const ips = new Set([...(sans.ip ?? []), ...(sans.localhost ? LOCALHOST_SANS.ip : [])]);
   const names: X509.JsonGeneralName[] = [
-    ...(sans.dns ?? []).map((value) => ({ type: "dns" as const, value })),
-    ...(sans.ip ?? []).map((value) => ({ type: "ip" as const, value })),
+    ...[...dns].map((value) => ({ type: "dns" as const, value })),
+    ...[...ips].map((value) => ({ type: "ip" as const, value })),
   ];
   const extensions: X509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),

@@ -95,6 +95,20 @@ describe("client and server tokens", () => {
     expect(decodeTokenUnverified(jwt).identity).toBe("n1.example");
   });
 
+  it("refuses to issue tokens for bad keys or validity", () => {
+    expect(code(() => createClientToken({ callerid: "a", publicKeyHex: "abc", validityS: 60 }, org))).toBe(
+      "bad_key",
+    );
+    expect(
+      code(() =>
+        createServerToken(
+          { identity: "a", collectives: [], publicKeyHex: user.publicHex, validityS: 0 },
+          org,
+        ),
+      ),
+    ).toBe("malformed");
+  });
+
   it("gives each token a fresh jti", () => {
     const a = createClientToken({ callerid: "a", publicKeyHex: user.publicHex, validityS: 60 }, org);
     const b = createClientToken({ callerid: "a", publicKeyHex: user.publicHex, validityS: 60 }, org);

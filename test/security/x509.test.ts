@@ -41,6 +41,13 @@ describe("x509 dev CA", () => {
     const both = new X509Certificate((await issueCert(ca, "n1", { dns: ["n1"] }, 1, "both")).certPem);
     expect(both.keyUsage?.sort()).toEqual(["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"]);
 
+    const local = new X509Certificate(
+      (await issueCert(ca, "b", { dns: ["b.example", "localhost"], localhost: true }, 1, "server")).certPem,
+    );
+    expect(local.subjectAltName?.split(", ").sort()).toEqual(
+      ["DNS:b.example", "DNS:localhost", "IP Address:127.0.0.1", "IP Address:0:0:0:0:0:0:0:1"].sort(),
+    );
+
     const other = await createCA("Other", 1);
     expect(cert.checkIssued(new X509Certificate(other.certPem))).toBe(false);
   });

@@ -264,3 +264,19 @@ describe("decode errors", () => {
     );
   });
 });
+
+describe("input from other producers", () => {
+  it("accepts any field order and whitespace", () => {
+    const doc = `{
+      "time": 1700000000123456789, "ttl": 60, "agent": "rpcutil", "collective": "choria",
+      "caller": "choria=rip", "sender": "go.client", "id": "2Bf6hV5oZzT8yYvFq0sD3kLmN1p",
+      "message": "e30=", "protocol": "io.choria.protocol.v2.request"
+    }`;
+    const { request, message } = decodeRequest(b(doc));
+    expect(request.sender).toBe("go.client");
+    expect(request.filter).toBeUndefined();
+    expect(message.toString()).toBe("{}");
+    // int64 nanoseconds lose sub-microsecond precision in a JS number; seconds stay exact
+    expect(Math.floor(request.time / 1e9)).toBe(1700000000);
+  });
+});

@@ -63,7 +63,8 @@ describe("nowNanos", () => {
     const ms = Date.now();
     const ns = nowNanos();
     expect(Number.isInteger(ns)).toBe(true);
-    expect(ns / 1e6).toBeGreaterThanOrEqual(ms);
-    expect(ns / 1e6).toBeLessThan(ms + 1000);
+    // compare in the ns domain: ns / 1e6 can round below ms since 1e18-scale doubles are spaced 256 apart
+    expect(ns).toBeGreaterThanOrEqual(ms * 1e6);
+    expect(ns).toBeLessThan((ms + 1000) * 1e6);
   });
 });

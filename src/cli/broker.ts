@@ -22,9 +22,11 @@ async function run(configFile: string): Promise<void> {
     supervisor.on("exited", (e) => {
       if (!e.expected) log.warn({ code: e.code, signal: e.signal }, "nats-server exited");
     });
-    supervisor.on("restarted", (e) => log.info(e, "nats-server restarted"));
+    supervisor.on("restarted", (e) =>
+      log.info({ natsPid: e.pid, restarts: e.restarts }, "nats-server restarted"),
+    );
     await supervisor.start();
-    log.info({ url: supervisor.clientUrl, pid: supervisor.pid }, "broker ready");
+    log.info({ url: supervisor.clientUrl, natsPid: supervisor.pid }, "broker ready");
     if (settings.statsPort) {
       metrics = new BrokerMetrics({
         port: settings.statsPort,

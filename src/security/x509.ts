@@ -17,10 +17,10 @@ export interface SubjectAltNames {
 export type CertUsage = "server" | "client" | "both";
 
 // Loaded on first use: most processes never make certificates, and the library
-// needs the Reflect metadata shim in place before it loads.
+// needs the Reflect metadata API (tsyringe) in place before it loads.
 let lib: Promise<typeof X509> | undefined;
 function loadX509(): Promise<typeof X509> {
-  lib ??= import("./reflect-shim.js").then(() => import("@peculiar/x509"));
+  lib ??= import("reflect-metadata").then(() => import("@peculiar/x509"));
   return lib;
 }
 

@@ -13,7 +13,9 @@ export function natsServerBinary(): string {
     if (dir && existsSync(p)) return p;
   }
   if (existsSync("/usr/sbin/nats-server")) return "/usr/sbin/nats-server";
-  throw new Error("nats-server not found: run `make test` (installs Debian nats-server) or set CHORUS_NATS_SERVER");
+  throw new Error(
+    "nats-server not found: run `make test` (installs Debian nats-server) or set CHORUS_NATS_SERVER",
+  );
 }
 
 /** A free loopback TCP port (the OS picks it). */

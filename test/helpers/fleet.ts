@@ -1,0 +1,40 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BrokerSupervisor, brokerSettings } from "../../src/broker/index.js";
+import { loadConfig } from "../../src/config/index.js";
+import { createDevSetup, type DevSetup } from "../../src/setup/index.js";
+import { freePort } from "./nats.js";
+
+export interface SecureFleet {
+  setup: DevSetup;
+  broker: BrokerSupervisor;
+  stop(): Promise<void>;
+}
+
+/**
+ * A dev trust setup in a temp dir plus a supervised, TLS + JWT-auth broker on a
+ * random loopback port: the same path `chorus setup dev` + `chorus broker run` take.
+ */
+export async function startSecureFleet(
+  opts: { servers?: string[]; collective?: string } = {},
+): Promise<SecureFleet> {
+  const dir = mkdtempSync(join(tmpdir(), "chorus-fleet-"));
+  const setup = await createDevSetup({
+    dir,
+    brokerPort: await freePort(),
+    force: true,
+    ...(opts.servers && { serverIdentities: opts.servers }),
+    ...(opts.collective && { collective: opts.collective }),
+  });
+  const broker = new BrokerSupervisor({ settings: brokerSettings(loadConfig(setup.brokerConfig)) });
+  await broker.start();
+  return {
+    setup,
+    broker,
+    async stop() {
+      await broker.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

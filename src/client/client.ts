@@ -1,0 +1,441 @@
+import { hostname } from "node:os";
+import { clientSettings, loadConfig } from "../config/index.js";
+import { connectNats, type NatsConnection } from "../connector/index.js";
+import { applyOutputDefaults, findAction, InputError, validateInputs, type AgentDDL } from "../ddl/index.js";
+import {
+  broadcastSubject,
+  directSubject,
+  emptyFilter,
+  encodeMessage,
+  encodeRequest,
+  encodeSecureRequest,
+  encodeTransport,
+  newRequestId,
+  nowNanos,
+  replyPrefix,
+  replySubject,
+  type Filter,
+} from "../protocol/index.js";
+import { ChoriaSecurity } from "../security/index.js";
+import { ReplyCollector } from "./collect.js";
+import { findAgentDDL } from "./ddl.js";
+import { ClientError } from "./errors.js";
+import { emptyDropCounts, openReply, parseRpcReplyBody, type ReplyTrust } from "./replies.js";
+import type {
+  ClientLogger,
+  ClientOptions,
+  DiscoverOptions,
+  DropCounts,
+  PingOptions,
+  PingResult,
+  RequestOptions,
+  RpcReply,
+  RpcResult,
+} from "./types.js";
+
+const DEFAULT_DISCOVERY_TIMEOUT_MS = 2000;
+const DEFAULT_WINDOW_MS = 300;
+const DEFAULT_TTL_S = 60;
+
+// Choria's discovery agent gets base64("ping") as its payload, which the message
+// field base64-encodes once more on the wire.
+const DISCOVERY_MESSAGE = encodeMessage(encodeMessage("ping"));
+
+const quietLogger: ClientLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * The identities an identity-only filter names, when none is a regex: such a filter
+ * needs no network round trip (Choria's broadcast discovery shortcut). Undefined otherwise.
+ */
+export function identityOnlyTargets(filter: Filter | undefined): string[] | undefined {
+  if (!filter || filter.identity.length === 0) return undefined;
+  if (filter.fact.length > 0 || filter.cf_class.length > 0 || filter.agent.length > 0) return undefined;
+  if (filter.compound.length > 0) return undefined;
+  if (filter.identity.some((i) => i.length >= 2 && i.startsWith("/") && i.endsWith("/"))) return undefined;
+  return [...new Set(filter.identity)];
+}
+
+interface BroadcastOutcome {
+  requestId: string;
+  senders: string[];
+  /** per sender, ms from publish to arrival */
+  rtt: number[];
+  dropped: DropCounts;
+}
+
+/** Fleet RPC client: discovery, signed requests, reply verification and statistics. */
+export class Client {
+  readonly collective: string;
+  readonly callerId: string;
+  readonly identity: string;
+  readonly discoveryTimeoutMs: number;
+  readonly windowMs: number;
+
+  private readonly opts: ClientOptions;
+  private readonly log: ClientLogger;
+  private nc?: NatsConnection;
+  private connecting?: Promise<NatsConnection>;
+  private closed = false;
+  private readonly ddls = new Map<string, AgentDDL>();
+
+  constructor(opts: ClientOptions) {
+    if (!opts.collective) throw new ClientError("bad_option", "a collective is required");
+    if (!opts.connection && (!opts.servers || opts.servers.length === 0)) {
+      throw new ClientError("bad_option", "at least one NATS server is required");
+    }
+    this.opts = opts;
+    this.collective = opts.collective;
+    this.callerId = opts.security.callerId;
+    this.identity = opts.identity ?? hostname();
+    this.discoveryTimeoutMs = opts.discoveryTimeoutMs ?? DEFAULT_DISCOVERY_TIMEOUT_MS;
+    this.windowMs = opts.windowMs ?? DEFAULT_WINDOW_MS;
+    this.log = opts.logger ?? quietLogger;
+    if (opts.connection) this.nc = opts.connection;
+  }
+
+  /** A client configured from a Choria-style client config file (Choria key names). */
+  static async fromConfigFile(path: string, overrides: Partial<ClientOptions> = {}): Promise<Client> {
+    const s = clientSettings(loadConfig(path));
+    const security =
+      overrides.security ??
+      new ChoriaSecurity({
+        seedFile: s.seedFile,
+        tokenFile: s.tokenFile,
+        issuers: s.issuers,
+        natsJwtFile: s.natsJwtFile,
+        ...(s.caFile !== undefined && { caFile: s.caFile }),
+        ...(s.certFile !== undefined && { certFile: s.certFile }),
+        ...(s.keyFile !== undefined && { keyFile: s.keyFile }),
+      });
+    return new Client({
+      security,
+      servers: s.middlewareHosts,
+      collective: s.mainCollective,
+      identity: s.identity,
+      discoveryTimeoutMs: s.discoveryTimeoutMs,
+      windowMs: s.windowedTimeoutMs,
+      libdir: s.libdir,
+      ...overrides,
+    });
+  }
+
+  /** Opens the NATS connection (done lazily by every call that needs it). */
+  async connect(): Promise<NatsConnection> {
+    if (this.closed) throw new ClientError("closed", "the client is closed");
+    if (this.nc) return this.nc;
+    this.connecting ??= (async () => {
+      const sec = this.opts.security;
+      const natsJwt = this.opts.natsJwt ?? sec.natsJwt;
+      const caFile = this.opts.caFile ?? sec.caFile;
+      const nc = await connectNats({
+        servers: this.opts.servers,
+        name: `chorus client ${this.callerId}`,
+        // Replies come back under our reply prefix, which is all the broker ACL lets us read.
+        inboxPrefix: replyPrefix(this.collective, this.callerId),
+        seedHex: sec.seedHex,
+        ...(natsJwt !== undefined && { natsJwt }),
+        ...(caFile !== undefined && { caFile }),
+        ...(sec.certFile !== undefined && { certFile: sec.certFile }),
+        ...(sec.keyFile !== undefined && { keyFile: sec.keyFile }),
+        logger: {
+          info: (m) => this.log.info(m),
+          warn: (m) => this.log.warn(m),
+          error: (m) => this.log.error(m),
+        },
+      });
+      this.nc = nc;
+      return nc;
+    })();
+    try {
+      return await this.connecting;
+    } finally {
+      this.connecting = undefined;
+    }
+  }
+
+  /** Makes a DDL known for its agent, ahead of libdir and built-in DDLs. */
+  registerDDL(ddl: AgentDDL): void {
+    this.ddls.set(ddl.metadata.name, ddl);
+  }
+
+  /** The DDL used for `agent`: registered, then libdir, then built-in. */
+  ddl(agent: string): AgentDDL {
+    let d = this.ddls.get(agent);
+    if (!d) {
+      d = findAgentDDL(agent, this.opts.libdir ?? []);
+      this.ddls.set(agent, d);
+    }
+    return d;
+  }
+
+  private trust(verify: boolean | undefined): ReplyTrust | undefined {
+    return (verify ?? this.opts.verifyReplySignatures) ? this.opts.security : undefined;
+  }
+
+  /** Signs one request; the returned transport bytes can be published to any number of subjects. */
+  private signedRequest(agent: string, message: string, filter: Filter, requestId: string): Uint8Array {
+    const sec = this.opts.security;
+    const request = encodeRequest({
+      message,
+      id: requestId,
+      sender: this.identity,
+      caller: this.callerId,
+      collective: this.collective,
+      agent,
+      ttl: this.opts.ttlS ?? DEFAULT_TTL_S,
+      time: nowNanos(),
+      filter,
+    });
+    const secure = encodeSecureRequest(request, sec.sign(request), sec.token);
+    return encodeTransport(secure, {
+      reply: replySubject(this.collective, this.callerId, requestId),
+      sender: this.identity,
+    });
+  }
+
+  /**
+   * Broadcast discovery: a signed `ping` to the discovery agent carrying the filter,
+   * collecting the senders of valid replies.
+   */
+  private async broadcastPing(
+    filter: Filter,
+    timeoutMs: number,
+    windowMs: number,
+    verify: boolean | undefined,
+  ): Promise<BroadcastOutcome> {
+    const nc = await this.connect();
+    const requestId = newRequestId();
+    const trust = this.trust(verify);
+    const seen = new Set<string>();
+    const senders: string[] = [];
+    const rtt: number[] = [];
+    const dropped = emptyDropCounts();
+    let sentAt = 0;
+    const collector = new ReplyCollector(
+      nc,
+      replySubject(this.collective, this.callerId, requestId),
+      (data) => {
+        const o = openReply(data, trust);
+        if (!o.ok) {
+          dropped[o.reason]++;
+          this.log.debug(`discovery reply dropped (${o.reason}): ${o.detail}`);
+          return;
+        }
+        if (o.requestId !== requestId) {
+          dropped.request++;
+          return;
+        }
+        if (seen.has(o.sender)) {
+          dropped.duplicate++;
+          return;
+        }
+        seen.add(o.sender);
+        senders.push(o.sender);
+        rtt.push(performance.now() - sentAt);
+        collector.touch();
+      },
+    );
+    try {
+      const bytes = this.signedRequest("discovery", DISCOVERY_MESSAGE, filter, requestId);
+      sentAt = performance.now();
+      nc.publish(broadcastSubject(this.collective, "discovery"), bytes);
+      collector.start(timeoutMs, windowMs);
+      await collector.done;
+    } finally {
+      collector.finish();
+    }
+    return { requestId, senders, rtt, dropped };
+  }
+
+  /**
+   * Finds the nodes matching a filter. Identity-only filters without regexes are
+   * answered locally; everything else is a broadcast discovery.
+   */
+  async discover(opts: DiscoverOptions = {}): Promise<string[]> {
+    const filter = opts.filter ?? emptyFilter();
+    const local = identityOnlyTargets(filter);
+    if (local) return local;
+    const window = opts.windowed ? (opts.windowMs ?? this.windowMs) : 0;
+    const r = await this.broadcastPing(
+      filter,
+      opts.timeoutMs ?? this.discoveryTimeoutMs,
+      window,
+      opts.verifyReplySignatures,
+    );
+    return r.senders;
+  }
+
+  /** Pings matching nodes through the discovery agent; each reply with its round-trip time. */
+  async ping(opts: PingOptions = {}): Promise<PingResult> {
+    const window = opts.windowed ? (opts.windowMs ?? this.windowMs) : 0;
+    const r = await this.broadcastPing(
+      opts.filter ?? emptyFilter(),
+      opts.timeoutMs ?? this.discoveryTimeoutMs,
+      window,
+      opts.verifyReplySignatures,
+    );
+    return {
+      requestid: r.requestId,
+      replies: r.senders.map((sender, i) => ({ sender, ms: r.rtt[i] as number })),
+      dropped: r.dropped,
+    };
+  }
+
+  /**
+   * Validates inputs against the DDL (throwing before anything is sent), discovers
+   * unless `nodes` are given, publishes one signed request (to each node in direct
+   * mode, once with the filter in broadcast mode) and gathers replies.
+   */
+  async request(
+    agent: string,
+    action: string,
+    data: Record<string, unknown> = {},
+    opts: RequestOptions = {},
+  ): Promise<RpcResult> {
+    const ddl = opts.ddl ?? this.ddl(agent);
+    const body = { ...data };
+    // Fills input defaults into `body` as a side effect, as Choria clients do.
+    const issues = validateInputs(ddl, action, body);
+    if (issues.length > 0) throw new InputError(agent, action, issues);
+    const actionDDL = findAction(ddl, action);
+    const hasOutputDefaults =
+      actionDDL !== undefined && Object.values(actionDDL.output).some((o) => o.default !== undefined);
+
+    const mode = opts.mode ?? "direct";
+    if (mode !== "direct" && mode !== "broadcast") {
+      throw new ClientError("bad_option", `unknown request mode "${String(mode)}"`);
+    }
+    const filter = opts.filter ?? emptyFilter();
+    const discoveryTimeoutMs = opts.discoveryTimeoutMs ?? this.discoveryTimeoutMs;
+    const startTime = new Date();
+    const dropped = emptyDropCounts();
+
+    let targets: string[];
+    let discoverMs = 0;
+    if (opts.nodes) {
+      targets = [...new Set(opts.nodes)];
+    } else {
+      const local = identityOnlyTargets(filter);
+      if (local) {
+        targets = local;
+      } else {
+        const t0 = performance.now();
+        const found = await this.broadcastPing(
+          filter,
+          discoveryTimeoutMs,
+          opts.discoveryWindowed ? this.windowMs : 0,
+          opts.verifyReplySignatures,
+        );
+        discoverMs = performance.now() - t0;
+        targets = found.senders;
+      }
+    }
+
+    const requestId = newRequestId();
+    const stats = {
+      requestid: requestId,
+      discovered: targets.length,
+      responses: 0,
+      ok: 0,
+      failed: 0,
+      noResponses: [] as string[],
+      unexpected: [] as string[],
+      discoverMs,
+      publishMs: 0,
+      requestMs: 0,
+      startTime,
+      dropped,
+    };
+    const replies: RpcReply[] = [];
+    const result: RpcResult = { agent, action, replies, stats };
+    if (targets.length === 0) return result;
+
+    const nc = await this.connect();
+    const trust = this.trust(opts.verifyReplySignatures);
+    const expected = new Set(targets);
+    const seen = new Set<string>();
+    let answered = 0;
+    const onReply = opts.onReply;
+
+    // The reply subscription exists before anything is published, so no early reply is lost.
+    const collector = new ReplyCollector(
+      nc,
+      replySubject(this.collective, this.callerId, requestId),
+      (bytes) => {
+        const o = openReply(bytes, trust);
+        if (!o.ok) {
+          dropped[o.reason]++;
+          this.log.debug(`reply dropped (${o.reason}): ${o.detail}`);
+          return;
+        }
+        if (o.requestId !== requestId) {
+          dropped.request++;
+          return;
+        }
+        const sender = o.sender;
+        if (seen.has(sender)) {
+          dropped.duplicate++;
+          return;
+        }
+        seen.add(sender);
+        const f = parseRpcReplyBody(o.message);
+        if (hasOutputDefaults) applyOutputDefaults(ddl, action, f.data);
+        const r: RpcReply = {
+          sender,
+          statuscode: f.statuscode,
+          statusmsg: f.statusmsg,
+          data: f.data,
+          time: new Date(o.timeNs / 1e6),
+        };
+        replies.push(r);
+        stats.responses++;
+        if (r.statuscode === 0) stats.ok++;
+        else stats.failed++;
+        if (onReply) {
+          try {
+            onReply(r);
+          } catch (err) {
+            this.log.warn(`onReply callback failed for ${sender}: ${(err as Error).message}`);
+          }
+        }
+        if (expected.has(sender)) {
+          if (++answered === expected.size) collector.finish();
+        } else {
+          stats.unexpected.push(sender);
+        }
+      },
+    );
+
+    const message = encodeMessage(JSON.stringify({ agent, action, data: body }));
+    const timeoutMs = opts.timeoutMs ?? discoveryTimeoutMs + ddl.metadata.timeout * 1000;
+    const t0 = performance.now();
+    try {
+      // Signed once: every node gets the same bytes, as go-choria's cached transports do.
+      const bytes = this.signedRequest(agent, message, filter, requestId);
+      if (mode === "direct") {
+        for (const id of targets) nc.publish(directSubject(this.collective, id), bytes);
+      } else {
+        nc.publish(broadcastSubject(this.collective, agent), bytes);
+      }
+      collector.start(Math.max(0, timeoutMs - (performance.now() - t0)));
+      await nc.flush();
+      stats.publishMs = performance.now() - t0;
+      await collector.done;
+    } finally {
+      collector.finish();
+    }
+    stats.requestMs = collector.ended - t0;
+    for (const id of targets) if (!seen.has(id)) stats.noResponses.push(id);
+    stats.noResponses.sort();
+    stats.unexpected.sort();
+    return result;
+  }
+
+  /** Drains and closes the connection this client opened. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const nc = this.nc ?? (await this.connecting?.catch(() => undefined));
+    if (nc && !this.opts.connection && !nc.isClosed()) await nc.drain();
+  }
+}

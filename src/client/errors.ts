@@ -1,0 +1,11 @@
+import { ChorusError } from "../protocol/index.js";
+
+export type ClientErrorCode = "closed" | "no_ddl" | "bad_option" | "not_connected";
+
+/** Errors raised by the RPC client before or instead of talking to the fleet. */
+export class ClientError extends ChorusError {
+  declare readonly code: ClientErrorCode;
+  constructor(code: ClientErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}

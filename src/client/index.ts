@@ -1,0 +1,28 @@
+export { Client, identityOnlyTargets } from "./client.js";
+export { ClientError, type ClientErrorCode } from "./errors.js";
+export { findAgentDDL } from "./ddl.js";
+export {
+  checkReplySignature,
+  emptyDropCounts,
+  issuerTrust,
+  openReply,
+  parseRpcReplyBody,
+  type DropReason,
+  type OpenedReply,
+  type ReplyTrust,
+  type RpcReplyFields,
+} from "./replies.js";
+export type {
+  ClientLogger,
+  ClientOptions,
+  DiscoverOptions,
+  DropCounts,
+  PingOptions,
+  PingReply,
+  PingResult,
+  RequestMode,
+  RequestOptions,
+  RpcReply,
+  RpcResult,
+  RpcStats,
+} from "./types.js";

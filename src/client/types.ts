@@ -1,0 +1,139 @@
+import type { NatsConnection } from "../connector/index.js";
+import type { AgentDDL } from "../ddl/index.js";
+import type { Filter } from "../protocol/index.js";
+import type { ChoriaSecurity } from "../security/index.js";
+
+/** pino's methods fit; every method is optional to call sites through `log()`. */
+export interface ClientLogger {
+  debug(msg: string): void;
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+export interface ClientOptions {
+  security: ChoriaSecurity;
+  /** NATS URLs */
+  servers: string[];
+  /** CA bundle for the broker; defaults to the security provider's CA */
+  caFile?: string;
+  /** NATS user JWT; defaults to the security provider's companion JWT */
+  natsJwt?: string;
+  /** main collective: requests, discovery and the reply inbox live here */
+  collective: string;
+  /** `sender` on requests; Choria uses the client's configured identity */
+  identity?: string;
+  /** broadcast discovery timeout (default 2000) */
+  discoveryTimeoutMs?: number;
+  /** quiet period that ends windowed discovery (default 300) */
+  windowMs?: number;
+  /** request TTL in seconds (default 60, as Choria) */
+  ttlS?: number;
+  /** directories searched for `<agent>.json` DDLs before the built-in ones */
+  libdir?: string[];
+  /** verify reply signatures on every request unless a call says otherwise */
+  verifyReplySignatures?: boolean;
+  logger?: ClientLogger;
+  /** use this connection instead of opening one (tests, embedding); it is not closed by close() */
+  connection?: NatsConnection;
+}
+
+export interface DiscoverOptions {
+  filter?: Filter;
+  /** total time to wait (default: the client's discovery timeout) */
+  timeoutMs?: number;
+  /** end 300 ms (windowMs) after the last reply instead of waiting the full timeout */
+  windowed?: boolean;
+  /** quiet period for windowed mode (default: the client's windowMs) */
+  windowMs?: number;
+  verifyReplySignatures?: boolean;
+}
+
+export type RequestMode = "direct" | "broadcast";
+
+export interface RpcReply {
+  sender: string;
+  statuscode: number;
+  statusmsg: string;
+  data: Record<string, unknown>;
+  /** the reply's own timestamp */
+  time: Date;
+}
+
+/** Why replies were thrown away; none of them reach `replies`. */
+export interface DropCounts {
+  /** failed to decode at some layer */
+  malformed: number;
+  /** sha256 of the reply did not match the secure reply's hash */
+  hash: number;
+  /** unsigned, bad signature, untrusted sender token, or token identity != sender */
+  signature: number;
+  /** reply for another request id */
+  request: number;
+  /** a second reply from the same sender */
+  duplicate: number;
+}
+
+export interface RpcStats {
+  requestid: string;
+  discovered: number;
+  responses: number;
+  ok: number;
+  failed: number;
+  /** expected senders that did not reply, sorted */
+  noResponses: string[];
+  /** senders that replied but were not expected, sorted */
+  unexpected: string[];
+  /** 0 when no network discovery was done (nodes given, identity-only filter) */
+  discoverMs: number;
+  publishMs: number;
+  /** from the start of publishing until the last reply or the timeout */
+  requestMs: number;
+  startTime: Date;
+  dropped: DropCounts;
+}
+
+export interface RpcResult {
+  agent: string;
+  action: string;
+  replies: RpcReply[];
+  stats: RpcStats;
+}
+
+export interface RequestOptions {
+  /** default direct */
+  mode?: RequestMode;
+  filter?: Filter;
+  /** skip discovery and address these identities */
+  nodes?: string[];
+  /** total wait for replies; default discovery timeout + the agent's DDL timeout */
+  timeoutMs?: number;
+  discoveryTimeoutMs?: number;
+  /** windowed broadcast discovery */
+  discoveryWindowed?: boolean;
+  verifyReplySignatures?: boolean;
+  /** use this DDL instead of looking one up */
+  ddl?: AgentDDL;
+  /** called for each accepted reply as it arrives */
+  onReply?: (reply: RpcReply) => void;
+}
+
+export interface PingReply {
+  sender: string;
+  /** round trip from publishing the ping to receiving this reply */
+  ms: number;
+}
+
+export interface PingResult {
+  replies: PingReply[];
+  requestid: string;
+  dropped: DropCounts;
+}
+
+export interface PingOptions {
+  filter?: Filter;
+  timeoutMs?: number;
+  windowed?: boolean;
+  windowMs?: number;
+  verifyReplySignatures?: boolean;
+}

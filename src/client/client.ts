@@ -137,11 +137,20 @@ export class Client {
         ...(caFile !== undefined && { caFile }),
         ...(sec.certFile !== undefined && { certFile: sec.certFile }),
         ...(sec.keyFile !== undefined && { keyFile: sec.keyFile }),
-        logger: {
-          info: (m) => this.log.info(m),
-          warn: (m) => this.log.warn(m),
-          error: (m) => this.log.error(m),
-        },
+        // Without a logger of ours, the connector's own (warnings to stderr) applies.
+        ...(this.opts.logger && {
+          logger: {
+            info: (m: string) => this.log.info(m),
+            warn: (m: string) => this.log.warn(m),
+            error: (m: string) => this.log.error(m),
+          },
+        }),
+      }).catch((err: unknown) => {
+        throw new ClientError(
+          "connect_failed",
+          `cannot connect to ${this.opts.servers.join(", ")}: ${(err as Error).message}`,
+          { cause: err },
+        );
       });
       this.nc = nc;
       return nc;

@@ -1,6 +1,6 @@
 import { ChorusError } from "../protocol/index.js";
 
-export type ClientErrorCode = "closed" | "no_ddl" | "bad_option" | "not_connected";
+export type ClientErrorCode = "closed" | "bad_option" | "connect_failed" | "usage";
 
 /** Errors raised by the RPC client before or instead of talking to the fleet. */
 export class ClientError extends ChorusError {

@@ -26,3 +26,4 @@ export type {
   RpcResult,
   RpcStats,
 } from "./types.js";
+export * from "./render.js";

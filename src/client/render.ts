@@ -1,0 +1,215 @@
+import type { ActionDDL, AgentDDL } from "../ddl/index.js";
+import { findAction } from "../ddl/index.js";
+import { StatusCode } from "../protocol/index.js";
+import type { PingResult, RpcReply, RpcResult, RpcStats } from "./types.js";
+
+/** Which replies the text output shows; "ddl" follows the action's `display` hint. */
+export type DisplayMode = "ddl" | "ok" | "failed" | "all" | "none";
+
+export const DISPLAY_MODES: readonly DisplayMode[] = ["ddl", "ok", "failed", "all", "none"];
+
+/**
+ * The MCollective exit code convention: 0 OK, 1 discovery found nothing, 2 some nodes
+ * failed or did not answer, 3 nodes were discovered but none answered, 4 no discovery
+ * was done (nodes given or identity-only filter) and nothing answered.
+ */
+export function exitCodeFor(stats: RpcStats): number {
+  if (stats.discoverMs === 0 && stats.responses === 0) return 4;
+  if (stats.discovered === 0) return stats.responses > 0 ? 0 : 1;
+  if (stats.responses === 0) return 3;
+  if (stats.failed > 0 || stats.noResponses.length > 0) return 2;
+  return 0;
+}
+
+/** ms → whole nanoseconds, the way Go marshals a time.Duration. */
+function durationNs(ms: number): number {
+  return Math.round(ms * 1e6);
+}
+
+/** The result in go-choria's `req --json` shape (durations in ns, times RFC 3339 UTC). */
+export function toChoriaJson(result: RpcResult): Record<string, unknown> {
+  const s = result.stats;
+  return {
+    agent: result.agent,
+    action: result.action,
+    replies: result.replies.map((r) => ({
+      sender: r.sender,
+      action: result.action,
+      statuscode: r.statuscode,
+      statusmsg: r.statusmsg,
+      data: r.data,
+      time_utc: r.time.toISOString(),
+    })),
+    request_stats: {
+      requestid: s.requestid,
+      no_responses: s.noResponses,
+      unexpected_responses: s.unexpected,
+      discovered: s.discovered,
+      failed: s.failed,
+      ok: s.ok,
+      responses: s.responses,
+      publish_time: durationNs(s.publishMs),
+      request_time: durationNs(s.requestMs),
+      discover_time: durationNs(s.discoverMs),
+      start_time_utc: s.startTime.toISOString(),
+    },
+  };
+}
+
+export function renderJson(result: RpcResult): string {
+  return JSON.stringify(toChoriaJson(result), null, 2) + "\n";
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  [StatusCode.OK]: "",
+  [StatusCode.Aborted]: "Request Aborted",
+  [StatusCode.UnknownAction]: "Unknown Action",
+  [StatusCode.MissingData]: "Missing Request Data",
+  [StatusCode.InvalidData]: "Invalid Request Data",
+  [StatusCode.UnknownError]: "Unknown Request Status",
+};
+
+export function shouldDisplay(mode: DisplayMode, hint: ActionDDL["display"], statuscode: number): boolean {
+  const ok = statuscode === StatusCode.OK;
+  switch (mode) {
+    case "all":
+      return true;
+    case "none":
+      return false;
+    case "ok":
+      return ok;
+    case "failed":
+      return !ok;
+    default:
+      // No hint behaves like "failed", as in Choria.
+      if (hint === "always") return true;
+      if (hint === "ok") return ok;
+      return !ok;
+  }
+}
+
+/** JSON with sorted keys, continuation lines indented by `pad`. */
+function prettyValue(v: unknown, pad: string): string {
+  const sorted = (x: unknown): unknown => {
+    if (Array.isArray(x)) return x.map(sorted);
+    if (x !== null && typeof x === "object") {
+      const o = x as Record<string, unknown>;
+      return Object.fromEntries(
+        Object.keys(o)
+          .sort()
+          .map((k) => [k, sorted(o[k])]),
+      );
+    }
+    return x;
+  };
+  return JSON.stringify(sorted(v), null, 3).split("\n").join(`\n${pad}`);
+}
+
+function valueText(v: unknown, pad: string): string {
+  if (typeof v === "string") return v;
+  if (v === undefined) return "";
+  if (v !== null && typeof v === "object") return prettyValue(v, pad);
+  return String(v);
+}
+
+function renderReply(out: string[], reply: RpcReply, action: ActionDDL | undefined): void {
+  const status = STATUS_TEXT[reply.statuscode] ?? STATUS_TEXT[StatusCode.UnknownError];
+  out.push(`${reply.sender.padEnd(40)} ${status}`.trimEnd());
+  if (reply.statuscode !== StatusCode.OK) {
+    out.push(`    ${reply.statusmsg}`, "");
+    return;
+  }
+  // Declared outputs in DDL order, then anything else the agent sent, sorted.
+  const declared = action ? Object.keys(action.output) : [];
+  const extra = Object.keys(reply.data)
+    .filter((k) => !declared.includes(k))
+    .sort();
+  const keys = [...declared.filter((k) => k in reply.data), ...extra];
+  const label = (k: string) => action?.output[k]?.display_as || k;
+  const width = Math.max(0, ...keys.map((k) => label(k).length)) + 3;
+  const pad = " ".repeat(width + 2);
+  for (const k of keys) {
+    out.push(`${label(k).padStart(width)}: ${valueText(reply.data[k], pad)}`);
+  }
+  out.push("");
+}
+
+/** Milliseconds for people: one decimal below 100 ms, whole numbers above. */
+export function formatMs(ms: number): string {
+  return ms >= 100 ? `${Math.round(ms)} ms` : `${ms.toFixed(1)} ms`;
+}
+
+function nodeList(out: string[], title: string, nodes: string[]): void {
+  if (nodes.length === 0) return;
+  out.push("", `${title}: ${nodes.length}`, "");
+  for (let i = 0; i < nodes.length; i += 3) out.push(`    ${nodes.slice(i, i + 3).join("  ")}`);
+}
+
+function statLine(label: string, value: string | number): string {
+  return `${label.padStart(21)}: ${value}`;
+}
+
+export function renderStats(stats: RpcStats): string {
+  const out = [
+    "---- request statistics ----",
+    statLine("Discovered", stats.discovered),
+    statLine("Responses", stats.responses),
+    statLine("OK", stats.ok),
+    statLine("Failed", stats.failed),
+    statLine("No responses", stats.noResponses.length),
+    statLine("Unexpected responses", stats.unexpected.length),
+    statLine("Discovery time", formatMs(stats.discoverMs)),
+    statLine("Publish time", formatMs(stats.publishMs)),
+    statLine("Request time", formatMs(stats.requestMs)),
+  ];
+  const dropped = Object.entries(stats.dropped).filter(([, n]) => n > 0);
+  if (dropped.length > 0) {
+    out.push(statLine("Dropped replies", `${dropped.map(([why, n]) => `${n} ${why}`).join(", ")}`));
+  }
+  nodeList(out, "No responses from", stats.noResponses);
+  nodeList(out, "Unexpected responses from", stats.unexpected);
+  return out.join("\n") + "\n";
+}
+
+/** Text output: per-node blocks following the display mode, then request statistics. */
+export function renderText(
+  result: RpcResult,
+  ddl: AgentDDL | undefined,
+  display: DisplayMode = "ddl",
+): string {
+  const action = ddl ? findAction(ddl, result.action) : undefined;
+  const out: string[] = [];
+  for (const r of result.replies) {
+    if (shouldDisplay(display, action?.display, r.statuscode)) renderReply(out, r, action);
+  }
+  return (out.length > 0 ? out.join("\n") + "\n" : "") + renderStats(result.stats);
+}
+
+export function renderPing(result: PingResult): string {
+  const out = result.replies.map((r) => `${r.sender.padEnd(40)} time=${formatMs(r.ms)}`);
+  out.push("", "---- ping statistics ----");
+  if (result.replies.length === 0) {
+    out.push("No responses received");
+  } else {
+    // A loop, not Math.min(...): spreading a large fleet's replies overflows the stack.
+    let min = Infinity;
+    let max = 0;
+    let sum = 0;
+    for (const r of result.replies) {
+      min = Math.min(min, r.ms);
+      max = Math.max(max, r.ms);
+      sum += r.ms;
+    }
+    const avg = sum / result.replies.length;
+    out.push(
+      `${result.replies.length} replies min/avg/max = ${min.toFixed(1)}/${avg.toFixed(1)}/${max.toFixed(1)} ms`,
+    );
+  }
+  return out.join("\n") + "\n";
+}
+
+export function renderDiscovered(identities: string[], json: boolean): string {
+  const sorted = [...identities].sort();
+  if (json) return JSON.stringify(sorted, null, 2) + "\n";
+  return sorted.map((i) => `${i}\n`).join("");
+}

@@ -339,7 +339,11 @@ describe("requests", () => {
     await c.request("testagent", "echo", data, { nodes: ["n1"], ddl });
     expect(data).toEqual({ message: "hi" });
     const req = rs[0]!.received.find((m) => m.request.agent === "testagent");
-    expect(req).toBeDefined();
+    expect(JSON.parse(req!.body)).toEqual({
+      agent: "testagent",
+      action: "echo",
+      data: { message: "hi", count: 7 },
+    });
   });
 
   it("uses the built-in rpcutil DDL", async () => {

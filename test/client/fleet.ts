@@ -125,7 +125,7 @@ export interface ResponderOptions {
 export interface Responder {
   identity: string;
   /** raw request transports received, by subject */
-  received: { subject: string; data: Uint8Array; request: Request }[];
+  received: { subject: string; data: Uint8Array; request: Request; body: string }[];
   stop(): Promise<void>;
 }
 
@@ -159,7 +159,7 @@ export async function startResponder(url: string, trust: TestTrust, o: Responder
     const claims = verifyToken(sr.secure.caller, trust.issuers) as { public_key: string };
     if (!trust.clientSecurity.verifySignature(claims.public_key, sr.requestBytes, sr.signature)) return;
     const { request, message } = decodeRequest(sr.requestBytes);
-    received.push({ subject, data, request });
+    received.push({ subject, data, request, body: message.toString() });
     if (!matchFilter(request.filter, node)) return;
     let payload: string;
     if (request.agent === "discovery") {

@@ -24,6 +24,7 @@ import {
   generateKeyPair,
   orgIssuer,
   sign,
+  verify,
   verifyToken,
   writeSeedFile,
   type Issuer,
@@ -112,6 +113,10 @@ export type Behaviour = "normal" | "bad_hash" | "forged_signature" | "wrong_iden
 
 export interface ResponderOptions {
   identity: string;
+  /** an existing connection (e.g. TLS + JWT to a secure broker); closed by stop() */
+  nc?: NatsConnection;
+  /** the server's own seed and token; default: a fresh key with a token from trust.org */
+  credential?: { seedHex: string; token: string };
   facts?: Record<string, unknown>;
   classes?: string[];
   agents?: string[];
@@ -139,14 +144,26 @@ function defaultHandler(action: string, data: Record<string, unknown>): Record<s
  * signature, applies the filter, and answers discovery and testagent requests with
  * replies signed by its own server token (or broken ones, per `behaviour`).
  */
-export async function startResponder(url: string, trust: TestTrust, o: ResponderOptions): Promise<Responder> {
-  const nc = await connect({ servers: url });
-  const kp: KeyPair = generateKeyPair();
-  const tokenIdentity = o.behaviour === "wrong_identity_token" ? "someone.else" : o.identity;
-  const token = createServerToken(
-    { identity: tokenIdentity, collectives: [COLLECTIVE], publicKeyHex: kp.publicHex, validityS: 3600 },
-    trust.org,
-  );
+export async function startResponder(
+  url: string,
+  trust: Pick<TestTrust, "issuers"> & { org?: Issuer },
+  o: ResponderOptions,
+): Promise<Responder> {
+  const nc = o.nc ?? (await connect({ servers: url }));
+  let kp: Pick<KeyPair, "seedHex">;
+  let token: string;
+  if (o.credential) {
+    kp = o.credential;
+    token = o.credential.token;
+  } else {
+    const fresh = generateKeyPair();
+    const tokenIdentity = o.behaviour === "wrong_identity_token" ? "someone.else" : o.identity;
+    token = createServerToken(
+      { identity: tokenIdentity, collectives: [COLLECTIVE], publicKeyHex: fresh.publicHex, validityS: 3600 },
+      trust.org as Issuer,
+    );
+    kp = fresh;
+  }
   const forger = generateKeyPair();
   const received: Responder["received"] = [];
   const agents = o.agents ?? ["discovery", "testagent", "rpcutil"];
@@ -157,7 +174,7 @@ export async function startResponder(url: string, trust: TestTrust, o: Responder
     const { inner, transport } = decodeTransport(data);
     const sr = decodeSecureRequest(inner);
     const claims = verifyToken(sr.secure.caller, trust.issuers) as { public_key: string };
-    if (!trust.clientSecurity.verifySignature(claims.public_key, sr.requestBytes, sr.signature)) return;
+    if (!verify(claims.public_key, sr.requestBytes, sr.signature)) return;
     const { request, message } = decodeRequest(sr.requestBytes);
     received.push({ subject, data, request, body: message.toString() });
     if (!matchFilter(request.filter, node)) return;

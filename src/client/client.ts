@@ -43,6 +43,19 @@ const DISCOVERY_MESSAGE = encodeMessage(encodeMessage("ping"));
 
 const quietLogger: ClientLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
+/** A filter with all five lists present: library callers may pass partial objects. */
+export function completeFilter(f: Partial<Filter> | undefined): Filter {
+  const e = emptyFilter();
+  if (!f) return e;
+  return {
+    fact: f.fact ?? e.fact,
+    cf_class: f.cf_class ?? e.cf_class,
+    agent: f.agent ?? e.agent,
+    identity: f.identity ?? e.identity,
+    compound: f.compound ?? e.compound,
+  };
+}
+
 /**
  * The identities an identity-only filter names, when none is a regex: such a filter
  * needs no network round trip (Choria's broadcast discovery shortcut). Undefined otherwise.
@@ -261,7 +274,7 @@ export class Client {
    * answered locally; everything else is a broadcast discovery.
    */
   async discover(opts: DiscoverOptions = {}): Promise<string[]> {
-    const filter = opts.filter ?? emptyFilter();
+    const filter = completeFilter(opts.filter);
     const local = identityOnlyTargets(filter);
     if (local) return local;
     const window = opts.windowed ? (opts.windowMs ?? this.windowMs) : 0;
@@ -278,7 +291,7 @@ export class Client {
   async ping(opts: PingOptions = {}): Promise<PingResult> {
     const window = opts.windowed ? (opts.windowMs ?? this.windowMs) : 0;
     const r = await this.broadcastPing(
-      opts.filter ?? emptyFilter(),
+      completeFilter(opts.filter),
       opts.timeoutMs ?? this.discoveryTimeoutMs,
       window,
       opts.verifyReplySignatures,
@@ -314,7 +327,7 @@ export class Client {
     if (mode !== "direct" && mode !== "broadcast") {
       throw new ClientError("bad_option", `unknown request mode "${String(mode)}"`);
     }
-    const filter = opts.filter ?? emptyFilter();
+    const filter = completeFilter(opts.filter);
     const discoveryTimeoutMs = opts.discoveryTimeoutMs ?? this.discoveryTimeoutMs;
     const startTime = new Date();
     const dropped = emptyDropCounts();

@@ -1,4 +1,4 @@
-export { Client, identityOnlyTargets } from "./client.js";
+export { Client, completeFilter, identityOnlyTargets } from "./client.js";
 export { ClientError, type ClientErrorCode } from "./errors.js";
 export { findAgentDDL } from "./ddl.js";
 export {

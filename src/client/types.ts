@@ -39,7 +39,7 @@ export interface ClientOptions {
 }
 
 export interface DiscoverOptions {
-  filter?: Filter;
+  filter?: Partial<Filter>;
   /** total time to wait (default: the client's discovery timeout) */
   timeoutMs?: number;
   /** end 300 ms (windowMs) after the last reply instead of waiting the full timeout */
@@ -103,7 +103,7 @@ export interface RpcResult {
 export interface RequestOptions {
   /** default direct */
   mode?: RequestMode;
-  filter?: Filter;
+  filter?: Partial<Filter>;
   /** skip discovery and address these identities */
   nodes?: string[];
   /** total wait for replies; default discovery timeout + the agent's DDL timeout */
@@ -131,7 +131,7 @@ export interface PingResult {
 }
 
 export interface PingOptions {
-  filter?: Filter;
+  filter?: Partial<Filter>;
   timeoutMs?: number;
   windowed?: boolean;
   windowMs?: number;

@@ -242,3 +242,20 @@ describe("ping and discover output", () => {
     expect(JSON.parse(renderDiscovered(["b", "a"], true))).toEqual(["a", "b"]);
   });
 });
+
+describe("filters", () => {
+  it("completes partial filters and spots identity-only ones", async () => {
+    const { completeFilter, identityOnlyTargets } = await import("../../src/client/index.js");
+    expect(completeFilter({ identity: ["a"] })).toEqual({
+      identity: ["a"],
+      fact: [],
+      cf_class: [],
+      agent: [],
+      compound: [],
+    });
+    expect(identityOnlyTargets(completeFilter({ identity: ["a", "b", "a"] }))).toEqual(["a", "b"]);
+    expect(identityOnlyTargets(completeFilter({ identity: ["/a/"] }))).toBeUndefined();
+    expect(identityOnlyTargets(completeFilter({ identity: ["a"], agent: ["x"] }))).toBeUndefined();
+    expect(identityOnlyTargets(completeFilter({}))).toBeUndefined();
+  });
+});

@@ -1,5 +1,12 @@
 import { Option, type Command } from "commander";
-import { DISPLAY_MODES, exitCodeFor, renderJson, renderText, type DisplayMode } from "../client/index.js";
+import {
+  DISPLAY_MODES,
+  exitCodeFor,
+  renderJson,
+  renderText,
+  replyProgress,
+  type DisplayMode,
+} from "../client/index.js";
 import { coerceInputs } from "../ddl/index.js";
 import {
   addConfigOption,
@@ -20,6 +27,7 @@ interface ReqFlags extends DiscoveryFlags {
   timeout?: string;
   verifyReplies?: boolean;
   json?: boolean;
+  progress: boolean;
   display: DisplayMode;
 }
 
@@ -41,6 +49,7 @@ export function register(program: Command): void {
     )
     .option("--verify-replies", "verify each reply's signature and sender token")
     .option("--json", "print Choria's JSON result format")
+    .option("--no-progress", "no progress bar (it is only shown on a terminal anyway)")
     .addOption(
       new Option("--display <mode>", "which replies to show (default: as the DDL says)")
         .choices(DISPLAY_MODES.filter((m) => m !== "ddl"))
@@ -56,15 +65,20 @@ export function register(program: Command): void {
         await withClient(o.config, async (client) => {
           const ddl = client.ddl(agent);
           const data = coerceInputs(ddl, action, raw);
-          const result = await client.request(agent, action, data, {
-            mode: o.broadcast ? "broadcast" : "direct",
-            filter,
-            ...(nodes !== undefined && { nodes }),
-            ...(timeoutMs !== undefined && { timeoutMs }),
-            ...(discoveryTimeoutMs !== undefined && { discoveryTimeoutMs }),
-            discoveryWindowed: o.discoveryWindow === true,
-            verifyReplySignatures: o.verifyReplies === true,
-          });
+          const progress = replyProgress(process.stderr, o.progress && !o.json);
+          const result = await client
+            .request(agent, action, data, {
+              onPublish: (targets) => progress.start(targets.length),
+              onReply: () => progress.tick(),
+              mode: o.broadcast ? "broadcast" : "direct",
+              filter,
+              ...(nodes !== undefined && { nodes }),
+              ...(timeoutMs !== undefined && { timeoutMs }),
+              ...(discoveryTimeoutMs !== undefined && { discoveryTimeoutMs }),
+              discoveryWindowed: o.discoveryWindow === true,
+              verifyReplySignatures: o.verifyReplies === true,
+            })
+            .finally(() => progress.stop());
           process.stdout.write(o.json ? renderJson(result) : renderText(result, ddl, o.display));
           process.exitCode = exitCodeFor(result.stats);
         });

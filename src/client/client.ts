@@ -430,6 +430,7 @@ export class Client {
 
     const message = encodeMessage(JSON.stringify({ agent, action, data: body }));
     const timeoutMs = opts.timeoutMs ?? discoveryTimeoutMs + ddl.metadata.timeout * 1000;
+    opts.onPublish?.(targets);
     const t0 = performance.now();
     try {
       // Signed once: every node gets the same bytes, as go-choria's cached transports do.

@@ -27,3 +27,4 @@ export type {
   RpcStats,
 } from "./types.js";
 export * from "./render.js";
+export { replyProgress, type Progress } from "./progress.js";

@@ -114,6 +114,8 @@ export interface RequestOptions {
   verifyReplySignatures?: boolean;
   /** use this DDL instead of looking one up */
   ddl?: AgentDDL;
+  /** called once discovery is done, just before publishing, with the nodes expected to reply */
+  onPublish?: (targets: readonly string[]) => void;
   /** called for each accepted reply as it arrives */
   onReply?: (reply: RpcReply) => void;
 }

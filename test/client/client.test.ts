@@ -132,16 +132,23 @@ describe("requests", () => {
     const rs = await fleet({ identity: "n1" }, { identity: "n2" }, { identity: "n3" });
     const sniff = await startSniffer(nats.url);
     const streamed: RpcReply[] = [];
+    const published: string[] = [];
     try {
       const c = client();
       const r = await c.request(
         "testagent",
         "echo",
         { message: "hello world" },
-        { discoveryTimeoutMs: 500, discoveryWindowed: true, onReply: (x) => streamed.push(x) },
+        {
+          discoveryTimeoutMs: 500,
+          discoveryWindowed: true,
+          onReply: (x) => streamed.push(x),
+          onPublish: (t) => published.push(...t),
+        },
       );
       expect(r.replies.map((x) => x.sender).sort()).toEqual(["n1", "n2", "n3"]);
       expect(streamed).toHaveLength(3);
+      expect(published.sort()).toEqual(["n1", "n2", "n3"]);
       for (const reply of r.replies) {
         expect(reply.statuscode).toBe(0);
         expect(reply.statusmsg).toBe("OK");

@@ -259,3 +259,16 @@ describe("filters", () => {
     expect(identityOnlyTargets(completeFilter({}))).toBeUndefined();
   });
 });
+
+describe("progress", () => {
+  it("is silent when stderr is not a terminal", async () => {
+    const { replyProgress } = await import("../../src/client/index.js");
+    let written = "";
+    const fake = { isTTY: false, write: (s: string) => (written += s) } as unknown as NodeJS.WriteStream;
+    const p = replyProgress(fake);
+    p.start(3);
+    p.tick();
+    p.stop();
+    expect(written).toBe("");
+  });
+});

@@ -1,0 +1,269 @@
+import { createHash } from "node:crypto";
+import {
+  MAX_MESSAGE_BYTES,
+  ProtocolError,
+  decodeRequest,
+  decodeSecureRequest,
+  decodeTransport,
+  type Request,
+  type RpcRequestBody,
+  type SecureRequest,
+  type Transport,
+} from "../protocol/index.js";
+import {
+  SecurityError,
+  tokenExpiry,
+  verifyToken,
+  type ChoriaSecurity,
+  type ClientClaims,
+} from "../security/index.js";
+import { REJECT_REASONS, type RejectReason } from "./stats.js";
+
+/** A request whose bytes parsed and whose caller and signature verified. */
+export interface DecodedRequest {
+  ok: true;
+  transport: Transport;
+  secure: SecureRequest;
+  request: Request;
+  /** The payload after Choria's base64 steps ("ping" for discovery, JSON for RPC). */
+  message: Buffer;
+  /** The mcorpc body when the payload is a JSON object; frozen, shared by every node. */
+  body?: RpcRequestBody;
+  /** Why the payload is not a usable mcorpc body (raw agents do not care). */
+  bodyError?: string;
+  callerClaims: ClientClaims;
+  /** Claims of the delegated signer, when one signed on the caller's behalf. */
+  signerClaims?: ClientClaims;
+}
+
+export interface DecodeRejection {
+  ok: false;
+  reason: RejectReason;
+  detail: string;
+}
+
+export type DecodeResult = DecodedRequest | DecodeRejection;
+
+/** The parts of ChoriaSecurity the decoder uses (tests and emulators may supply their own). */
+export type DecoderSecurity = Pick<
+  ChoriaSecurity,
+  "verifyClientToken" | "verifySignerToken" | "verifySignature" | "issuers"
+>;
+
+export interface RequestDecoderOptions {
+  security: DecoderSecurity;
+  /** Messages above this many bytes are refused before hashing or parsing. */
+  maxBytes?: number;
+  /** Distinct messages whose outcome is remembered (default 10 000). */
+  cacheSize?: number;
+  /** How long an outcome is remembered, ms (default 60 000; never past the caller token's expiry). */
+  cacheTtlMs?: number;
+}
+
+export interface DecoderStats {
+  /** decode() calls */
+  messages: number;
+  /** answered from the cache */
+  cacheHits: number;
+  /** full decodes (parse + token + signature checks) */
+  verifications: number;
+  rejected: Record<RejectReason, number>;
+}
+
+interface CacheEntry {
+  result: DecodeResult;
+  expiresAt: number;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === "object" && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+function securityReason(err: SecurityError): RejectReason {
+  switch (err.code) {
+    case "expired":
+    case "not_yet_valid":
+      return "expired_token";
+    case "no_fleet_management":
+    case "requires_signer":
+      return "no_fleet_management";
+    default:
+      return "untrusted_caller";
+  }
+}
+
+function reject(reason: RejectReason, detail: string): DecodeRejection {
+  return { ok: false, reason, detail };
+}
+
+/**
+ * Turns raw NATS message bytes into a verified request, once per process: the
+ * outcome (good or bad) is cached by the bytes' sha256, so a direct request sent
+ * to 50 000 virtual nodes, or one broadcast seen on ten connections, costs one
+ * parse and one signature check. Results are shared and must not be mutated.
+ */
+export class RequestDecoder {
+  readonly maxBytes: number;
+  readonly cacheSize: number;
+  readonly cacheTtlMs: number;
+  private readonly security: DecoderSecurity;
+  private readonly cache = new Map<string, CacheEntry>();
+  private readonly counters: DecoderStats;
+
+  constructor(opts: RequestDecoderOptions) {
+    this.security = opts.security;
+    this.maxBytes = opts.maxBytes ?? MAX_MESSAGE_BYTES;
+    this.cacheSize = Math.max(1, opts.cacheSize ?? 10_000);
+    this.cacheTtlMs = opts.cacheTtlMs ?? 60_000;
+    this.counters = {
+      messages: 0,
+      cacheHits: 0,
+      verifications: 0,
+      rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>,
+    };
+  }
+
+  get stats(): DecoderStats {
+    return { ...this.counters, rejected: { ...this.counters.rejected } };
+  }
+
+  /** Forgets every cached outcome (e.g. after the trusted issuers change). */
+  clear(): void {
+    this.cache.clear();
+  }
+
+  decode(bytes: Uint8Array): DecodeResult {
+    this.counters.messages++;
+    // Checked before hashing so a flood of huge messages costs nothing.
+    if (bytes.byteLength > this.maxBytes) {
+      return this.count(
+        reject("too_large", `message of ${bytes.byteLength} bytes exceeds the ${this.maxBytes} byte limit`),
+      );
+    }
+    const key = createHash("sha256").update(bytes).digest("base64");
+    const now = Date.now();
+    const hit = this.cache.get(key);
+    if (hit) {
+      this.cache.delete(key);
+      if (hit.expiresAt > now) {
+        this.cache.set(key, hit); // most recently used goes last
+        this.counters.cacheHits++;
+        return this.count(hit.result);
+      }
+    }
+    this.counters.verifications++;
+    const result = this.verify(bytes);
+    let expiresAt = now + this.cacheTtlMs;
+    if (result.ok) {
+      const exp = tokenExpiry(result.callerClaims);
+      if (exp !== undefined) expiresAt = Math.min(expiresAt, exp * 1000);
+    }
+    if (this.cache.size >= this.cacheSize) {
+      const oldest = this.cache.keys().next();
+      if (!oldest.done) this.cache.delete(oldest.value);
+    }
+    this.cache.set(key, { result, expiresAt });
+    return this.count(result);
+  }
+
+  private count(r: DecodeResult): DecodeResult {
+    if (!r.ok) this.counters.rejected[r.reason]++;
+    return r;
+  }
+
+  private verify(bytes: Uint8Array): DecodeResult {
+    let transport: Transport;
+    let secure: SecureRequest;
+    let requestBytes: Buffer;
+    let signature: Buffer;
+    try {
+      const t = decodeTransport(bytes);
+      transport = t.transport;
+      const s = decodeSecureRequest(t.inner);
+      secure = s.secure;
+      requestBytes = s.requestBytes;
+      signature = s.signature;
+    } catch (err) {
+      return this.protocolRejection(err);
+    }
+
+    let callerClaims: ClientClaims;
+    let signerClaims: ClientClaims | undefined;
+    let signingKey: string;
+    try {
+      if (secure.signer) {
+        // Delegation: the signer vouches for the caller and its key signs the request;
+        // the caller may then hold signed_fleet_management instead of fleet_management.
+        signerClaims = this.security.verifySignerToken(secure.signer);
+        callerClaims = this.delegatedCaller(secure.caller);
+        signingKey = signerClaims.public_key;
+      } else {
+        callerClaims = this.security.verifyClientToken(secure.caller);
+        signingKey = callerClaims.public_key;
+      }
+    } catch (err) {
+      if (err instanceof SecurityError) return reject(securityReason(err), err.message);
+      return reject("untrusted_caller", `caller token rejected: ${(err as Error).message}`);
+    }
+    if (!this.security.verifySignature(signingKey, requestBytes, signature)) {
+      return reject("bad_signature", `request signature does not verify for ${callerClaims.callerid}`);
+    }
+
+    let request: Request;
+    let message: Buffer;
+    try {
+      ({ request, message } = decodeRequest(requestBytes));
+    } catch (err) {
+      return this.protocolRejection(err);
+    }
+    if (request.caller !== callerClaims.callerid) {
+      return reject(
+        "caller_mismatch",
+        `request caller ${request.caller} does not match token callerid ${callerClaims.callerid}`,
+      );
+    }
+
+    const out: DecodedRequest = { ok: true, transport, secure, request, message, callerClaims };
+    if (signerClaims) out.signerClaims = signerClaims;
+    const parsed = parseBody(message);
+    if (typeof parsed === "string") out.bodyError = parsed;
+    else out.body = deepFreeze(parsed);
+    deepFreeze(request);
+    deepFreeze(transport);
+    return out;
+  }
+
+  private delegatedCaller(jwt: string): ClientClaims {
+    const c = verifyToken(jwt, [...this.security.issuers]) as ClientClaims;
+    if (c.purpose !== "choria_client_id")
+      throw new SecurityError("wrong_purpose", `caller token purpose is ${c.purpose}`);
+    if (!c.permissions?.fleet_management && !c.permissions?.signed_fleet_management)
+      throw new SecurityError("no_fleet_management", `caller ${c.callerid} has no fleet management access`);
+    return c;
+  }
+
+  private protocolRejection(err: unknown): DecodeRejection {
+    if (err instanceof ProtocolError) return reject(err.code, err.message);
+    return reject("malformed", (err as Error).message);
+  }
+}
+
+/** Parses an mcorpc body; returns a reason string when the payload is not one. */
+function parseBody(message: Buffer): RpcRequestBody | string {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(message.toString("utf8"));
+  } catch {
+    return "request body is not JSON";
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) return "request body is not a JSON object";
+  const b = doc as Partial<RpcRequestBody>;
+  if (typeof b.action !== "string" || b.action === "") return "request body has no action";
+  if (b.data === undefined || b.data === null) b.data = {};
+  if (typeof b.data !== "object" || Array.isArray(b.data)) return "request body data is not an object";
+  return b as RpcRequestBody;
+}

@@ -1,0 +1,151 @@
+import { createServer, type Server as HttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Counter, Registry, collectDefaultMetrics } from "prom-client";
+import type { RequestDecoder } from "./decoder.js";
+import type { NodeRuntime } from "./node.js";
+import { ServerError } from "./registry.js";
+import type { ServerStats } from "./stats.js";
+
+export interface ServerMetricsOptions {
+  port: number;
+  /** Interface to bind (Choria's plugin.choria.stats_address); default loopback. */
+  host?: string;
+  /** The nodes to report, read at every scrape. */
+  nodes: () => Iterable<NodeRuntime>;
+  decoder?: RequestDecoder;
+  /** Node.js process metrics (CPU, memory, event loop...); default true. */
+  processMetrics?: boolean;
+}
+
+// Choria's server counters; same names, labelled by identity like go-choria's.
+type CounterField = Exclude<keyof ServerStats, "dropped" | "agents">;
+const COUNTERS: [CounterField, string][] = [
+  ["total", "Total messages received"],
+  ["validated", "Messages that passed security validation"],
+  ["unvalidated", "Messages that failed decoding or security validation"],
+  ["passed", "Requests whose filter matched this node"],
+  ["filtered", "Requests whose filter did not match this node"],
+  ["replies", "Replies sent"],
+  ["ttlexpired", "Requests dropped for being outside their TTL window"],
+  ["events", "Lifecycle events published"],
+];
+
+/**
+ * Prometheus endpoint at /choria/metrics (and /metrics). Counters are read from
+ * the nodes at scrape time, so the request path never touches prom-client.
+ */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  private readonly opts: ServerMetricsOptions;
+  private server: HttpServer | undefined;
+
+  constructor(opts: ServerMetricsOptions) {
+    this.opts = opts;
+    const reg = [this.registry];
+    const nodes = opts.nodes;
+    for (const [field, help] of COUNTERS) {
+      new Counter({
+        name: `choria_server_${field}`,
+        help,
+        labelNames: ["identity"],
+        registers: reg,
+        collect() {
+          this.reset();
+          for (const n of nodes()) this.inc({ identity: n.identity }, n.counters[field]);
+        },
+      });
+    }
+    new Counter({
+      name: "choria_server_dropped",
+      help: "Messages dropped without a reply, by reason",
+      labelNames: ["identity", "reason"],
+      registers: reg,
+      collect() {
+        this.reset();
+        for (const n of nodes()) {
+          for (const [reason, v] of Object.entries(n.stats.dropped)) {
+            if (v > 0) this.inc({ identity: n.identity, reason }, v);
+          }
+        }
+      },
+    });
+    new Counter({
+      name: "choria_server_agent_requests",
+      help: "Requests dispatched to each agent",
+      labelNames: ["identity", "agent"],
+      registers: reg,
+      collect() {
+        this.reset();
+        for (const n of nodes()) {
+          for (const [agent, v] of Object.entries(n.stats.agents)) this.inc({ identity: n.identity, agent }, v);
+        }
+      },
+    });
+    const decoder = opts.decoder;
+    if (decoder) {
+      new Counter({
+        name: "chorus_server_decoder_verifications",
+        help: "Messages fully decoded and verified (cache misses)",
+        registers: reg,
+        collect() {
+          this.reset();
+          this.inc(decoder.stats.verifications);
+        },
+      });
+      new Counter({
+        name: "chorus_server_decoder_cache_hits",
+        help: "Messages answered from the verification cache",
+        registers: reg,
+        collect() {
+          this.reset();
+          this.inc(decoder.stats.cacheHits);
+        },
+      });
+    }
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The bound port (useful when started with port 0). */
+  get port(): number {
+    const a = this.server?.address();
+    return a && typeof a === "object" ? (a as AddressInfo).port : this.opts.port;
+  }
+
+  async metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  async start(): Promise<void> {
+    if (this.server) return;
+    const server = createServer((req, res) => {
+      const path = (req.url ?? "/").split("?")[0];
+      if (req.method !== "GET" || (path !== "/choria/metrics" && path !== "/metrics")) {
+        res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+        return;
+      }
+      this.registry.metrics().then(
+        (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
+        (err: Error) => res.writeHead(500, { "content-type": "text/plain" }).end(`${err.message}\n`),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (err) =>
+        reject(
+          new ServerError("stats_port", `cannot listen on stats port ${this.opts.port}: ${err.message}`, {
+            cause: err,
+          }),
+        ),
+      );
+      server.listen(this.opts.port, this.opts.host ?? "127.0.0.1", () => resolve());
+    });
+    this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}

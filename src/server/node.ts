@@ -1,0 +1,314 @@
+import { applyOutputDefaults, findAction, formatIssues, validateInputs, type AgentDDL } from "../ddl/index.js";
+import { matchFilter } from "../filter/index.js";
+import {
+  StatusCode,
+  encodeMessage,
+  encodeReply,
+  encodeSecureReply,
+  encodeTransport,
+  nowNanos,
+  replySubject,
+  type RpcReplyBody,
+  type TransportHeaders,
+} from "../protocol/index.js";
+import type { DecodeResult, DecodedRequest } from "./decoder.js";
+import type { AgentRegistry } from "./registry.js";
+import { NodeStats, type DropReason, type ServerStats } from "./stats.js";
+import {
+  ActionReply,
+  allowAll,
+  type ActionRequest,
+  type AgentDefinition,
+  type Authorizer,
+  type HostInfo,
+  type NodeCredential,
+  type NodeReply,
+} from "./types.js";
+
+/** Where a node reports what it dropped and what failed; the Server rate-limits these into its log. */
+export interface NodeEvents {
+  drop?(reason: DropReason, detail: string, node: NodeRuntime): void;
+  handlerError?(err: unknown, agent: string, action: string, node: NodeRuntime): void;
+}
+
+export interface NodeRuntimeOptions {
+  identity: string;
+  collectives: string[];
+  /** Defaults to the first collective. */
+  mainCollective?: string;
+  facts?: Record<string, unknown>;
+  classes?: string[];
+  /** The agents this node runs; may be shared by many nodes. */
+  registry: AgentRegistry;
+  /** The node's server JWT (sent with replies) and its reply signer. */
+  credential: NodeCredential;
+  /** Sign replies as Choria does by default (plugin.security.choria.sign_replies). */
+  signReplies?: boolean;
+  /** Default: allow every verified caller. */
+  authorizer?: Authorizer;
+  /** Process-wide facts for rpcutil and choria_util. */
+  host?: HostInfo;
+  events?: NodeEvents;
+}
+
+const NOT_AUTHORIZED = "You are not authorized to call this agent or action";
+
+function defaultHost(): HostInfo {
+  return {
+    version: "0.0.0",
+    startTime: Date.now(),
+    securityProvider: "choria",
+    middlewareServers: [],
+    connectorTls: false,
+    connectedServer: () => "",
+    connectionStats: () => ({}),
+    configItem: () => undefined,
+  };
+}
+
+/**
+ * One node identity: its facts, classes, collectives, agents and counters. It owns
+ * no connection: `handle()` takes a decoded request and returns the signed reply
+ * bytes and subject to publish (or nothing), so one process can host many nodes
+ * over a few shared connections.
+ */
+export class NodeRuntime {
+  readonly identity: string;
+  readonly collectives: readonly string[];
+  readonly mainCollective: string;
+  readonly registry: AgentRegistry;
+  readonly host: HostInfo;
+  facts: Record<string, unknown>;
+  classes: string[];
+  signReplies: boolean;
+  authorizer: Authorizer;
+  events: NodeEvents;
+  readonly counters = new NodeStats();
+  private credential: NodeCredential;
+
+  constructor(opts: NodeRuntimeOptions) {
+    if (opts.collectives.length === 0) throw new Error("a node needs at least one collective");
+    this.identity = opts.identity;
+    this.collectives = [...opts.collectives];
+    this.mainCollective = opts.mainCollective ?? (opts.collectives[0] as string);
+    this.registry = opts.registry;
+    this.facts = opts.facts ?? {};
+    this.classes = opts.classes ?? [];
+    this.credential = opts.credential;
+    this.signReplies = opts.signReplies ?? true;
+    this.authorizer = opts.authorizer ?? allowAll;
+    this.host = opts.host ?? defaultHost();
+    this.events = opts.events ?? {};
+  }
+
+  /** A copy of the counters. */
+  get stats(): ServerStats {
+    return this.counters.snapshot();
+  }
+
+  /** Replace the JWT and signer (e.g. after a token renewal). */
+  setCredential(c: NodeCredential): void {
+    this.credential = c;
+  }
+
+  /**
+   * Runs the server pipeline for one received message: counters, filter, TTL,
+   * agent and action lookup, input validation, authorization, dispatch with the
+   * DDL timeout, then the signed reply. Never throws; undefined means no reply.
+   */
+  async handle(decoded: DecodeResult, _subject?: string): Promise<NodeReply | undefined> {
+    const c = this.counters;
+    c.total++;
+    if (!decoded.ok) {
+      c.unvalidated++;
+      this.drop(decoded.reason, decoded.detail);
+      return undefined;
+    }
+    c.validated++;
+    const req = decoded.request;
+    if (!this.collectives.includes(req.collective)) {
+      this.drop("wrong_collective", `request for collective ${req.collective}`);
+      return undefined;
+    }
+    let matched: boolean;
+    try {
+      matched = matchFilter(req.filter, this);
+    } catch (err) {
+      this.drop("unsupported_filter", (err as Error).message);
+      return undefined;
+    }
+    if (!matched) {
+      c.filtered++;
+      return undefined;
+    }
+    c.passed++;
+    const now = nowNanos();
+    const ttlNs = req.ttl * 1e9;
+    if (!(now - ttlNs < req.time && req.time < now + ttlNs)) {
+      c.ttlexpired++;
+      return undefined;
+    }
+    const agent = this.registry.get(req.agent);
+    if (!agent) {
+      this.drop("unknown_agent", `request ${req.id} for unknown agent ${req.agent}`);
+      return undefined;
+    }
+    c.dispatched(req.agent);
+    try {
+      const payload = agent.raw ? await this.runRaw(agent, decoded) : await this.runAction(agent, decoded);
+      if (payload === undefined) return undefined;
+      const reply = this.buildReply(decoded, payload);
+      c.replies++;
+      return reply;
+    } catch (err) {
+      this.drop("reply_error", `request ${req.id}: ${(err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  /** Names of the agents this node runs, sorted (what agent filters match against). */
+  get agents(): string[] {
+    return this.registry.names();
+  }
+
+  private drop(reason: DropReason, detail: string): void {
+    this.counters.drop(reason);
+    this.events.drop?.(reason, detail, this);
+  }
+
+  private baseRequest(d: DecodedRequest): Omit<ActionRequest, "action" | "data" | "signal"> {
+    const r = d.request;
+    return {
+      agent: r.agent,
+      caller: r.caller,
+      callerClaims: d.callerClaims,
+      requestId: r.id,
+      sender: r.sender,
+      collective: r.collective,
+      ttl: r.ttl,
+      time: r.time,
+      node: this,
+    };
+  }
+
+  private async runRaw(agent: AgentDefinition, d: DecodedRequest): Promise<Uint8Array | undefined> {
+    return this.withTimeout(agent.ddl, d, async (signal) => {
+      const out = await (agent.raw as NonNullable<AgentDefinition["raw"]>)(d.message, {
+        ...this.baseRequest(d),
+        signal,
+      });
+      return typeof out === "string" ? Buffer.from(out, "utf8") : out;
+    });
+  }
+
+  private async runAction(agent: AgentDefinition, d: DecodedRequest): Promise<Uint8Array | undefined> {
+    const ddl = agent.ddl;
+    const body = d.body;
+    if (!body) return rpcReply("", StatusCode.InvalidData, `Could not parse request: ${d.bodyError}`);
+    const action = body.action;
+    const handler = Object.hasOwn(agent.actions, action) ? agent.actions[action] : undefined;
+    if (!handler || !findAction(ddl, action)) {
+      return rpcReply(action, StatusCode.UnknownAction, `Unknown action ${action} for agent ${d.request.agent}`);
+    }
+    // The decoded body is shared by every node: validate a copy, since defaults are filled in place.
+    const data: Record<string, unknown> = { ...body.data };
+    // Ruby MCollective clients add this bookkeeping key to every request.
+    delete data.process_results;
+    const issues = validateInputs(ddl, action, data);
+    if (issues.length > 0) {
+      const missing = issues.some((i) => i.reason === "is required");
+      return rpcReply(
+        action,
+        missing ? StatusCode.MissingData : StatusCode.InvalidData,
+        formatIssues(issues),
+      );
+    }
+    if (agent.authorize) {
+      let allowed = false;
+      try {
+        allowed = await this.authorizer.authorize({
+          agent: d.request.agent,
+          action,
+          caller: d.request.caller,
+          callerClaims: d.callerClaims,
+          collective: d.request.collective,
+          data,
+          node: this,
+        });
+      } catch (err) {
+        this.events.handlerError?.(err, d.request.agent, action, this);
+      }
+      if (!allowed) return rpcReply(action, StatusCode.Aborted, NOT_AUTHORIZED);
+    }
+    return this.withTimeout(ddl, d, async (signal) => {
+      const reply = new ActionReply();
+      try {
+        const out = await handler({ ...this.baseRequest(d), action, data, signal }, reply);
+        if (out && typeof out === "object") Object.assign(reply.data, out);
+      } catch (err) {
+        this.events.handlerError?.(err, d.request.agent, action, this);
+        reply.statuscode = StatusCode.UnknownError;
+        reply.statusmsg = err instanceof Error ? err.message : String(err);
+      }
+      applyOutputDefaults(ddl, action, reply.data);
+      return rpcReply(action, reply.statuscode, reply.statusmsg, reply.data);
+    });
+  }
+
+  /** Runs `fn` under the DDL timeout; past it the caller gets no reply, as in Choria. */
+  private async withTimeout(
+    ddl: AgentDDL,
+    d: DecodedRequest,
+    fn: (signal: AbortSignal) => Promise<Uint8Array | undefined>,
+  ): Promise<Uint8Array | undefined> {
+    const ms = Math.max(1, ddl.metadata.timeout) * 1000;
+    const ac = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), ms);
+    });
+    try {
+      const out = await Promise.race([fn(ac.signal), timedOut]);
+      if (out === "timeout") {
+        ac.abort(new Error("action timed out"));
+        this.drop(
+          "timeout",
+          `${d.request.agent} request ${d.request.id} ran past its ${ddl.metadata.timeout}s timeout`,
+        );
+        return undefined;
+      }
+      return out;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private buildReply(d: DecodedRequest, payload: Uint8Array): NodeReply {
+    const r = d.request;
+    const replyBytes = encodeReply({
+      message: encodeMessage(payload),
+      request: r.id,
+      sender: this.identity,
+      agent: r.agent,
+      time: nowNanos(),
+    });
+    const signature = this.signReplies ? this.credential.sign(replyBytes) : undefined;
+    const secure = encodeSecureReply(replyBytes, signature, this.credential.token);
+    const headers: TransportHeaders = { sender: this.identity };
+    const fed = d.transport.headers.federation;
+    // Federation brokers route the reply back by these, so they travel with it.
+    if (fed) headers.federation = { ...fed, ...(fed.targets ? { targets: [...fed.targets] } : {}) };
+    const subject = d.transport.headers.reply || replySubject(r.collective, r.caller, r.id);
+    return { subject, data: encodeTransport(secure, headers) };
+  }
+}
+
+function rpcReply(
+  action: string,
+  statuscode: StatusCode,
+  statusmsg: string,
+  data: Record<string, unknown> = {},
+): Uint8Array {
+  const body: RpcReplyBody = { action, statuscode, statusmsg, data };
+  return Buffer.from(JSON.stringify(body), "utf8");
+}

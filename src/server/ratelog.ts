@@ -1,0 +1,29 @@
+/** Logger shape the server needs; pino's Logger fits. */
+export interface WarnLogger {
+  warn(obj: Record<string, unknown>, msg: string): void;
+}
+
+/**
+ * Logs each kind of problem at most once per window, with how many were
+ * suppressed, so a flood of bad messages cannot flood the log too.
+ */
+export class RateLimitedLog {
+  private readonly last = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(
+    private readonly log: WarnLogger,
+    private readonly windowMs = 10_000,
+  ) {}
+
+  warn(kind: string, fields: Record<string, unknown>, msg: string): void {
+    const now = Date.now();
+    const seen = this.last.get(kind);
+    if (seen && now - seen.at < this.windowMs) {
+      seen.suppressed++;
+      return;
+    }
+    const suppressed = seen?.suppressed ?? 0;
+    this.last.set(kind, { at: now, suppressed: 0 });
+    this.log.warn(suppressed > 0 ? { ...fields, kind, suppressed } : { ...fields, kind }, msg);
+  }
+}

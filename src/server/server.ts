@@ -1,0 +1,317 @@
+import { pino, type Logger } from "pino";
+import { loadConfig, serverSettings, type Config } from "../config/index.js";
+import { connectNats, type NatsConnection } from "../connector/index.js";
+import type { AgentDDL } from "../ddl/index.js";
+import { broadcastSubject, directSubject, serviceSubject } from "../protocol/index.js";
+import { ChoriaSecurity } from "../security/index.js";
+import { RequestDecoder } from "./decoder.js";
+import { loadClasses, loadFacts } from "./facts.js";
+import { ServerMetrics } from "./metrics.js";
+import { NodeRuntime } from "./node.js";
+import { RateLimitedLog } from "./ratelog.js";
+import { AgentRegistry, ServerError, type RegisterOptions } from "./registry.js";
+import type { ServerStats } from "./stats.js";
+import type { AgentHandler, Authorizer, HostInfo } from "./types.js";
+import { CHORUS_VERSION } from "./version.js";
+
+/** Adds agents to a registry; the built-in agents module installs one for every Server. */
+export type AgentInstaller = (registry: AgentRegistry) => void;
+
+const defaultInstallers: AgentInstaller[] = [];
+
+/**
+ * Makes `installer` run for every Server created afterwards (unless it opts out
+ * with `defaultAgents: false`). src/agents registers Choria's built-in agents this
+ * way, since the server module may not import the agents module.
+ */
+export function addDefaultAgents(installer: AgentInstaller): void {
+  if (!defaultInstallers.includes(installer)) defaultInstallers.push(installer);
+}
+
+export interface ServerOptions {
+  identity: string;
+  collectives: string[];
+  /** Defaults to the first collective. */
+  mainCollective?: string;
+  /** Must hold a choria_server token for `identity`. */
+  security: ChoriaSecurity;
+  /** Broker URLs (nats:// or tls://). */
+  servers: string[];
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  /** Force TLS on or off (default: on with a CA or tls:// URLs). */
+  tls?: boolean;
+  /** Companion NATS user JWT; defaults to the one ChoriaSecurity loaded. */
+  natsJwt?: string;
+  facts?: Record<string, unknown>;
+  classes?: string[];
+  /** Prometheus port; unset = no endpoint. 0 picks a free port. */
+  statsPort?: number;
+  statsAddress?: string;
+  logger?: Logger;
+  /** Used when no logger is given (default info). */
+  logLevel?: string;
+  /** Sign replies with the server key (default true, as Choria). */
+  signReplies?: boolean;
+  /** Install agents registered with addDefaultAgents (the built-ins); default true. */
+  defaultAgents?: boolean;
+  authorizer?: Authorizer;
+  /** The parsed config, for rpcutil#get_config_item. */
+  config?: Config;
+  /** Share a decoder (and its verification cache) between servers in one process. */
+  decoder?: RequestDecoder;
+  maxMessageBytes?: number;
+}
+
+/**
+ * A Choria-compatible node: one identity on its own broker connection. Embed it
+ * to serve agents written in TypeScript:
+ *
+ *     const server = await Server.fromConfigFile("server.conf");
+ *     server.registerAgent(ddl, { hello: (req, reply) => { reply.data.msg = "hi"; } });
+ *     await server.start();
+ */
+export class Server {
+  readonly identity: string;
+  readonly collectives: readonly string[];
+  readonly registry = new AgentRegistry();
+  readonly node: NodeRuntime;
+  readonly decoder: RequestDecoder;
+  readonly log: Logger;
+  readonly security: ChoriaSecurity;
+  private readonly opts: ServerOptions;
+  private readonly rateLog: RateLimitedLog;
+  private nc: NatsConnection | undefined;
+  private readonly subs = new Map<string, { unsubscribe(): void }>();
+  private readonly inflight = new Set<Promise<void>>();
+  private metricsServer: ServerMetrics | undefined;
+  private stopping = false;
+
+  constructor(opts: ServerOptions) {
+    if (opts.collectives.length === 0) throw new ServerError("config", "a server needs at least one collective");
+    const sec = opts.security;
+    if (sec.purpose !== "choria_server") {
+      throw new ServerError("credential", `the server needs a choria_server token, got a ${sec.purpose} token`);
+    }
+    if (sec.identity !== undefined && sec.identity !== opts.identity) {
+      throw new ServerError(
+        "credential",
+        `the server token is for identity ${sec.identity} but the server identity is ${opts.identity}`,
+      );
+    }
+    this.opts = opts;
+    this.identity = opts.identity;
+    this.collectives = [...opts.collectives];
+    this.security = sec;
+    this.log =
+      opts.logger ?? pino({ name: "chorus-server", level: opts.logLevel ?? "info" }, pino.destination(2));
+    this.rateLog = new RateLimitedLog(this.log);
+    this.decoder =
+      opts.decoder ??
+      new RequestDecoder({
+        security: sec,
+        ...(opts.maxMessageBytes !== undefined && { maxBytes: opts.maxMessageBytes }),
+      });
+    const startTime = Date.now();
+    const host: HostInfo = {
+      version: CHORUS_VERSION,
+      startTime,
+      ...(opts.config && { configFile: opts.config.file }),
+      securityProvider: "choria",
+      middlewareServers: [...opts.servers],
+      connectorTls:
+        opts.tls ?? (opts.caFile !== undefined || opts.servers.some((s) => s.startsWith("tls://"))),
+      connectedServer: () => this.nc?.getServer() ?? "",
+      connectionStats: (): Record<string, number> => {
+        const s = this.nc?.stats();
+        return s ? { in_msgs: s.inMsgs, out_msgs: s.outMsgs, in_bytes: s.inBytes, out_bytes: s.outBytes } : {};
+      },
+      configItem: (key) => opts.config?.get(key),
+    };
+    this.node = new NodeRuntime({
+      identity: opts.identity,
+      collectives: opts.collectives,
+      ...(opts.mainCollective && { mainCollective: opts.mainCollective }),
+      facts: opts.facts ?? {},
+      classes: opts.classes ?? [],
+      registry: this.registry,
+      credential: { token: sec.token, sign: (d) => sec.sign(d) },
+      signReplies: opts.signReplies ?? true,
+      ...(opts.authorizer && { authorizer: opts.authorizer }),
+      host,
+      events: {
+        drop: (reason, detail) => this.rateLog.warn(reason, { reason }, `dropped message: ${detail}`),
+        handlerError: (err, agent, action) =>
+          this.rateLog.warn(`handler:${agent}#${action}`, { agent, action }, `action failed: ${(err as Error).message ?? String(err)}`),
+      },
+    });
+    this.registry.onRegister((name) => {
+      if (this.nc && !this.stopping) this.subscribeAgent(name);
+    });
+    if (opts.defaultAgents ?? true) for (const install of defaultInstallers) install(this.registry);
+  }
+
+  /**
+   * Builds a server from a Choria-style server config: identity, collectives,
+   * brokers, security files, facts (plugin.yaml) and classes (classesfile).
+   */
+  static async fromConfigFile(path: string, overrides: Partial<ServerOptions> = {}): Promise<Server> {
+    const cfg = loadConfig(path);
+    const s = serverSettings(cfg);
+    const security = new ChoriaSecurity({
+      seedFile: s.seedFile,
+      tokenFile: s.tokenFile,
+      issuers: s.issuers,
+      natsJwtFile: s.natsJwtFile,
+      ...(s.caFile && { caFile: s.caFile }),
+      ...(s.certFile && { certFile: s.certFile }),
+      ...(s.keyFile && { keyFile: s.keyFile }),
+    });
+    const logger =
+      overrides.logger ??
+      pino(
+        { name: "chorus-server", level: s.logLevel },
+        s.logFile ? pino.destination({ dest: s.logFile, mkdir: true }) : pino.destination(2),
+      );
+    const { facts, missing } = loadFacts(s.factsFiles);
+    for (const f of missing) logger.warn({ file: f }, "facts file does not exist, skipping it");
+    return new Server({
+      identity: s.identity,
+      collectives: s.collectives,
+      mainCollective: s.mainCollective,
+      security,
+      servers: s.middlewareHosts,
+      ...(s.caFile && { caFile: s.caFile }),
+      ...(s.certFile && { certFile: s.certFile }),
+      ...(s.keyFile && { keyFile: s.keyFile }),
+      facts,
+      classes: loadClasses(s.classesFile),
+      ...(s.statsPort !== undefined && { statsPort: s.statsPort }),
+      statsAddress: cfg.string("plugin.choria.stats_address", "127.0.0.1"),
+      signReplies: cfg.bool("plugin.security.choria.sign_replies", true),
+      config: cfg,
+      ...overrides,
+      logger,
+    });
+  }
+
+  /** Registers an agent and its action handlers (subscribes it at once when running). */
+  registerAgent(ddl: AgentDDL, actions: Record<string, AgentHandler>, opts?: RegisterOptions): void {
+    this.registry.register(ddl, actions, opts);
+  }
+
+  /** A copy of the node's counters. */
+  get stats(): ServerStats {
+    return this.node.stats;
+  }
+
+  get connection(): NatsConnection | undefined {
+    return this.nc;
+  }
+
+  /** The bound Prometheus port, when the endpoint runs. */
+  get statsPort(): number | undefined {
+    return this.metricsServer?.port;
+  }
+
+  async start(): Promise<void> {
+    if (this.nc) return;
+    this.stopping = false;
+    const o = this.opts;
+    const natsJwt = o.natsJwt ?? this.security.natsJwt;
+    const log = this.log.child({ component: "nats" });
+    if (o.statsPort !== undefined) {
+      this.metricsServer = new ServerMetrics({
+        port: o.statsPort,
+        host: o.statsAddress ?? "127.0.0.1",
+        nodes: () => [this.node],
+        decoder: this.decoder,
+      });
+      await this.metricsServer.start();
+    }
+    try {
+      this.nc = await connectNats({
+        servers: o.servers,
+        name: this.identity,
+        ...(o.caFile && { caFile: o.caFile }),
+        ...(o.certFile && { certFile: o.certFile }),
+        ...(o.keyFile && { keyFile: o.keyFile }),
+        ...(o.tls !== undefined && { tls: o.tls }),
+        ...(natsJwt && { natsJwt, seedHex: this.security.seedHex }),
+        logger: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+      });
+    } catch (err) {
+      await this.metricsServer?.stop();
+      this.metricsServer = undefined;
+      throw err;
+    }
+    for (const c of this.collectives) this.subscribe(directSubject(c, this.identity));
+    for (const name of this.registry.names()) this.subscribeAgent(name);
+    this.log.info(
+      {
+        identity: this.identity,
+        collectives: this.collectives,
+        server: this.nc.getServer(),
+        agents: this.registry.names(),
+        ...(this.metricsServer && { statsPort: this.metricsServer.port }),
+      },
+      "server started",
+    );
+  }
+
+  /** Stops taking requests, lets running actions finish and send their replies, then closes. */
+  async stop(): Promise<void> {
+    const nc = this.nc;
+    if (!nc) return;
+    this.stopping = true;
+    for (const sub of this.subs.values()) sub.unsubscribe();
+    this.subs.clear();
+    await Promise.allSettled([...this.inflight]);
+    try {
+      await nc.drain();
+    } catch {
+      // already closed (e.g. the broker went away): nothing left to flush
+    }
+    this.nc = undefined;
+    await this.metricsServer?.stop();
+    this.metricsServer = undefined;
+    this.log.info({ identity: this.identity }, "server stopped");
+  }
+
+  private subscribeAgent(name: string): void {
+    const def = this.registry.get(name);
+    for (const c of this.collectives) {
+      if (def?.ddl.metadata.service) this.subscribe(serviceSubject(c, name), name);
+      else this.subscribe(broadcastSubject(c, name));
+    }
+  }
+
+  private subscribe(subject: string, queue?: string): void {
+    const nc = this.nc;
+    if (!nc || this.subs.has(subject)) return;
+    const sub = nc.subscribe(subject, {
+      ...(queue && { queue }),
+      callback: (err, msg) => {
+        if (err) {
+          this.log.error({ subject, err: err.message }, "subscription error");
+          return;
+        }
+        this.process(msg.subject, msg.data);
+      },
+    });
+    this.subs.set(subject, sub);
+  }
+
+  /** One message through the shared decoder and this node; publishes the reply if any. */
+  private process(subject: string, data: Uint8Array): void {
+    const p = this.node
+      .handle(this.decoder.decode(data), subject)
+      .then((reply) => {
+        if (reply && this.nc) this.nc.publish(reply.subject, reply.data);
+      })
+      .catch((err: Error) => this.rateLog.warn("publish", {}, `could not send reply: ${err.message}`))
+      .finally(() => this.inflight.delete(p));
+    this.inflight.add(p);
+  }
+}

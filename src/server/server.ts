@@ -62,6 +62,8 @@ export interface ServerOptions {
   /** Share a decoder (and its verification cache) between servers in one process. */
   decoder?: RequestDecoder;
   maxMessageBytes?: number;
+  /** Keep retrying the first broker connection instead of failing start() (daemons want this). */
+  waitOnFirstConnect?: boolean;
 }
 
 /**
@@ -239,6 +241,7 @@ export class Server {
         ...(o.keyFile && { keyFile: o.keyFile }),
         ...(o.tls !== undefined && { tls: o.tls }),
         ...(natsJwt && { natsJwt, seedHex: this.security.seedHex }),
+        ...(o.waitOnFirstConnect !== undefined && { waitOnFirstConnect: o.waitOnFirstConnect }),
         logger: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
       });
     } catch (err) {

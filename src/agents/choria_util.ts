@@ -1,0 +1,41 @@
+import { builtinDDL } from "../ddl/index.js";
+import { StatusCode } from "../protocol/index.js";
+import type { AgentHandler, AgentRegistry } from "../server/index.js";
+
+const NO_MACHINES = "autonomous agents are not available yet";
+
+const notYet: AgentHandler = (_req, reply) => {
+  reply.fail(NO_MACHINES, StatusCode.UnknownError);
+};
+
+/** Handlers for choria_util; machine actions say plainly that they are not implemented. */
+export const choriaUtilActions: Record<string, AgentHandler> = {
+  info: (req) => {
+    const h = req.node.host;
+    return {
+      security: h.securityProvider,
+      secure_protocol: true,
+      connector: "nats",
+      connector_tls: h.connectorTls,
+      path: process.env.PATH ?? "",
+      choria_version: h.version,
+      client_version: process.version,
+      client_flavour: "nats.js",
+      client_options: {},
+      connected_server: h.connectedServer(),
+      client_stats: h.connectionStats(),
+      facter_domain: "",
+      facter_command: "",
+      srv_domain: "",
+      using_srv: false,
+      middleware_servers: [...h.middlewareServers],
+    };
+  },
+  machine_state: notYet,
+  machine_states: notYet,
+  machine_transition: notYet,
+};
+
+export function registerChoriaUtil(registry: AgentRegistry): void {
+  registry.register(builtinDDL("choria_util"), choriaUtilActions, { replace: true });
+}

@@ -1,0 +1,19 @@
+import { addDefaultAgents, type AgentRegistry } from "../server/index.js";
+import { registerChoriaUtil } from "./choria_util.js";
+import { registerDiscovery } from "./discovery.js";
+import { registerRpcutil } from "./rpcutil.js";
+
+export { DISCOVERY_DDL, discoveryHandler, registerDiscovery } from "./discovery.js";
+export { rpcutilActions, registerRpcutil } from "./rpcutil.js";
+export { choriaUtilActions, registerChoriaUtil } from "./choria_util.js";
+
+/** Installs discovery, rpcutil and choria_util into a registry (a Server gets them by default). */
+export function registerBuiltinAgents(registry: AgentRegistry): void {
+  registerDiscovery(registry);
+  registerRpcutil(registry);
+  registerChoriaUtil(registry);
+}
+
+// Importing this module (as the library entry and `chorus server run` do) makes every
+// Server start with the built-in agents; the server module cannot import us itself.
+addDefaultAgents(registerBuiltinAgents);

@@ -37,7 +37,12 @@ export const discoveryHandler: RawAgentHandler = (message) => {
     try {
       const body = JSON.parse(text) as { action?: unknown };
       if (body.action === "ping") {
-        return JSON.stringify({ action: "ping", statuscode: StatusCode.OK, statusmsg: "OK", data: { message: "pong" } });
+        return JSON.stringify({
+          action: "ping",
+          statuscode: StatusCode.OK,
+          statusmsg: "OK",
+          data: { message: "pong" },
+        });
       }
     } catch {
       // not JSON after all: no answer, like Choria

@@ -260,7 +260,8 @@ function parseBody(message: Buffer): RpcRequestBody | string {
   } catch {
     return "request body is not JSON";
   }
-  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) return "request body is not a JSON object";
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc))
+    return "request body is not a JSON object";
   const b = doc as Partial<RpcRequestBody>;
   if (typeof b.action !== "string" || b.action === "") return "request body has no action";
   if (b.data === undefined || b.data === null) b.data = {};

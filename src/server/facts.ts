@@ -30,9 +30,13 @@ export function loadFacts(files: string[]): { facts: Record<string, unknown>; mi
       // YAML is a superset of JSON, so one parser reads both.
       doc = parseYaml(text);
     } catch (err) {
-      throw new ServerError("facts", `facts file ${file} is not valid JSON or YAML: ${(err as Error).message}`, {
-        cause: err,
-      });
+      throw new ServerError(
+        "facts",
+        `facts file ${file} is not valid JSON or YAML: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
     }
     if (doc === null || doc === undefined) continue;
     if (typeof doc !== "object" || Array.isArray(doc))

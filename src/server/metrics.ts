@@ -77,7 +77,8 @@ export class ServerMetrics {
       collect() {
         this.reset();
         for (const n of nodes()) {
-          for (const [agent, v] of Object.entries(n.stats.agents)) this.inc({ identity: n.identity, agent }, v);
+          for (const [agent, v] of Object.entries(n.stats.agents))
+            this.inc({ identity: n.identity, agent }, v);
         }
       },
     });

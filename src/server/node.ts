@@ -1,4 +1,10 @@
-import { applyOutputDefaults, findAction, formatIssues, validateInputs, type AgentDDL } from "../ddl/index.js";
+import {
+  applyOutputDefaults,
+  findAction,
+  formatIssues,
+  validateInputs,
+  type AgentDDL,
+} from "../ddl/index.js";
 import { matchFilter } from "../filter/index.js";
 import {
   StatusCode,
@@ -208,7 +214,11 @@ export class NodeRuntime {
     const action = body.action;
     const handler = Object.hasOwn(agent.actions, action) ? agent.actions[action] : undefined;
     if (!handler || !findAction(ddl, action)) {
-      return rpcReply(action, StatusCode.UnknownAction, `Unknown action ${action} for agent ${d.request.agent}`);
+      return rpcReply(
+        action,
+        StatusCode.UnknownAction,
+        `Unknown action ${action} for agent ${d.request.agent}`,
+      );
     }
     // The decoded body is shared by every node: validate a copy, since defaults are filled in place.
     const data: Record<string, unknown> = { ...body.data };
@@ -261,7 +271,8 @@ export class NodeRuntime {
     d: DecodedRequest,
     fn: (signal: AbortSignal) => Promise<Uint8Array | undefined>,
   ): Promise<Uint8Array | undefined> {
-    const ms = Math.max(1, ddl.metadata.timeout) * 1000;
+    // Choria's schema says at least 2 s; a broken DDL still gets a sane bound.
+    const ms = ddl.metadata.timeout > 0 ? ddl.metadata.timeout * 1000 : 10_000;
     const ac = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<"timeout">((resolve) => {

@@ -91,10 +91,14 @@ export class Server {
   private stopping = false;
 
   constructor(opts: ServerOptions) {
-    if (opts.collectives.length === 0) throw new ServerError("config", "a server needs at least one collective");
+    if (opts.collectives.length === 0)
+      throw new ServerError("config", "a server needs at least one collective");
     const sec = opts.security;
     if (sec.purpose !== "choria_server") {
-      throw new ServerError("credential", `the server needs a choria_server token, got a ${sec.purpose} token`);
+      throw new ServerError(
+        "credential",
+        `the server needs a choria_server token, got a ${sec.purpose} token`,
+      );
     }
     if (sec.identity !== undefined && sec.identity !== opts.identity) {
       throw new ServerError(
@@ -127,7 +131,9 @@ export class Server {
       connectedServer: () => this.nc?.getServer() ?? "",
       connectionStats: (): Record<string, number> => {
         const s = this.nc?.stats();
-        return s ? { in_msgs: s.inMsgs, out_msgs: s.outMsgs, in_bytes: s.inBytes, out_bytes: s.outBytes } : {};
+        return s
+          ? { in_msgs: s.inMsgs, out_msgs: s.outMsgs, in_bytes: s.inBytes, out_bytes: s.outBytes }
+          : {};
       },
       configItem: (key) => opts.config?.get(key),
     };
@@ -145,7 +151,11 @@ export class Server {
       events: {
         drop: (reason, detail) => this.rateLog.warn(reason, { reason }, `dropped message: ${detail}`),
         handlerError: (err, agent, action) =>
-          this.rateLog.warn(`handler:${agent}#${action}`, { agent, action }, `action failed: ${(err as Error).message ?? String(err)}`),
+          this.rateLog.warn(
+            `handler:${agent}#${action}`,
+            { agent, action },
+            `action failed: ${(err as Error).message ?? String(err)}`,
+          ),
       },
     });
     this.registry.onRegister((name) => {

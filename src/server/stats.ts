@@ -12,11 +12,7 @@ export type RejectReason =
 
 /** Why a node dropped a verified request without answering it. */
 export type NodeDropReason =
-  | "wrong_collective"
-  | "unknown_agent"
-  | "unsupported_filter"
-  | "timeout"
-  | "reply_error";
+  "wrong_collective" | "unknown_agent" | "unsupported_filter" | "timeout" | "reply_error";
 
 export type DropReason = RejectReason | NodeDropReason;
 

@@ -141,7 +141,10 @@ export function buildRequest(s: RequestSpec): BuiltRequest {
   const collective = s.collective ?? COLLECTIVE;
   const id = s.id ?? newRequestId();
   const callerField = s.callerField ?? s.caller.callerid;
-  const payload = typeof s.body === "string" ? s.body : JSON.stringify({ agent: s.agent, ...s.body, data: s.body.data ?? {} });
+  const payload =
+    typeof s.body === "string"
+      ? s.body
+      : JSON.stringify({ agent: s.agent, ...s.body, data: s.body.data ?? {} });
   const requestBytes = encodeRequest({
     message: encodeMessage(payload),
     id,

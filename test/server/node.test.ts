@@ -9,7 +9,13 @@ import {
   nowNanos,
   type Filter,
 } from "../../src/protocol/index.js";
-import { generateKeyPair, orgIssuer, verify, verifyStats, type ChoriaSecurity } from "../../src/security/index.js";
+import {
+  generateKeyPair,
+  orgIssuer,
+  verify,
+  verifyStats,
+  type ChoriaSecurity,
+} from "../../src/security/index.js";
 import {
   AgentRegistry,
   NodeRuntime,
@@ -105,7 +111,9 @@ describe("NodeRuntime pipeline", () => {
     const send = async (data: Record<string, unknown>) =>
       parseReply(
         (await n.handle(
-          d.decode(buildRequest({ caller: fx.client, agent: "testagent", body: { action: "echo", data } }).bytes),
+          d.decode(
+            buildRequest({ caller: fx.client, agent: "testagent", body: { action: "echo", data } }).bytes,
+          ),
         ))!.data,
       ).body!;
     const missing = await send({});
@@ -174,7 +182,11 @@ describe("NodeRuntime pipeline", () => {
     const body = parseReply((await n.handle(d.decode(req.bytes)))!.data).body!;
     expect(body.statuscode).toBe(StatusCode.Aborted);
     expect(body.statusmsg).toMatch(/not authorized/);
-    const disco = buildRequest({ caller: fx.client, agent: "discovery", body: Buffer.from("ping").toString("base64") });
+    const disco = buildRequest({
+      caller: fx.client,
+      agent: "discovery",
+      body: Buffer.from("ping").toString("base64"),
+    });
     const r = parseReply((await n.handle(d.decode(disco.bytes)))!.data);
     expect(r.message.toString()).toBe("pong");
   });
@@ -199,17 +211,30 @@ describe("NodeRuntime pipeline", () => {
     expect(await n.handle(d.decode(old.bytes))).toBeUndefined();
     expect(await n.handle(d.decode(future.bytes))).toBeUndefined();
     expect(n.stats.ttlexpired).toBe(2);
-    const fresh = buildRequest({ caller: fx.client, agent: "rpcutil", body: { action: "ping" }, ttl: 60, time: nowNanos() - 50e9 });
+    const fresh = buildRequest({
+      caller: fx.client,
+      agent: "rpcutil",
+      body: { action: "ping" },
+      ttl: 60,
+      time: nowNanos() - 50e9,
+    });
     expect(await n.handle(d.decode(fresh.bytes))).toBeDefined();
   });
 
   it("drops unknown agents and other collectives", async () => {
     const n = node();
     const d = decoder();
-    expect(await n.handle(d.decode(buildRequest({ caller: fx.client, agent: "nope", body: { action: "x" } }).bytes))).toBeUndefined();
     expect(
       await n.handle(
-        d.decode(buildRequest({ caller: fx.client, agent: "rpcutil", body: { action: "ping" }, collective: "other" }).bytes),
+        d.decode(buildRequest({ caller: fx.client, agent: "nope", body: { action: "x" } }).bytes),
+      ),
+    ).toBeUndefined();
+    expect(
+      await n.handle(
+        d.decode(
+          buildRequest({ caller: fx.client, agent: "rpcutil", body: { action: "ping" }, collective: "other" })
+            .bytes,
+        ),
       ),
     ).toBeUndefined();
     expect(n.stats.dropped.unknown_agent).toBe(1);
@@ -222,21 +247,33 @@ describe("RequestDecoder rejections", () => {
     ["malformed JSON", () => Buffer.from("{not json"), "malformed"],
     [
       "wrong protocol id",
-      () =>
-        Buffer.from(
-          JSON.stringify({ protocol: "choria:transport:1", data: "e30=", headers: {} }),
-        ),
+      () => Buffer.from(JSON.stringify({ protocol: "choria:transport:1", data: "e30=", headers: {} })),
       "protocol",
     ],
-    ["schema violation", () => Buffer.from(JSON.stringify({ protocol: "io.choria.protocol.v2.transport", headers: {} })), "schema"],
+    [
+      "schema violation",
+      () => Buffer.from(JSON.stringify({ protocol: "io.choria.protocol.v2.transport", headers: {} })),
+      "schema",
+    ],
     [
       "forged signature",
-      () => buildRequest({ caller: fx.client, agent: "rpcutil", body: { action: "ping" }, signWith: generateKeyPair().seedHex }).bytes,
+      () =>
+        buildRequest({
+          caller: fx.client,
+          agent: "rpcutil",
+          body: { action: "ping" },
+          signWith: generateKeyPair().seedHex,
+        }).bytes,
       "bad_signature",
     ],
     [
       "token from another issuer",
-      () => buildRequest({ caller: fx.caller({ issuer: orgIssuer(generateKeyPair()) }), agent: "rpcutil", body: { action: "ping" } }).bytes,
+      () =>
+        buildRequest({
+          caller: fx.caller({ issuer: orgIssuer(generateKeyPair()) }),
+          agent: "rpcutil",
+          body: { action: "ping" },
+        }).bytes,
       "untrusted_caller",
     ],
     [
@@ -260,25 +297,33 @@ describe("RequestDecoder rejections", () => {
           },
           fx.orgKp.seedHex,
         );
-        return buildRequest({ caller: { kp, token, callerid: "choria=old" }, agent: "rpcutil", body: { action: "ping" } }).bytes;
+        return buildRequest({
+          caller: { kp, token, callerid: "choria=old" },
+          agent: "rpcutil",
+          body: { action: "ping" },
+        }).bytes;
       },
       "expired_token",
     ],
     [
       "caller mismatch",
-      () => buildRequest({ caller: fx.client, agent: "rpcutil", body: { action: "ping" }, callerField: "choria=admin" }).bytes,
+      () =>
+        buildRequest({
+          caller: fx.client,
+          agent: "rpcutil",
+          body: { action: "ping" },
+          callerField: "choria=admin",
+        }).bytes,
       "caller_mismatch",
     ],
     [
       "no fleet management",
-      () => buildRequest({ caller: fx.caller({ permissions: {} }), agent: "rpcutil", body: { action: "ping" } }).bytes,
+      () =>
+        buildRequest({ caller: fx.caller({ permissions: {} }), agent: "rpcutil", body: { action: "ping" } })
+          .bytes,
       "no_fleet_management",
     ],
-    [
-      "oversized message",
-      () => Buffer.alloc(MAX_MESSAGE_BYTES + 1, 0x20),
-      "too_large",
-    ],
+    ["oversized message", () => Buffer.alloc(MAX_MESSAGE_BYTES + 1, 0x20), "too_large"],
   ];
 
   for (const [name, make, reason] of cases) {
@@ -304,16 +349,26 @@ describe("RequestDecoder rejections", () => {
   it("accepts a request signed by a delegated signer for a signed_fleet_management caller", async () => {
     const signer = fx.caller({ callerid: "choria=aaa", permissions: { authentication_delegator: true } });
     const user = fx.caller({ callerid: "choria=user", permissions: { signed_fleet_management: true } });
-    const built = buildRequest({ caller: user, agent: "rpcutil", body: { action: "ping" }, signWith: signer.kp.seedHex });
+    const built = buildRequest({
+      caller: user,
+      agent: "rpcutil",
+      body: { action: "ping" },
+      signWith: signer.kp.seedHex,
+    });
     // rebuild the secure layer with the signer JWT
     const { decodeTransport, decodeSecureRequest } = await import("../../src/protocol/index.js");
     const t = decodeTransport(built.bytes);
     const sr = decodeSecureRequest(t.inner);
-    const bytes = encodeTransport(encodeSecureRequest(sr.requestBytes, sr.signature, user.token, signer.token), t.transport.headers);
+    const bytes = encodeTransport(
+      encodeSecureRequest(sr.requestBytes, sr.signature, user.token, signer.token),
+      t.transport.headers,
+    );
     const res = decoder().decode(bytes);
     expect(res.ok).toBe(true);
     // without the signer the same caller may not make requests
-    const alone = decoder().decode(buildRequest({ caller: user, agent: "rpcutil", body: { action: "ping" } }).bytes);
+    const alone = decoder().decode(
+      buildRequest({ caller: user, agent: "rpcutil", body: { action: "ping" } }).bytes,
+    );
     expect(alone).toMatchObject({ ok: false, reason: "no_fleet_management" });
   });
 });
@@ -338,17 +393,25 @@ describe("many nodes, one decoder", () => {
 
   it("caches rejections too, so bad bytes cost one check", () => {
     const d = decoder();
-    const bad = buildRequest({ caller: fx.client, agent: "rpcutil", body: { action: "ping" }, signWith: generateKeyPair().seedHex });
+    const bad = buildRequest({
+      caller: fx.client,
+      agent: "rpcutil",
+      body: { action: "ping" },
+      signWith: generateKeyPair().seedHex,
+    });
     const before = verifyStats.count;
     d.decode(bad.bytes);
     const once = verifyStats.count - before;
-    for (let i = 0; i < 50; i++) expect(d.decode(bad.bytes)).toMatchObject({ ok: false, reason: "bad_signature" });
+    for (let i = 0; i < 50; i++)
+      expect(d.decode(bad.bytes)).toMatchObject({ ok: false, reason: "bad_signature" });
     expect(verifyStats.count - before).toBe(once);
   });
 
   it("bounds the cache", () => {
     const d = new RequestDecoder({ security: serverSec, cacheSize: 3 });
-    const reqs = Array.from({ length: 5 }, () => buildRequest({ caller: fx.client, agent: "rpcutil", body: { action: "ping" } }));
+    const reqs = Array.from({ length: 5 }, () =>
+      buildRequest({ caller: fx.client, agent: "rpcutil", body: { action: "ping" } }),
+    );
     for (const r of reqs) d.decode(r.bytes);
     d.decode(reqs[4]!.bytes); // recent: still cached
     d.decode(reqs[0]!.bytes); // evicted: verified again
@@ -380,7 +443,10 @@ describe("many nodes, one decoder", () => {
     expect(await who({ identity: ["db1.example"] })).toEqual(["db1.example"]);
     expect(await who({ identity: ["/^web/"] })).toEqual(["web1.example", "web2.example"]);
     expect(await who({ cf_class: ["canary"] })).toEqual(["web2.example"]);
-    expect(await who({ fact: [{ fact: "cpus", operator: ">=", value: "8" }] })).toEqual(["web1.example", "db1.example"]);
+    expect(await who({ fact: [{ fact: "cpus", operator: ">=", value: "8" }] })).toEqual([
+      "web1.example",
+      "db1.example",
+    ]);
     expect(await who({ fact: [{ fact: "os", operator: "==", value: "linux" }], cf_class: ["web"] })).toEqual([
       "web1.example",
       "web2.example",

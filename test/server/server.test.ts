@@ -66,7 +66,9 @@ afterAll(async () => {
 /** Publishes a request and collects replies on its reply subject for `waitMs`. */
 async function send(req: BuiltRequest, subject: string, waitMs = 400): Promise<ParsedReply[]> {
   const got: ParsedReply[] = [];
-  const sub: Subscription = nc.subscribe(req.replyTo, { callback: (_e, m) => got.push(parseReply(m.data)) });
+  const sub: Subscription = nc.subscribe(req.replyTo, {
+    callback: (_e, m) => void got.push(parseReply(m.data)),
+  });
   await nc.flush();
   nc.publish(subject, req.bytes);
   await nc.flush();

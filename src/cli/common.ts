@@ -7,11 +7,11 @@ import type { Filter } from "../protocol/index.js";
 
 /** Filter flags shared by req, ping and discover (Choria's -I -F -C -A -W). */
 export interface FilterFlags {
-  identity: string[];
-  fact: string[];
-  class: string[];
-  agent: string[];
-  with: string[];
+  identity?: string[];
+  fact?: string[];
+  class?: string[];
+  agent?: string[];
+  with?: string[];
 }
 
 export interface DiscoveryFlags extends FilterFlags {
@@ -21,8 +21,9 @@ export interface DiscoveryFlags extends FilterFlags {
   discoveryWindow?: boolean;
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+// No default value: commander would print "(default: [])" on every help line.
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 export function addConfigOption(cmd: Command): Command {
@@ -31,21 +32,15 @@ export function addConfigOption(cmd: Command): Command {
 
 export function addFilterOptions(cmd: Command): Command {
   return cmd
-    .option("-I, --identity <identity>", "match an identity or /regex/ (repeatable, ORed)", collect, [])
+    .option("-I, --identity <identity>", "match an identity or /regex/ (repeatable, ORed)", collect)
     .option(
       "-F, --fact <fact=value>",
       "match a fact: fact=value, fact=~/re/, fact>10 ... (repeatable)",
       collect,
-      [],
     )
-    .option("-C, --class <class>", "match a class or /regex/ (repeatable)", collect, [])
-    .option("-A, --agent <agent>", "match nodes that have an agent (repeatable)", collect, [])
-    .option(
-      "-W, --with <filter>",
-      "combined fact and class filter, space separated (repeatable)",
-      collect,
-      [],
-    );
+    .option("-C, --class <class>", "match a class or /regex/ (repeatable)", collect)
+    .option("-A, --agent <agent>", "match nodes that have an agent (repeatable)", collect)
+    .option("-W, --with <filter>", "combined fact and class filter, space separated (repeatable)", collect);
 }
 
 export function addDiscoveryOptions(cmd: Command): Command {
@@ -58,11 +53,11 @@ export function addDiscoveryOptions(cmd: Command): Command {
 /** A filter from CLI flags; bad filters surface as FilterError naming the input. */
 export function filterFromFlags(o: FilterFlags): Filter {
   return buildFilter({
-    identity: o.identity,
-    facts: o.fact,
-    classes: o.class,
-    agents: o.agent,
-    combined: o.with,
+    identity: o.identity ?? [],
+    facts: o.fact ?? [],
+    classes: o.class ?? [],
+    agents: o.agent ?? [],
+    combined: o.with ?? [],
   });
 }
 

@@ -28,7 +28,7 @@ interface ReqFlags extends DiscoveryFlags {
   verifyReplies?: boolean;
   json?: boolean;
   progress: boolean;
-  display: DisplayMode;
+  display?: DisplayMode;
 }
 
 /** `chorus req AGENT ACTION key=value...`: an RPC request to matching nodes. */
@@ -51,9 +51,9 @@ export function register(program: Command): void {
     .option("--json", "print Choria's JSON result format")
     .option("--no-progress", "no progress bar (it is only shown on a terminal anyway)")
     .addOption(
-      new Option("--display <mode>", "which replies to show (default: as the DDL says)")
-        .choices(DISPLAY_MODES.filter((m) => m !== "ddl"))
-        .default("ddl"),
+      new Option("--display <mode>", "which replies to show (default: as the DDL says)").choices(
+        DISPLAY_MODES.filter((m) => m !== "ddl"),
+      ),
     )
     .action(
       guarded("req", async (agent: string, action: string, inputs: string[], o: ReqFlags) => {
@@ -79,7 +79,7 @@ export function register(program: Command): void {
               verifyReplySignatures: o.verifyReplies === true,
             })
             .finally(() => progress.stop());
-          process.stdout.write(o.json ? renderJson(result) : renderText(result, ddl, o.display));
+          process.stdout.write(o.json ? renderJson(result) : renderText(result, ddl, o.display ?? "ddl"));
           process.exitCode = exitCodeFor(result.stats);
         });
       }),

@@ -279,7 +279,10 @@ export class NodeRuntime {
       timer = setTimeout(() => resolve("timeout"), ms);
     });
     try {
-      const out = await Promise.race([fn(ac.signal), timedOut]);
+      const work = fn(ac.signal);
+      // A handler that fails after its timeout has nobody left to tell; keep that quiet.
+      work.catch(() => undefined);
+      const out = await Promise.race([work, timedOut]);
       if (out === "timeout") {
         ac.abort(new Error("action timed out"));
         this.drop(

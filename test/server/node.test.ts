@@ -459,3 +459,28 @@ describe("many nodes, one decoder", () => {
     expect(nodes[0]!.stats.dropped.unsupported_filter).toBe(1);
   });
 });
+
+describe("raw agents", () => {
+  it("a raw handler that throws is dropped and counted, late failures stay quiet", async () => {
+    const reg = registry();
+    const ddl = { ...TEST_DDL, metadata: { ...TEST_DDL.metadata, name: "rawthing", timeout: 0.2 } };
+    let calls = 0;
+    reg.registerRaw(ddl, async (msg) => {
+      calls++;
+      if (msg.toString() === "now") throw new Error("raw failure");
+      await sleep(400);
+      throw new Error("late failure");
+    });
+    const n = node("node1.example", { registry: reg });
+    const d = decoder();
+    expect(
+      await n.handle(d.decode(buildRequest({ caller: fx.client, agent: "rawthing", body: "now" }).bytes)),
+    ).toBeUndefined();
+    expect(
+      await n.handle(d.decode(buildRequest({ caller: fx.client, agent: "rawthing", body: "later" }).bytes)),
+    ).toBeUndefined();
+    await sleep(400);
+    expect(calls).toBe(2);
+    expect(n.stats.dropped).toMatchObject({ reply_error: 1, timeout: 1 });
+  });
+});

@@ -182,6 +182,9 @@ export function renderText(
   for (const r of result.replies) {
     if (shouldDisplay(display, action?.display, r.statuscode)) renderReply(out, r, action);
   }
+  if (result.stats.discovered === 0 && result.stats.responses === 0) {
+    out.push("No nodes matched the filter: no request was sent.", "");
+  }
   return (out.length > 0 ? out.join("\n") + "\n" : "") + renderStats(result.stats);
 }
 

@@ -125,6 +125,17 @@ describe("text rendering", () => {
     expect(s).toContain("Unexpected responses from: 4\n\n    x1  x2  x3\n    x4\n");
   });
 
+  it("says when nothing was discovered", () => {
+    const empty = {
+      ...fixed,
+      replies: [],
+      stats: stats({ discovered: 0, responses: 0, ok: 0, failed: 0, noResponses: [] }),
+    };
+    expect(renderText(empty, TEST_DDL)).toMatch(
+      /^No nodes matched the filter: no request was sent\.\n\n---- request statistics ----\n/,
+    );
+  });
+
   it("formats milliseconds", () => {
     expect(formatMs(0.04)).toBe("0.0 ms");
     expect(formatMs(99.94)).toBe("99.9 ms");

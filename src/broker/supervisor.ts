@@ -243,7 +243,10 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = this.childExit as Promise<void>;
     child.kill("SIGTERM");
-    const timedOut = await Promise.race([exited.then(() => false), sleep(graceMs).then(() => true)]);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs)));
+    // cleared, not left pending: a live grace timer would keep the caller's process up
+    const timedOut = await Promise.race([exited.then(() => false), grace]).finally(() => clearTimeout(timer));
     if (timedOut) {
       this.logger("warn", `nats-server did not exit within ${graceMs}ms of SIGTERM, sending SIGKILL`);
       child.kill("SIGKILL");

@@ -1,6 +1,12 @@
 import { Command } from "commander";
 import { register as registerBroker } from "./broker.js";
+import { register as registerDemo } from "./demo.js";
+import { register as registerDiscover } from "./discover.js";
+import { register as registerEmulate } from "./emulate.js";
 import { register as registerJwt } from "./jwt.js";
+import { register as registerPing } from "./ping.js";
+import { register as registerReq } from "./req.js";
+import { register as registerServer } from "./server.js";
 import { register as registerSetup } from "./setup.js";
 
 /** Builds the `chorus` command tree; each command lives in its own thin file. */
@@ -14,6 +20,12 @@ export function buildProgram(): Command {
   registerSetup(program);
   registerJwt(program);
   registerBroker(program);
+  registerServer(program);
+  registerReq(program);
+  registerPing(program);
+  registerDiscover(program);
+  registerEmulate(program);
+  registerDemo(program);
   return program;
 }
 

@@ -131,15 +131,23 @@ export const stderrLogger: ClientLogger = {
   error: (m) => process.stderr.write(`chorus: ${m}\n`),
 };
 
-/** Opens a client from the resolved config, runs `fn`, and always closes it. */
+/**
+ * Opens a client from the resolved config, runs `fn`, and always closes it. The
+ * first ^C aborts `signal` so the command can print what it has; a second one
+ * gets Node's default (exit).
+ */
 export async function withClient<T>(
   configFlag: string | undefined,
-  fn: (c: Client) => Promise<T>,
+  fn: (c: Client, signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
   const client = await Client.fromConfigFile(resolveConfigPath(configFlag), { logger: stderrLogger });
+  const ac = new AbortController();
+  const onInt = () => ac.abort();
+  process.once("SIGINT", onInt);
   try {
-    return await fn(client);
+    return await fn(client, ac.signal);
   } finally {
+    process.removeListener("SIGINT", onInt);
     await client.close();
   }
 }

@@ -25,8 +25,9 @@ export function register(program: Command): void {
     guarded("discover", async (o: DiscoverFlags) => {
       const filter = filterFromFlags(o);
       const timeoutMs = parseSeconds("--discovery-timeout", o.discoveryTimeout);
-      await withClient(o.config, async (client) => {
+      await withClient(o.config, async (client, signal) => {
         const ids = await client.discover({
+          signal,
           filter,
           ...(timeoutMs !== undefined && { timeoutMs }),
           windowed: o.discoveryWindow === true,

@@ -26,8 +26,9 @@ export function register(program: Command): void {
       const filter = filterFromFlags(o);
       const timeoutMs =
         parseSeconds("--timeout", o.timeout) ?? parseSeconds("--discovery-timeout", o.discoveryTimeout);
-      await withClient(o.config, async (client) => {
+      await withClient(o.config, async (client, signal) => {
         const result = await client.ping({
+          signal,
           filter,
           ...(timeoutMs !== undefined && { timeoutMs }),
           windowed: o.discoveryWindow === true,

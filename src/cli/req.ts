@@ -62,12 +62,13 @@ export function register(program: Command): void {
         const nodes = o.nodes !== undefined ? readNodesFile(o.nodes) : undefined;
         const timeoutMs = parseSeconds("--timeout", o.timeout);
         const discoveryTimeoutMs = parseSeconds("--discovery-timeout", o.discoveryTimeout);
-        await withClient(o.config, async (client) => {
+        await withClient(o.config, async (client, signal) => {
           const ddl = client.ddl(agent);
           const data = coerceInputs(ddl, action, raw);
           const progress = replyProgress(process.stderr, o.progress && !o.json);
           const result = await client
             .request(agent, action, data, {
+              signal,
               onPublish: (targets) => progress.start(targets.length),
               onReply: () => progress.tick(),
               mode: o.broadcast ? "broadcast" : "direct",

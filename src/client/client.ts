@@ -224,6 +224,7 @@ export class Client {
     timeoutMs: number,
     windowMs: number,
     verify: boolean | undefined,
+    signal: AbortSignal | undefined,
   ): Promise<BroadcastOutcome> {
     const nc = await this.connect();
     const requestId = newRequestId();
@@ -262,7 +263,9 @@ export class Client {
       sentAt = performance.now();
       nc.publish(broadcastSubject(this.collective, "discovery"), bytes);
       collector.start(timeoutMs, windowMs);
+      const release = collector.stopOn(signal);
       await collector.done;
+      release();
     } finally {
       collector.finish();
     }
@@ -283,6 +286,7 @@ export class Client {
       opts.timeoutMs ?? this.discoveryTimeoutMs,
       window,
       opts.verifyReplySignatures,
+      opts.signal,
     );
     return r.senders;
   }
@@ -295,6 +299,7 @@ export class Client {
       opts.timeoutMs ?? this.discoveryTimeoutMs,
       window,
       opts.verifyReplySignatures,
+      opts.signal,
     );
     return {
       requestid: r.requestId,
@@ -347,6 +352,7 @@ export class Client {
           discoveryTimeoutMs,
           opts.discoveryWindowed ? this.windowMs : 0,
           opts.verifyReplySignatures,
+          opts.signal,
         );
         discoverMs = performance.now() - t0;
         targets = found.senders;
@@ -370,7 +376,8 @@ export class Client {
     };
     const replies: RpcReply[] = [];
     const result: RpcResult = { agent, action, replies, stats };
-    if (targets.length === 0) return result;
+    // Interrupted during discovery: report what was found without sending anything.
+    if (targets.length === 0 || opts.signal?.aborted) return result;
 
     const nc = await this.connect();
     const trust = this.trust(opts.verifyReplySignatures);
@@ -443,7 +450,9 @@ export class Client {
       collector.start(Math.max(0, timeoutMs - (performance.now() - t0)));
       await nc.flush();
       stats.publishMs = performance.now() - t0;
+      const release = collector.stopOn(opts.signal);
       await collector.done;
+      release();
     } finally {
       collector.finish();
     }

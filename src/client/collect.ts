@@ -32,6 +32,18 @@ export class ReplyCollector {
     this.cap = setTimeout(() => this.finish(), Math.max(0, capMs));
   }
 
+  /** Ends collection early when `signal` aborts (^C in the CLI); returns a cleanup. */
+  stopOn(signal: AbortSignal | undefined): () => void {
+    if (!signal) return () => {};
+    if (signal.aborted) {
+      this.finish();
+      return () => {};
+    }
+    const onAbort = () => this.finish();
+    signal.addEventListener("abort", onAbort, { once: true });
+    return () => signal.removeEventListener("abort", onAbort);
+  }
+
   /** A reply arrived: in windowed mode, push the end out to quietMs from now. */
   touch(): void {
     if (this.quietMs <= 0 || this.finished) return;

@@ -47,6 +47,8 @@ export interface DiscoverOptions {
   /** quiet period for windowed mode (default: the client's windowMs) */
   windowMs?: number;
   verifyReplySignatures?: boolean;
+  /** stop waiting early; what arrived so far is returned */
+  signal?: AbortSignal;
 }
 
 export type RequestMode = "direct" | "broadcast";
@@ -114,6 +116,8 @@ export interface RequestOptions {
   verifyReplySignatures?: boolean;
   /** use this DDL instead of looking one up */
   ddl?: AgentDDL;
+  /** stop early (e.g. on ^C): after discovery nothing is sent; while collecting, the replies so far are returned */
+  signal?: AbortSignal;
   /** called once discovery is done, just before publishing, with the nodes expected to reply */
   onPublish?: (targets: readonly string[]) => void;
   /** called for each accepted reply as it arrives */
@@ -138,4 +142,5 @@ export interface PingOptions {
   windowed?: boolean;
   windowMs?: number;
   verifyReplySignatures?: boolean;
+  signal?: AbortSignal;
 }

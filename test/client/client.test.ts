@@ -362,6 +362,42 @@ describe("requests", () => {
     expect(r.replies[0]?.data).toEqual({ pong: 12345 });
   });
 
+  it("an abort signal ends collection early with the replies so far", async () => {
+    await fleet({ identity: "n1" });
+    const c = client();
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 300);
+    const t0 = Date.now();
+    const r = await c.request(
+      "testagent",
+      "echo",
+      { message: "hi" },
+      { nodes: ["n1", "ghost"], timeoutMs: 10_000, signal: ac.signal },
+    );
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(r.replies.map((x) => x.sender)).toEqual(["n1"]);
+    expect(r.stats.noResponses).toEqual(["ghost"]);
+
+    const d = new AbortController();
+    setTimeout(() => d.abort(), 200);
+    const t1 = Date.now();
+    expect(await c.discover({ timeoutMs: 10_000, signal: d.signal })).toEqual(["n1"]);
+    expect(Date.now() - t1).toBeLessThan(2000);
+
+    // aborted before publishing: nothing is sent
+    const agentMsgs = () => responders[0]!.received.filter((m) => m.request.agent === "testagent").length;
+    const before = agentMsgs();
+    const r2 = await c.request(
+      "testagent",
+      "echo",
+      { message: "hi" },
+      { filter: { fact: [{ fact: "role", operator: "==", value: "x" }] }, signal: AbortSignal.abort() },
+    );
+    expect(r2.stats.responses).toBe(0);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(agentMsgs()).toBe(before);
+  });
+
   it("close is idempotent and later calls fail clearly", async () => {
     const c = client();
     await c.connect();

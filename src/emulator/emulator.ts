@@ -19,6 +19,7 @@ import {
   NodeRuntime,
   RequestDecoder,
   CHORUS_VERSION,
+  type DecodeResult,
   type HostInfo,
   type NodeReply,
   type ServerStats,
@@ -208,7 +209,7 @@ export class Emulator {
         if (err) return;
         const identity = msg.subject.slice(o.collective.length + 6);
         const node = this.byIdentity.get(identity);
-        if (node) this.dispatch(node, msg.data);
+        if (node) this.dispatch(node, this.decoder.decode(msg.data));
       },
     });
     await inbound.flush();
@@ -216,12 +217,14 @@ export class Emulator {
   }
 
   private fanOut(data: Uint8Array): void {
-    for (const node of this.nodes) this.dispatch(node, data);
+    // decoded once here, then shared read-only by every node
+    const decoded = this.decoder.decode(data);
+    for (const node of this.nodes) this.dispatch(node, decoded);
   }
 
-  private dispatch(node: NodeRuntime, data: Uint8Array): void {
+  private dispatch(node: NodeRuntime, decoded: DecodeResult): void {
     const p = node
-      .handle(this.decoder.decode(data))
+      .handle(decoded)
       .then((reply) => {
         if (reply) this.publish(reply);
       })

@@ -182,27 +182,10 @@ export class NodeRuntime {
     this.events.drop?.(reason, detail, this);
   }
 
-  private baseRequest(d: DecodedRequest): Omit<ActionRequest, "action" | "data" | "signal"> {
-    const r = d.request;
-    return {
-      agent: r.agent,
-      caller: r.caller,
-      callerClaims: d.callerClaims,
-      requestId: r.id,
-      sender: r.sender,
-      collective: r.collective,
-      ttl: r.ttl,
-      time: r.time,
-      node: this,
-    };
-  }
-
   private async runRaw(agent: AgentDefinition, d: DecodedRequest): Promise<Uint8Array | undefined> {
-    return this.withTimeout(agent.ddl, d, async (signal) => {
-      const out = await (agent.raw as NonNullable<AgentDefinition["raw"]>)(d.message, {
-        ...this.baseRequest(d),
-        signal,
-      });
+    const req = new HandlerRequest(this, d, "", {});
+    return this.withTimeout(agent.ddl, d, req, async () => {
+      const out = await (agent.raw as NonNullable<AgentDefinition["raw"]>)(d.message, req);
       return typeof out === "string" ? Buffer.from(out, "utf8") : out;
     });
   }
@@ -250,10 +233,11 @@ export class NodeRuntime {
       }
       if (!allowed) return rpcReply(action, StatusCode.Aborted, NOT_AUTHORIZED);
     }
-    return this.withTimeout(ddl, d, async (signal) => {
+    const req = new HandlerRequest(this, d, action, data);
+    return this.withTimeout(ddl, d, req, async () => {
       const reply = new ActionReply();
       try {
-        const out = await handler({ ...this.baseRequest(d), action, data, signal }, reply);
+        const out = await handler(req, reply);
         if (out && typeof out === "object") Object.assign(reply.data, out);
       } catch (err) {
         this.events.handlerError?.(err, d.request.agent, action, this);
@@ -269,22 +253,22 @@ export class NodeRuntime {
   private async withTimeout(
     ddl: AgentDDL,
     d: DecodedRequest,
-    fn: (signal: AbortSignal) => Promise<Uint8Array | undefined>,
+    req: HandlerRequest,
+    fn: () => Promise<Uint8Array | undefined>,
   ): Promise<Uint8Array | undefined> {
     // Choria's schema says at least 2 s; a broken DDL still gets a sane bound.
     const ms = ddl.metadata.timeout > 0 ? ddl.metadata.timeout * 1000 : 10_000;
-    const ac = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), ms);
     });
     try {
-      const work = fn(ac.signal);
+      const work = fn();
       // A handler that fails after its timeout has nobody left to tell; keep that quiet.
       work.catch(() => undefined);
       const out = await Promise.race([work, timedOut]);
       if (out === "timeout") {
-        ac.abort(new Error("action timed out"));
+        req.expire();
         this.drop(
           "timeout",
           `${d.request.agent} request ${d.request.id} ran past its ${ddl.metadata.timeout}s timeout`,
@@ -325,4 +309,51 @@ function rpcReply(
 ): Uint8Array {
   const body: RpcReplyBody = { action, statuscode, statusmsg, data };
   return Buffer.from(JSON.stringify(body), "utf8");
+}
+
+/**
+ * The request a handler sees. The AbortController behind `signal` is made only when
+ * a handler reads it: most never do, and an emulator dispatches to thousands of nodes.
+ */
+class HandlerRequest implements ActionRequest {
+  readonly agent: string;
+  readonly caller: string;
+  readonly callerClaims: DecodedRequest["callerClaims"];
+  readonly requestId: string;
+  readonly sender: string;
+  readonly collective: string;
+  readonly ttl: number;
+  readonly time: number;
+  private ac: AbortController | undefined;
+  private expired = false;
+
+  constructor(
+    readonly node: NodeRuntime,
+    d: DecodedRequest,
+    readonly action: string,
+    readonly data: Record<string, unknown>,
+  ) {
+    const r = d.request;
+    this.agent = r.agent;
+    this.caller = r.caller;
+    this.callerClaims = d.callerClaims;
+    this.requestId = r.id;
+    this.sender = r.sender;
+    this.collective = r.collective;
+    this.ttl = r.ttl;
+    this.time = r.time;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.ac) {
+      this.ac = new AbortController();
+      if (this.expired) this.ac.abort(new Error("action timed out"));
+    }
+    return this.ac.signal;
+  }
+
+  expire(): void {
+    this.expired = true;
+    this.ac?.abort(new Error("action timed out"));
+  }
 }

@@ -484,3 +484,34 @@ describe("raw agents", () => {
     expect(n.stats.dropped).toMatchObject({ reply_error: 1, timeout: 1 });
   });
 });
+
+describe("handler context", () => {
+  it("aborts req.signal at the DDL timeout and passes caller details", async () => {
+    const reg = new AgentRegistry();
+    const ddl = { ...TEST_DDL, metadata: { ...TEST_DDL.metadata, name: "ctx", timeout: 0.2 } };
+    let seen: { caller?: string; aborted?: boolean; collective?: string; node?: string } = {};
+    let aborted!: Promise<void>;
+    reg.register(ddl, {
+      slow: (req) => {
+        seen = { caller: req.caller, collective: req.collective, node: req.node.identity };
+        aborted = new Promise((resolve) => req.signal.addEventListener("abort", () => resolve()));
+        return new Promise(() => undefined); // never finishes
+      },
+    });
+    const n = node("ctx.example", { registry: reg });
+    const out = await n.handle(
+      decoder().decode(buildRequest({ caller: fx.client, agent: "ctx", body: { action: "slow" } }).bytes),
+    );
+    expect(out).toBeUndefined();
+    await aborted;
+    expect(seen).toEqual({ caller: "choria=tester", collective: COLLECTIVE, node: "ctx.example" });
+  });
+
+  it("refuses handlers for actions the DDL does not declare, and duplicate agents", () => {
+    const reg = new AgentRegistry();
+    expect(() => reg.register(TEST_DDL, { nosuch: () => undefined })).toThrow(/no such action/);
+    reg.register(TEST_DDL, {});
+    expect(() => reg.register(TEST_DDL, {})).toThrow(/already registered/);
+    reg.register(TEST_DDL, {}, { replace: true });
+  });
+});

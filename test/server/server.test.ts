@@ -392,6 +392,19 @@ describe("Server.fromConfigFile", () => {
     }
   });
 
+  it("installs the built-in agents unless told not to", () => {
+    const sec = fx.serverSecurity("bare.example");
+    const base = {
+      identity: "bare.example",
+      collectives: [COLLECTIVE],
+      security: sec,
+      servers: [nats.url],
+      logger: quietLogger,
+    };
+    expect(new Server(base).registry.names()).toEqual(["choria_util", "discovery", "rpcutil"]);
+    expect(new Server({ ...base, defaultAgents: false }).registry.names()).toEqual([]);
+  });
+
   it("refuses a token for another identity", () => {
     const sec = fx.serverSecurity("someone.example");
     expect(

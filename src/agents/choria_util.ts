@@ -1,6 +1,21 @@
+import { createRequire } from "node:module";
 import { builtinDDL } from "../ddl/index.js";
 import { StatusCode } from "../protocol/index.js";
 import type { AgentHandler, AgentRegistry } from "../server/index.js";
+
+/** The NATS client library version, reported where go-choria reports nats.go's. */
+function natsClientVersion(): string {
+  try {
+    const pkg = createRequire(import.meta.url)("@nats-io/transport-node/package.json") as {
+      version?: string;
+    };
+    return pkg.version ?? "";
+  } catch {
+    return "";
+  }
+}
+
+const NATS_CLIENT_VERSION = natsClientVersion();
 
 const NO_MACHINES = "autonomous agents are not available yet";
 
@@ -19,7 +34,7 @@ export const choriaUtilActions: Record<string, AgentHandler> = {
       connector_tls: h.connectorTls,
       path: process.env.PATH ?? "",
       choria_version: h.version,
-      client_version: process.version,
+      client_version: NATS_CLIENT_VERSION,
       client_flavour: "nats.js",
       client_options: {},
       connected_server: h.connectedServer(),

@@ -204,7 +204,9 @@ describe("choria_util", () => {
       client_stats: { in_msgs: 3, out_msgs: 4 },
       middleware_servers: ["tls://broker.example:4222"],
       using_srv: false,
+      client_flavour: "nats.js",
     });
+    expect(r.data.client_version).toMatch(/^\d+\.\d+\.\d+/);
   });
 
   it("machine actions say autonomous agents are not available", async () => {

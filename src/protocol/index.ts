@@ -17,5 +17,6 @@ export {
   decodeRequest,
   decodeSecureReply,
   decodeReply,
+  type DecodeOptions,
 } from "./codec.js";
 export { type RpcRequestBody, type RpcReplyBody, StatusCode } from "./mcorpc.js";

@@ -15,7 +15,7 @@ export function buildProgram(): Command {
   program
     .name("chorus")
     .description("Fleet orchestration over NATS, wire-compatible with Choria")
-    .showHelpAfterError();
+    .showHelpAfterError("(run with --help for usage)");
   // Each cli/<name>.ts exports register(program); one line per command file.
   registerSetup(program);
   registerJwt(program);

@@ -1,0 +1,12 @@
+export { StreamsError } from "./errors.js";
+export {
+  LEADER_ELECTION_BUCKET,
+  MANAGED_STREAM_DEFAULTS,
+  ensureManagedStreams,
+  ensureStreams,
+  managedStreamConfigs,
+  nanos,
+  type EnsureResult,
+  type ManagedStreamConfig,
+  type ManagedStreamsOptions,
+} from "./managed.js";

@@ -1,35 +1,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { findNatsServer, freeLoopbackPort } from "../../src/broker/index.js";
 
 /** Finds nats-server the way Chorus does: CHORUS_NATS_SERVER, PATH, /usr/sbin. */
-export function natsServerBinary(): string {
-  const env = process.env.CHORUS_NATS_SERVER;
-  if (env && existsSync(env)) return env;
-  for (const dir of (process.env.PATH ?? "").split(":")) {
-    const p = join(dir, "nats-server");
-    if (dir && existsSync(p)) return p;
-  }
-  if (existsSync("/usr/sbin/nats-server")) return "/usr/sbin/nats-server";
-  throw new Error(
-    "nats-server not found: run `make test` (installs Debian nats-server) or set CHORUS_NATS_SERVER",
-  );
-}
+export const natsServerBinary = (): string => findNatsServer();
 
 /** A free loopback TCP port (the OS picks it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export const freePort = freeLoopbackPort;
 
 export interface TestNats {
   url: string;

@@ -2,10 +2,12 @@ import { pino, type Logger } from "pino";
 import { loadConfig, serverSettings, type Config } from "../config/index.js";
 import { connectNats, type NatsConnection } from "../connector/index.js";
 import type { AgentDDL } from "../ddl/index.js";
+import type { RegistrationSettings } from "../registration/index.js";
 import { broadcastSubject, directSubject, serviceSubject } from "../protocol/index.js";
 import { ChoriaSecurity } from "../security/index.js";
 import { RequestDecoder } from "./decoder.js";
 import { loadClasses, loadFacts } from "./facts.js";
+import { startNodeMetadata, type NodeMetadata, type ServerLifecycleOptions } from "./metadata.js";
 import { ServerMetrics } from "./metrics.js";
 import { NodeRuntime } from "./node.js";
 import { RateLimitedLog } from "./ratelog.js";
@@ -64,6 +66,10 @@ export interface ServerOptions {
   maxMessageBytes?: number;
   /** Keep retrying the first broker connection instead of failing start() (daemons want this). */
   waitOnFirstConnect?: boolean;
+  /** Lifecycle events (startup, alive, shutdown); false = none. Default on. */
+  lifecycle?: false | ServerLifecycleOptions;
+  /** Registration; default from `config` (registration = ...), off when unset. */
+  registration?: RegistrationSettings;
 }
 
 /**
@@ -89,6 +95,7 @@ export class Server {
   private readonly inflight = new Set<Promise<void>>();
   private metricsServer: ServerMetrics | undefined;
   private stopping = false;
+  private metadata: NodeMetadata | undefined;
 
   constructor(opts: ServerOptions) {
     if (opts.collectives.length === 0)
@@ -261,6 +268,7 @@ export class Server {
     }
     for (const c of this.collectives) this.subscribe(directSubject(c, this.identity));
     for (const name of this.registry.names()) this.subscribeAgent(name);
+    this.startMetadata(this.nc);
     this.log.info(
       {
         identity: this.identity,
@@ -278,6 +286,9 @@ export class Server {
     const nc = this.nc;
     if (!nc) return;
     this.stopping = true;
+    // shutdown goes out before the drain so it is flushed with everything else
+    this.metadata?.stop();
+    this.metadata = undefined;
     for (const sub of this.subs.values()) sub.unsubscribe();
     this.subs.clear();
     await Promise.allSettled([...this.inflight]);
@@ -290,6 +301,21 @@ export class Server {
     await this.metricsServer?.stop();
     this.metricsServer = undefined;
     this.log.info({ identity: this.identity }, "server stopped");
+  }
+
+  /** Lifecycle events and registration (src/lifecycle, src/registration). */
+  private startMetadata(nc: NatsConnection): void {
+    const sec = this.security;
+    this.metadata = startNodeMetadata({
+      node: this.node,
+      publish: (subject, data) => nc.publish(subject, data),
+      token: sec.token,
+      sign: (d) => sec.sign(d),
+      log: this.log,
+      ...(this.opts.lifecycle !== undefined && { lifecycle: this.opts.lifecycle }),
+      ...(this.opts.registration && { registration: this.opts.registration }),
+      ...(this.opts.config && { config: this.opts.config }),
+    });
   }
 
   private subscribeAgent(name: string): void {

@@ -4,6 +4,7 @@ import { register as registerDemo } from "./demo.js";
 import { register as registerDiscover } from "./discover.js";
 import { register as registerEmulate } from "./emulate.js";
 import { register as registerJwt } from "./jwt.js";
+import { register as registerKv } from "./kv.js";
 import { register as registerPing } from "./ping.js";
 import { register as registerReq } from "./req.js";
 import { register as registerServer } from "./server.js";
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerDiscover(program);
   registerEmulate(program);
   registerDemo(program);
+  registerKv(program);
   return program;
 }
 

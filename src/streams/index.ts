@@ -10,3 +10,18 @@ export {
   type ManagedStreamConfig,
   type ManagedStreamsOptions,
 } from "./managed.js";
+export {
+  KV_DEFAULTS,
+  bucketStatus,
+  createBucket,
+  entryView,
+  isStreamNotFound,
+  kvOp,
+  kvStreamConfig,
+  listBuckets,
+  openBucket,
+  removeBucket,
+  validateBucketName,
+  type BucketOptions,
+  type BucketSummary,
+} from "./kv.js";

@@ -12,6 +12,7 @@ export interface FilterFlags {
   class?: string[];
   agent?: string[];
   with?: string[];
+  select?: string[];
 }
 
 export interface DiscoveryFlags extends FilterFlags {
@@ -40,7 +41,12 @@ export function addFilterOptions(cmd: Command): Command {
     )
     .option("-C, --class <class>", "match a class or /regex/ (repeatable)", collect)
     .option("-A, --agent <agent>", "match nodes that have an agent (repeatable)", collect)
-    .option("-W, --with <filter>", "combined fact and class filter, space separated (repeatable)", collect);
+    .option("-W, --with <filter>", "combined fact and class filter, space separated (repeatable)", collect)
+    .option(
+      "-S, --select <expr>",
+      "compound filter expression, e.g. \"with('role=web') && facts.cores >= 4\" (repeatable, ANDed)",
+      collect,
+    );
 }
 
 export function addDiscoveryOptions(cmd: Command): Command {
@@ -58,6 +64,7 @@ export function filterFromFlags(o: FilterFlags): Filter {
     classes: o.class ?? [],
     agents: o.agent ?? [],
     combined: o.with ?? [],
+    compound: o.select ?? [],
   });
 }
 

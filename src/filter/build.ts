@@ -1,5 +1,6 @@
 import { emptyFilter, type Filter } from "../protocol/index.js";
 import { FilterError } from "./errors.js";
+import { parseCompoundFilter } from "./compound.js";
 import { parseFactFilter } from "./facts.js";
 import { isSlashRegex } from "./regex.js";
 
@@ -64,6 +65,8 @@ export function buildFilter(opts: {
   agents?: string[];
   facts?: string[];
   combined?: string[];
+  /** `-S` expressions; each is parsed here so a bad one fails before anything is sent */
+  compound?: string[];
 }): Filter {
   const f = emptyFilter();
   for (const i of opts.identity ?? []) addUnique(f.identity, parseIdentityFilter(i));
@@ -71,5 +74,7 @@ export function buildFilter(opts: {
   for (const a of opts.agents ?? []) addUnique(f.agent, parseAgentFilter(a));
   for (const x of opts.facts ?? []) f.fact.push(parseFactFilter(x));
   for (const w of opts.combined ?? []) parseCombinedFilter(w, f);
+  // One group per -S, as go-choria's AddCompoundFilter does; all must hold.
+  for (const e of opts.compound ?? []) f.compound.push([{ expr: parseCompoundFilter(e) }]);
   return f;
 }

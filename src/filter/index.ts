@@ -8,3 +8,23 @@ export {
   parseCombinedFilter,
   buildFilter,
 } from "./build.js";
+export {
+  ExpressionError,
+  DYNAMIC,
+  compileExpression,
+  compileValue,
+  looseEqual,
+  regexTest,
+  truthy,
+  contains,
+  type ExprEnv,
+  type ExprFunction,
+} from "./expr.js";
+export {
+  NODE_ENV,
+  COMMON_FUNCTIONS,
+  compileCompound,
+  parseCompoundFilter,
+  matchCompound,
+} from "./compound.js";
+export { parseSemVer, compareSemVer, compileSemVerRange, semverSatisfies, type SemVer } from "./semver.js";

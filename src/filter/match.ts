@@ -1,5 +1,5 @@
 import { isEmptyFilter, type Filter } from "../protocol/index.js";
-import { FilterError } from "./errors.js";
+import { matchCompound } from "./compound.js";
 import { matchFact } from "./facts.js";
 import { compileRegex, isSlashRegex } from "./regex.js";
 
@@ -40,19 +40,18 @@ export function matchAgents(needles: readonly string[], agents: readonly string[
 /**
  * go-choria's server-side filter: an empty filter matches every node; otherwise each
  * present filter type must pass (types ANDed), identities are ORed, classes, agents
- * and facts are each ANDed. Compound expressions are not supported yet and throw
- * rather than being ignored, so a node never answers a request it cannot judge.
+ * and facts are each ANDed, and every compound (`-S`) expression must hold. An
+ * expression that does not parse throws, so a node never answers a request it
+ * cannot judge.
  */
 export function matchFilter(filter: Filter | undefined, node: NodeInfo): boolean {
   if (filter === undefined || isEmptyFilter(filter)) return true;
-  if (filter.compound && filter.compound.length > 0) {
-    throw new FilterError("unsupported_compound", "compound filters are not supported yet");
-  }
   if (filter.identity?.length && !matchIdentity(filter.identity, node.identity)) return false;
   if (filter.agent?.length && !matchAgents(filter.agent, node.agents)) return false;
   if (filter.cf_class?.length && !matchClasses(filter.cf_class, node.classes)) return false;
   if (filter.fact?.length) {
     for (const f of filter.fact) if (!matchFact(f, node.facts)) return false;
   }
+  if (filter.compound?.length && !matchCompound(filter.compound, node)) return false;
   return true;
 }

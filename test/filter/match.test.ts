@@ -117,15 +117,17 @@ describe("matchFilter", () => {
     expect(matchFilter(partial, node)).toBe(true);
   });
 
-  it("refuses compound filters rather than silently matching", () => {
+  it("evaluates compound filters, and refuses one that does not parse rather than matching", () => {
+    expect(matchFilter(f({ compound: [[{ expr: "with('apache')" }]] }), node)).toBe(true);
+    expect(matchFilter(f({ compound: [[{ expr: "with('nginx')" }]] }), node)).toBe(false);
     let err: unknown;
     try {
-      matchFilter(f({ compound: [[{ expr: "with('apache')" }]] }), node);
+      matchFilter(f({ compound: [[{ expr: "with('apache') &&" }]] }), node);
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(FilterError);
-    expect((err as FilterError).code).toBe("unsupported_compound");
+    expect((err as FilterError).code).toBe("bad_compound");
   });
 });
 

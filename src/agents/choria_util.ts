@@ -1,7 +1,7 @@
 import { createRequire } from "node:module";
 import { builtinDDL } from "../ddl/index.js";
 import { StatusCode } from "../protocol/index.js";
-import type { AgentHandler, AgentRegistry } from "../server/index.js";
+import { instanceStatus, type AgentHandler, type AgentRegistry } from "../server/index.js";
 
 /** The NATS client library version, reported where go-choria reports nats.go's. */
 function natsClientVersion(): string {
@@ -27,6 +27,7 @@ const notYet: AgentHandler = (_req, reply) => {
 export const choriaUtilActions: Record<string, AgentHandler> = {
   info: (req) => {
     const h = req.node.host;
+    const { connected_server: _dup, ...status } = instanceStatus(req.node);
     return {
       security: h.securityProvider,
       secure_protocol: true,
@@ -44,6 +45,8 @@ export const choriaUtilActions: Record<string, AgentHandler> = {
       srv_domain: "",
       using_srv: false,
       middleware_servers: [...h.middlewareServers],
+      // Chorus extra: the same facts the status file holds (identity, uptime, counters...).
+      ...status,
     };
   },
   machine_state: notYet,

@@ -9,7 +9,51 @@ export {
 } from "./decoder.js";
 export { NodeRuntime, type NodeEvents, type NodeRuntimeOptions } from "./node.js";
 export { AgentRegistry, ServerError, type RegisterOptions } from "./registry.js";
-export { Server, addDefaultAgents, type AgentInstaller, type ServerOptions } from "./server.js";
+export {
+  Server,
+  addDefaultAgents,
+  type AgentInstaller,
+  type AgentReloadResult,
+  type ServerOptions,
+} from "./server.js";
+export {
+  agentDirs,
+  defineActions,
+  scanAgentDirs,
+  type AgentLoadProblem,
+  type AgentModule,
+  type AgentScan,
+  type LoadedAgent,
+  type ScanOptions,
+} from "./agents-loader.js";
+export {
+  EXTERNAL_PROTOCOLS,
+  ExternalAgentError,
+  activationCheck,
+  externalAgentHandlers,
+  externalKillMs,
+  runExternal,
+  type ExternalAgentOptions,
+  type ExternalRunOptions,
+  type ExternalRunResult,
+} from "./external.js";
+export { AuditLog, auditTime, type AuditEntry, type AuditLogOptions, type Auditor } from "./audit.js";
+export {
+  ActionPolicyAuthorizer,
+  PolicyError,
+  authorizerFromSettings,
+  evaluatePolicy,
+  parseGroups,
+  parsePolicy,
+  readGroups,
+  type ActionPolicyOptions,
+  type AuthzLogger,
+  type Policy,
+  type PolicyDecision,
+  type PolicyRule,
+  type PolicySubject,
+} from "./authz/index.js";
+export { StatusFileWriter, instanceStatus, type InstanceStatus, type StatusFileOptions } from "./status.js";
 export { ServerMetrics, type ServerMetricsOptions } from "./metrics.js";
 export { RateLimitedLog, type WarnLogger } from "./ratelog.js";
 export { loadClasses, loadFacts } from "./facts.js";

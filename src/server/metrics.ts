@@ -1,6 +1,6 @@
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Counter, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { RequestDecoder } from "./decoder.js";
 import type { NodeRuntime } from "./node.js";
 import { ServerError } from "./registry.js";
@@ -38,6 +38,8 @@ export class ServerMetrics {
   readonly registry = new Registry();
   private readonly opts: ServerMetricsOptions;
   private server: HttpServer | undefined;
+  private readonly actionRequests: Counter<"identity" | "agent" | "action" | "status">;
+  private readonly actionDuration: Histogram<"identity" | "agent" | "action">;
 
   constructor(opts: ServerMetricsOptions) {
     this.opts = opts;
@@ -103,7 +105,32 @@ export class ServerMetrics {
         },
       });
     }
+    // Observed as actions finish (not read at scrape time) since durations need buckets.
+    this.actionRequests = new Counter({
+      name: "chorus_server_action_requests",
+      help: "Actions run, by agent, action and reply status (timeout when no reply was sent)",
+      labelNames: ["identity", "agent", "action", "status"],
+      registers: reg,
+    });
+    this.actionDuration = new Histogram({
+      name: "chorus_server_action_duration_seconds",
+      help: "Time from dispatch to reply per agent action",
+      labelNames: ["identity", "agent", "action"],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: reg,
+    });
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Records one finished action; statuscode -1 means it timed out. */
+  observeAction(identity: string, agent: string, action: string, statuscode: number, seconds: number): void {
+    this.actionRequests.inc({
+      identity,
+      agent,
+      action,
+      status: statuscode < 0 ? "timeout" : String(statuscode),
+    });
+    this.actionDuration.observe({ identity, agent, action }, seconds);
   }
 
   /** The bound port (useful when started with port 0). */

@@ -17,6 +17,7 @@ import {
   type RpcReplyBody,
   type TransportHeaders,
 } from "../protocol/index.js";
+import { auditTime, type Auditor } from "./audit.js";
 import type { DecodeResult, DecodedRequest } from "./decoder.js";
 import type { AgentRegistry } from "./registry.js";
 import { NodeStats, type DropReason, type ServerStats } from "./stats.js";
@@ -35,6 +36,8 @@ import {
 export interface NodeEvents {
   drop?(reason: DropReason, detail: string, node: NodeRuntime): void;
   handlerError?(err: unknown, agent: string, action: string, node: NodeRuntime): void;
+  /** An action ran (or timed out: statuscode -1); seconds from dispatch to its reply. */
+  action?(agent: string, action: string, statuscode: number, seconds: number, node: NodeRuntime): void;
 }
 
 export interface NodeRuntimeOptions {
@@ -54,6 +57,8 @@ export interface NodeRuntimeOptions {
   authorizer?: Authorizer;
   /** Process-wide facts for rpcutil and choria_util. */
   host?: HostInfo;
+  /** rpcaudit: gets every request that reaches authorization, allowed or denied. */
+  auditor?: Auditor;
   events?: NodeEvents;
 }
 
@@ -88,6 +93,7 @@ export class NodeRuntime {
   classes: string[];
   signReplies: boolean;
   authorizer: Authorizer;
+  auditor: Auditor | undefined;
   events: NodeEvents;
   readonly counters = new NodeStats();
   private credential: NodeCredential;
@@ -103,6 +109,7 @@ export class NodeRuntime {
     this.credential = opts.credential;
     this.signReplies = opts.signReplies ?? true;
     this.authorizer = opts.authorizer ?? allowAll;
+    this.auditor = opts.auditor;
     this.host = opts.host ?? defaultHost();
     this.events = opts.events ?? {};
   }
@@ -125,6 +132,7 @@ export class NodeRuntime {
   async handle(decoded: DecodeResult, _subject?: string): Promise<NodeReply | undefined> {
     const c = this.counters;
     c.total++;
+    c.lastMessage = Date.now();
     if (!decoded.ok) {
       c.unvalidated++;
       this.drop(decoded.reason, decoded.detail);
@@ -216,6 +224,16 @@ export class NodeRuntime {
         formatIssues(issues),
       );
     }
+    this.auditor?.record({
+      timestamp: auditTime(Date.now()),
+      request_id: d.request.id,
+      request_time: auditTime(Math.floor(d.request.time / 1e6)),
+      caller: d.request.caller,
+      sender: d.request.sender,
+      agent: d.request.agent,
+      action,
+      data,
+    });
     if (agent.authorize) {
       let allowed = false;
       try {
@@ -234,7 +252,10 @@ export class NodeRuntime {
       if (!allowed) return rpcReply(action, StatusCode.Aborted, NOT_AUTHORIZED);
     }
     const req = new HandlerRequest(this, d, action, data);
-    return this.withTimeout(ddl, d, req, async () => {
+    const onAction = this.events.action;
+    const t0 = onAction ? performance.now() : 0;
+    let status = -1;
+    const out = await this.withTimeout(ddl, d, req, async () => {
       const reply = new ActionReply();
       try {
         const out = await handler(req, reply);
@@ -245,8 +266,17 @@ export class NodeRuntime {
         reply.statusmsg = err instanceof Error ? err.message : String(err);
       }
       applyOutputDefaults(ddl, action, reply.data);
+      status = reply.statuscode;
       return rpcReply(action, reply.statuscode, reply.statusmsg, reply.data);
     });
+    onAction?.(
+      d.request.agent,
+      action,
+      out === undefined ? -1 : status,
+      (performance.now() - t0) / 1000,
+      this,
+    );
+    return out;
   }
 
   /** Runs `fn` under the DDL timeout; past it the caller gets no reply, as in Choria. */

@@ -19,6 +19,7 @@ export class AgentRegistry {
   private readonly agents = new Map<string, AgentDefinition>();
   private sortedNames: string[] | undefined;
   private readonly listeners: ((name: string) => void)[] = [];
+  private readonly removeListeners: ((name: string) => void)[] = [];
 
   /** Registers an mcorpc agent; every handler must be for an action its DDL declares. */
   register(ddl: AgentDDL, actions: Record<string, AgentHandler>, opts: RegisterOptions = {}): void {
@@ -48,6 +49,17 @@ export class AgentRegistry {
     for (const l of this.listeners) l(name);
   }
 
+  /**
+   * Removes an agent (agent reload). Requests already running keep the definition
+   * they started with; new ones for this agent are dropped as unknown.
+   */
+  unregister(name: string): boolean {
+    if (!this.agents.delete(name)) return false;
+    this.sortedNames = undefined;
+    for (const l of this.removeListeners) l(name);
+    return true;
+  }
+
   get(name: string): AgentDefinition | undefined {
     return this.agents.get(name);
   }
@@ -69,5 +81,10 @@ export class AgentRegistry {
   /** Called with the agent name whenever one is added (the Server subscribes it). */
   onRegister(listener: (name: string) => void): void {
     this.listeners.push(listener);
+  }
+
+  /** Called with the agent name whenever one is removed (the Server unsubscribes it). */
+  onUnregister(listener: (name: string) => void): void {
+    this.removeListeners.push(listener);
   }
 }

@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { pino, type Logger } from "pino";
 import { loadConfig, serverSettings, type Config } from "../config/index.js";
 import { connectNats, type NatsConnection } from "../connector/index.js";
@@ -5,6 +6,9 @@ import type { AgentDDL } from "../ddl/index.js";
 import type { RegistrationSettings } from "../registration/index.js";
 import { broadcastSubject, directSubject, serviceSubject } from "../protocol/index.js";
 import { ChoriaSecurity } from "../security/index.js";
+import { scanAgentDirs, type AgentLoadProblem } from "./agents-loader.js";
+import { AuditLog } from "./audit.js";
+import { authorizerFromSettings } from "./authz/index.js";
 import { RequestDecoder } from "./decoder.js";
 import { loadClasses, loadFacts } from "./facts.js";
 import { startNodeMetadata, type NodeMetadata, type ServerLifecycleOptions } from "./metadata.js";
@@ -13,6 +17,7 @@ import { NodeRuntime } from "./node.js";
 import { RateLimitedLog } from "./ratelog.js";
 import { AgentRegistry, ServerError, type RegisterOptions } from "./registry.js";
 import type { ServerStats } from "./stats.js";
+import { StatusFileWriter } from "./status.js";
 import type { AgentHandler, Authorizer, HostInfo } from "./types.js";
 import { CHORUS_VERSION } from "./version.js";
 
@@ -66,10 +71,26 @@ export interface ServerOptions {
   maxMessageBytes?: number;
   /** Keep retrying the first broker connection instead of failing start() (daemons want this). */
   waitOnFirstConnect?: boolean;
+  /** Library directories searched for `mcollective/agent/<name>.json` agents (libdir). */
+  libdir?: string[];
+  /** rpcaudit: one JSON line per request; the server flushes and closes it in stop(). */
+  audit?: AuditLog;
+  /** plugin.choria.status_file_path: status JSON rewritten every statusIntervalMs (default 30 s). */
+  statusFile?: string;
+  statusIntervalMs?: number;
+  /** Reload libdir agents, DDLs and policies on SIGHUP while running (fromConfigFile: on). */
+  reloadOnSighup?: boolean;
   /** Lifecycle events (startup, alive, shutdown); false = none. Default on. */
   lifecycle?: false | ServerLifecycleOptions;
   /** Registration; default from `config` (registration = ...), off when unset. */
   registration?: RegistrationSettings;
+}
+
+/** What reloadAgents() did. */
+export interface AgentReloadResult {
+  loaded: string[];
+  removed: string[];
+  problems: AgentLoadProblem[];
 }
 
 /**
@@ -95,6 +116,14 @@ export class Server {
   private readonly inflight = new Set<Promise<void>>();
   private metricsServer: ServerMetrics | undefined;
   private stopping = false;
+  /** Agents that came from libdir, so a reload replaces or removes only those. */
+  private readonly libdirAgents = new Set<string>();
+  private reloading: Promise<AgentReloadResult> | undefined;
+  private statusWriter: StatusFileWriter | undefined;
+  private readonly onSighup = (): void => {
+    this.log.info("SIGHUP: reloading agents");
+    void this.reloadAgents();
+  };
   private metadata: NodeMetadata | undefined;
 
   constructor(opts: ServerOptions) {
@@ -155,7 +184,10 @@ export class Server {
       signReplies: opts.signReplies ?? true,
       ...(opts.authorizer && { authorizer: opts.authorizer }),
       host,
+      ...(opts.audit && { auditor: opts.audit }),
       events: {
+        action: (agent, action, statuscode, seconds) =>
+          this.metricsServer?.observeAction(this.identity, agent, action, statuscode, seconds),
         drop: (reason, detail) => this.rateLog.warn(reason, { reason }, `dropped message: ${detail}`),
         handlerError: (err, agent, action) =>
           this.rateLog.warn(
@@ -168,6 +200,7 @@ export class Server {
     this.registry.onRegister((name) => {
       if (this.nc && !this.stopping) this.subscribeAgent(name);
     });
+    this.registry.onUnregister((name) => this.subscribeAgent(name));
     if (opts.defaultAgents ?? true) for (const install of defaultInstallers) install(this.registry);
   }
 
@@ -195,6 +228,26 @@ export class Server {
       );
     const { facts, missing } = loadFacts(s.factsFiles);
     for (const f of missing) logger.warn({ file: f }, "facts file does not exist, skipping it");
+    const authLog = logger.child({ component: "authz" });
+    const authorizer =
+      overrides.authorizer ??
+      authorizerFromSettings(s, {
+        warn: (o, m) => authLog.warn(o, m),
+        error: (o, m) => authLog.error(o, m),
+      });
+    let audit: AuditLog | undefined;
+    if (s.rpcAudit) {
+      const auditFile = s.rpcAuditLogFile;
+      if (!auditFile)
+        throw new ServerError("config", "rpcaudit is on but plugin.rpcaudit.logfile is not set");
+      const mode = cfg.get("plugin.rpcaudit.logfile.mode");
+      audit = new AuditLog({
+        file: auditFile,
+        ...(mode && { mode: parseInt(mode, 8) }),
+        onError: (err) => logger.error({ file: auditFile }, `cannot write audit log: ${err.message}`),
+      });
+    }
+    const statusFile = cfg.get("plugin.choria.status_file_path");
     return new Server({
       identity: s.identity,
       collectives: s.collectives,
@@ -210,6 +263,12 @@ export class Server {
       statsAddress: cfg.string("plugin.choria.stats_address", "127.0.0.1"),
       signReplies: cfg.bool("plugin.security.choria.sign_replies", true),
       config: cfg,
+      authorizer,
+      libdir: s.libdir,
+      ...(audit && { audit }),
+      ...(statusFile && { statusFile: resolve(s.configDir, statusFile) }),
+      statusIntervalMs: cfg.duration("plugin.choria.status_update_interval", 30_000),
+      reloadOnSighup: true,
       ...overrides,
       logger,
     });
@@ -240,6 +299,7 @@ export class Server {
     const o = this.opts;
     const natsJwt = o.natsJwt ?? this.security.natsJwt;
     const log = this.log.child({ component: "nats" });
+    if (o.libdir && o.libdir.length > 0) await this.reloadAgents();
     if (o.statsPort !== undefined) {
       this.metricsServer = new ServerMetrics({
         port: o.statsPort,
@@ -268,6 +328,16 @@ export class Server {
     }
     for (const c of this.collectives) this.subscribe(directSubject(c, this.identity));
     for (const name of this.registry.names()) this.subscribeAgent(name);
+    if (o.statusFile) {
+      this.statusWriter = new StatusFileWriter({
+        file: o.statusFile,
+        node: this.node,
+        ...(o.statusIntervalMs !== undefined && { intervalMs: o.statusIntervalMs }),
+        onError: (err) => this.rateLog.warn("status_file", {}, `cannot write status file: ${err.message}`),
+      });
+      this.statusWriter.start();
+    }
+    if (o.reloadOnSighup) process.on("SIGHUP", this.onSighup);
     this.startMetadata(this.nc);
     this.log.info(
       {
@@ -286,12 +356,18 @@ export class Server {
     const nc = this.nc;
     if (!nc) return;
     this.stopping = true;
+    process.off("SIGHUP", this.onSighup);
     // shutdown goes out before the drain so it is flushed with everything else
     this.metadata?.stop();
     this.metadata = undefined;
     for (const sub of this.subs.values()) sub.unsubscribe();
     this.subs.clear();
     await Promise.allSettled([...this.inflight]);
+    // Every request that ran has been audited by now; make sure the lines are on disk.
+    await this.opts.audit?.close();
+    this.statusWriter?.stop();
+    this.statusWriter?.write();
+    this.statusWriter = undefined;
     try {
       await nc.drain();
     } catch {
@@ -318,11 +394,75 @@ export class Server {
     });
   }
 
+  /**
+   * Loads (again) the agents in libdir: new ones are subscribed, changed ones replaced
+   * and vanished ones removed. Requests already running keep the definition they
+   * started with, so nothing in flight is dropped. Agents registered in code and the
+   * built-ins are left alone. Policies are re-read too. SIGHUP calls this.
+   */
+  async reloadAgents(): Promise<AgentReloadResult> {
+    // Overlapping reloads (two quick SIGHUPs) would race on the registry: run them in turn.
+    const prev = this.reloading ?? Promise.resolve(undefined);
+    const run = prev.then(() => this.doReload());
+    this.reloading = run.finally(() => {
+      if (this.reloading === run) this.reloading = undefined;
+    }) as Promise<AgentReloadResult>;
+    return run;
+  }
+
+  private async doReload(): Promise<AgentReloadResult> {
+    (this.node.authorizer as { reload?: () => void }).reload?.();
+    const scan = await scanAgentDirs(this.opts.libdir ?? [], {
+      ...(this.opts.config && { configFile: this.opts.config.file }),
+      facts: this.node.facts,
+      onFailure: (agent, action, err) =>
+        this.rateLog.warn(
+          `external:${agent}#${action}`,
+          { agent, action },
+          `external agent failed: ${err.message}`,
+        ),
+    });
+    const loaded: string[] = [];
+    for (const a of scan.agents) {
+      if (this.registry.has(a.name) && !this.libdirAgents.has(a.name)) {
+        scan.problems.push({
+          file: a.ddlFile,
+          reason: `agent ${a.name} is already provided by the server; not loading it from libdir`,
+        });
+        continue;
+      }
+      this.registry.register(a.ddl, a.actions, { replace: true });
+      this.libdirAgents.add(a.name);
+      loaded.push(a.name);
+    }
+    const removed: string[] = [];
+    for (const name of [...this.libdirAgents]) {
+      if (loaded.includes(name)) continue;
+      this.libdirAgents.delete(name);
+      this.registry.unregister(name);
+      removed.push(name);
+    }
+    for (const p of scan.problems) this.log.error({ file: p.file }, `refusing agent: ${p.reason}`);
+    this.log.info({ loaded, removed, problems: scan.problems.length }, "libdir agents loaded");
+    return { loaded, removed, problems: scan.problems };
+  }
+
+  /** Makes the agent's subscriptions match its DDL (broadcast or service queue, or none once removed). */
   private subscribeAgent(name: string): void {
     const def = this.registry.get(name);
     for (const c of this.collectives) {
-      if (def?.ddl.metadata.service) this.subscribe(serviceSubject(c, name), name);
-      else this.subscribe(broadcastSubject(c, name));
+      const want = !def
+        ? undefined
+        : def.ddl.metadata.service
+          ? serviceSubject(c, name)
+          : broadcastSubject(c, name);
+      for (const subj of [serviceSubject(c, name), broadcastSubject(c, name)]) {
+        if (subj === want) continue;
+        this.subs.get(subj)?.unsubscribe();
+        this.subs.delete(subj);
+      }
+      if (want && this.nc && !this.stopping)
+        this.subscribe(want, def?.ddl.metadata.service ? name : undefined);
     }
   }
 

@@ -71,6 +71,8 @@ export class NodeStats {
   replies = 0;
   ttlexpired = 0;
   events = 0;
+  /** Unix ms of the last message received; 0 = none yet. */
+  lastMessage = 0;
   // Created lazily: most nodes never drop anything.
   private dropped: Partial<Record<DropReason, number>> | undefined;
   private agents: Map<string, number> | undefined;

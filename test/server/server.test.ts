@@ -372,6 +372,8 @@ describe("Server.fromConfigFile", () => {
         `plugin.yaml = facts.json:facts.yaml:missing.json`,
         "classesfile = classes.txt",
         "loglevel = warn",
+        // action_policy is on by default; this test is about config loading
+        "plugin.actionpolicy.allow_unconfigured = true",
       ].join("\n"),
     );
     const s = await Server.fromConfigFile(conf, { logger: quietLogger });

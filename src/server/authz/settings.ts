@@ -1,0 +1,37 @@
+import { join } from "node:path";
+import type { ServerSettings } from "../../config/index.js";
+import { ServerError } from "../registry.js";
+import { allowAll, type Authorizer } from "../types.js";
+import { ActionPolicyAuthorizer, type AuthzLogger } from "./actionpolicy.js";
+
+/**
+ * The authorizer a config asks for: action_policy with `<configdir>/policies` unless
+ * `rpcauthorization` is off. Other providers (rego_policy, aaasvc) are refused rather
+ * than silently allowing everything.
+ */
+export function authorizerFromSettings(
+  s: Pick<
+    ServerSettings,
+    | "configDir"
+    | "rpcAuthorization"
+    | "rpcAuthProvider"
+    | "actionPolicyAllowUnconfigured"
+    | "actionPolicyEnableDefault"
+  >,
+  logger?: AuthzLogger,
+): Authorizer {
+  if (!s.rpcAuthorization) return allowAll;
+  const provider = s.rpcAuthProvider.trim().toLowerCase() || "action_policy";
+  if (provider !== "action_policy") {
+    throw new ServerError(
+      "config",
+      `rpcauthprovider "${s.rpcAuthProvider}" is not supported; use action_policy or set rpcauthorization = false`,
+    );
+  }
+  return new ActionPolicyAuthorizer({
+    policyDir: join(s.configDir, "policies"),
+    allowUnconfigured: s.actionPolicyAllowUnconfigured,
+    enableDefault: s.actionPolicyEnableDefault,
+    ...(logger && { logger }),
+  });
+}

@@ -18,3 +18,11 @@ export {
   renderTrustFragment,
   type NatsTrustMaterial,
 } from "./trust.js";
+export {
+  AdapterManager,
+  AdapterMetrics,
+  StreamAdapter,
+  type AdapterOutput,
+  type AdapterStats,
+  type StreamAdapterOptions,
+} from "./adapters.js";

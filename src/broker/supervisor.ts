@@ -1,11 +1,25 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { BrokerSettings } from "../config/index.js";
+import { connectNats, type NatsConnection } from "../connector/index.js";
+import { replyPrefix } from "../protocol/index.js";
+import { decodeTokenUnverified, loadSeedFile } from "../security/index.js";
+import { ensureManagedStreams, type EnsureResult } from "../streams/index.js";
+import { AdapterManager } from "./adapters.js";
 import { renderNatsConfig } from "./nats-config.js";
 import { BrokerError, loadNatsTrust, renderTrustFragment } from "./trust.js";
 
@@ -44,6 +58,10 @@ export interface BrokerSupervisorEvents {
   restarted: [{ pid: number; restarts: number }];
   /** A restart attempt failed (the supervisor keeps trying). */
   restartFailed: [{ error: Error; delayMs: number }];
+  /** The managed streams were checked (at start and after each nats-server restart). */
+  streams: [EnsureResult[]];
+  /** Managed streams or adapters could not be set up (the broker keeps serving). */
+  servicesError: [Error];
 }
 
 const LEVELS: Record<string, BrokerLogLevel> = {
@@ -139,6 +157,8 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   private _runtimeDir = "";
   private _monitorPort = 0;
   private _binary = "";
+  private servicesNc: NatsConnection | undefined;
+  private _adapters: AdapterManager | undefined;
 
   constructor(opts: BrokerSupervisorOptions) {
     super();
@@ -208,6 +228,100 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     }
     this.running = true;
     this.emit("started", { pid: this.pid as number, monitorUrl: this.monitorUrl });
+    await this.startServices();
+  }
+
+  /** The adapters this broker runs (metrics in `.registry`), once started. */
+  get adapters(): AdapterManager | undefined {
+    return this._adapters;
+  }
+
+  /**
+   * Managed streams and adapters need a client connection of the broker's own: with
+   * NATS auth that is the broker credential (plugin.security.choria.seed_file and the
+   * NATS JWT beside token_file, issued with streams_admin by setup). Failures are
+   * reported, not fatal: RPC works without Streams.
+   */
+  private async startServices(): Promise<void> {
+    const s = this.settings;
+    const wantStreams = s.storeDir !== undefined && s.streams.manage;
+    if (!wantStreams && s.adapters.length === 0) return;
+    try {
+      const authed = this.opts.trustFragment !== undefined || s.natsTrustFile !== undefined;
+      let auth: { natsJwt: string; seedHex: string; inboxPrefix?: string } | undefined;
+      if (authed) {
+        if (!s.seedFile || !s.natsJwtFile) {
+          throw new BrokerError(
+            "config",
+            "managed streams and adapters need the broker's credential: set plugin.security.choria.seed_file and token_file",
+          );
+        }
+        const natsJwt = readFileSync(s.natsJwtFile, "utf8").trim();
+        const seedHex = loadSeedFile(s.seedFile).seedHex;
+        // Replies (JetStream acks, API answers) come to our reply prefix, which the ACLs allow.
+        const caller = s.tokenFile
+          ? decodeTokenUnverified(readFileSync(s.tokenFile, "utf8").trim()).callerid
+          : undefined;
+        auth = {
+          natsJwt,
+          seedHex,
+          ...(typeof caller === "string" && { inboxPrefix: replyPrefix("choria", caller) }),
+        };
+      }
+      this.servicesNc = await connectNats({
+        servers: [this.clientUrl],
+        name: `chorus broker ${s.identity}`,
+        ...(s.caFile && { caFile: s.caFile }),
+        ...(auth ?? {}),
+        logger: {
+          info: (m) => this.logger("info", m),
+          warn: (m) => this.logger("warn", m),
+          error: (m) => this.logger("error", m),
+        },
+      });
+      if (wantStreams) await this.ensureStreams();
+      if (s.adapters.length > 0) {
+        this._adapters = new AdapterManager(s.adapters, {
+          log: (level, m) => this.logger(level, m),
+        });
+        this._adapters.start(this.servicesNc);
+        this.logger("info", `adapters started: ${s.adapters.map((a) => a.name).join(", ")}`);
+      }
+    } catch (err) {
+      this.logger("error", `streams/adapters setup failed: ${(err as Error).message}`);
+      this.emit("servicesError", err as Error);
+    }
+  }
+
+  /** Creates or corrects the managed streams; JetStream may need a moment after /healthz. */
+  private async ensureStreams(): Promise<void> {
+    const nc = this.servicesNc;
+    if (!nc || !this.settings.storeDir || !this.settings.streams.manage) return;
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        const res = await ensureManagedStreams(nc, {
+          ...this.settings.streams,
+          peers: this.settings.peers.length + 1,
+        });
+        const changed = res.filter((r) => r.action !== "unchanged");
+        if (changed.length > 0)
+          this.logger("info", `managed streams: ${changed.map((r) => `${r.name} ${r.action}`).join(", ")}`);
+        this.emit("streams", res);
+        return;
+      } catch (err) {
+        if (Date.now() > deadline || this.stopping) throw err;
+        await sleep(250);
+      }
+    }
+  }
+
+  private async stopServices(): Promise<void> {
+    await this._adapters?.stop();
+    this._adapters = undefined;
+    const nc = this.servicesNc;
+    this.servicesNc = undefined;
+    await nc?.close().catch(() => undefined);
   }
 
   /** SIGTERM, then SIGKILL after the grace period; resolves when no child is left. */
@@ -218,6 +332,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     clearTimeout(this.restartTimer);
     clearTimeout(this.resetTimer);
     this.restartPending = false;
+    await this.stopServices();
     await this.killChild(this.opts.stopGraceMs ?? 10_000);
     this.cleanupRuntimeDir();
   }
@@ -369,5 +484,10 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     this.restartCount++;
     this.logger("info", `nats-server restarted (pid ${this.pid}, restart ${this.restartCount})`);
     this.emit("restarted", { pid: this.pid as number, restarts: this.restartCount });
+    // A store that was lost or edited while nats-server was down is put back in shape.
+    this.ensureStreams().catch((err: Error) => {
+      this.logger("error", `managed streams check after restart failed: ${err.message}`);
+      this.emit("servicesError", err);
+    });
   }
 }

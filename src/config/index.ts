@@ -16,3 +16,4 @@ export {
   type CommonSettings,
   type ServerSettings,
 } from "./settings.js";
+export type { AdapterSettings, BrokerStreamSettings } from "./settings.js";

@@ -47,6 +47,35 @@ export interface ClientSettings extends CommonSettings {
   discoveryMethod: string;
 }
 
+/** One broker-hosted adapter (`plugin.choria.adapter.<name>.*`, go-choria names). */
+export interface AdapterSettings {
+  name: string;
+  /** jetstream and choria_streams both publish into Choria Streams; only the protocol name differs */
+  type: "jetstream" | "choria_streams";
+  ingestTopic: string;
+  ingestProtocol: "request" | "reply";
+  ingestWorkers: number;
+  /** `%s` is replaced by the message's sender */
+  streamTopic: string;
+  streamWorkers: number;
+  /** Chorus-only `.queue.len`: messages buffered while Streams are unavailable (default 10 000) */
+  queueLen: number;
+}
+
+/** Managed stream retention (`plugin.choria.network.stream.*`, go-choria names). */
+export interface BrokerStreamSettings {
+  eventRetentionMs: number;
+  eventReplicas: number;
+  machineRetentionMs: number;
+  machineReplicas: number;
+  advisoryRetentionMs: number;
+  advisoryReplicas: number;
+  leaderElectionTtlMs: number;
+  leaderElectionReplicas: number;
+  /** Chorus-only `plugin.choria.network.stream.manage_streams`: false leaves streams alone */
+  manage: boolean;
+}
+
 export interface BrokerSettings {
   configFile: string;
   configDir: string;
@@ -79,6 +108,15 @@ export interface BrokerSettings {
   authTimeoutS: number;
   logLevel: string;
   logFile?: string;
+  streams: BrokerStreamSettings;
+  adapters: AdapterSettings[];
+  /**
+   * The broker's own credential (plugin.security.choria.seed_file / token_file, NATS JWT
+   * beside the token): its in-process client creates managed streams and runs adapters.
+   */
+  seedFile?: string;
+  tokenFile?: string;
+  natsJwtFile?: string;
 }
 
 const HEX_KEY = /^[0-9a-fA-F]{64}$/;
@@ -268,6 +306,60 @@ export function clientSettings(cfg: Config): ClientSettings {
   };
 }
 
+function streamSettings(cfg: Config): BrokerStreamSettings {
+  const k = (n: string) => `plugin.choria.network.stream.${n}`;
+  const ttl = cfg.duration(k("leader_election_ttl"), 60_000);
+  if (ttl < 1000 || ttl > 3_600_000)
+    throw cfg.error(k("leader_election_ttl"), "leader_election_ttl must be between 1s and 1h");
+  return {
+    eventRetentionMs: cfg.duration(k("event_retention"), 24 * 3_600_000),
+    eventReplicas: cfg.int(k("event_replicas"), -1),
+    machineRetentionMs: cfg.duration(k("machine_retention"), 24 * 3_600_000),
+    machineReplicas: cfg.int(k("machine_replicas"), -1),
+    advisoryRetentionMs: cfg.duration(k("advisory_retention"), 168 * 3_600_000),
+    advisoryReplicas: cfg.int(k("advisory_replicas"), -1),
+    leaderElectionTtlMs: ttl,
+    leaderElectionReplicas: cfg.int(k("leader_election_replicas"), -1),
+    manage: cfg.bool(k("manage_streams"), true),
+  };
+}
+
+function adapterSettings(cfg: Config): AdapterSettings[] {
+  return cfg.list("plugin.choria.adapters", []).map((name) => {
+    const k = (n: string) => `plugin.choria.adapter.${name}.${n}`;
+    const type = cfg.string(k("type"), "");
+    if (type === "nats_stream")
+      throw cfg.error(
+        k("type"),
+        `${k("type")}: nats_stream (NATS Streaming) is not supported, use jetstream`,
+      );
+    if (type !== "jetstream" && type !== "choria_streams")
+      throw cfg.error(k("type"), `${k("type")} must be jetstream or choria_streams, got "${type}"`);
+    const ingestProtocol = cfg.string(k("ingest.protocol"), "request");
+    if (ingestProtocol !== "request" && ingestProtocol !== "reply")
+      throw cfg.error(k("ingest.protocol"), `${k("ingest.protocol")} must be request or reply`);
+    const positive = (key: string, dflt: number) => {
+      const v = cfg.int(key, dflt);
+      if (v < 1) throw cfg.error(key, `${key} must be positive`);
+      return v;
+    };
+    const ingestTopic = cfg.string(k("ingest.topic"), "");
+    if (!ingestTopic) throw cfg.error(k("ingest.topic"), `${k("ingest.topic")} is required`);
+    const streamTopic = cfg.string(k("stream.topic"), "");
+    if (!streamTopic) throw cfg.error(k("stream.topic"), `${k("stream.topic")} is required`);
+    return {
+      name,
+      type,
+      ingestTopic,
+      ingestProtocol,
+      ingestWorkers: positive(k("ingest.workers"), 10),
+      streamTopic,
+      streamWorkers: positive(k("stream.workers"), 10),
+      queueLen: positive(k("queue.len"), 10_000),
+    };
+  });
+}
+
 /** Settings for `chorus broker run`; listens on loopback only unless told otherwise. */
 export function brokerSettings(cfg: Config): BrokerSettings {
   if (!cfg.bool("plugin.choria.broker_network", false)) {
@@ -330,5 +422,16 @@ export function brokerSettings(cfg: Config): BrokerSettings {
     authTimeoutS: 2,
     logLevel: logLevel(cfg),
     ...opt("logFile", pathOf(cfg, "logfile")),
+    streams: streamSettings(cfg),
+    adapters: adapterSettings(cfg),
+    ...opt("seedFile", pathOf(cfg, "plugin.security.choria.seed_file")),
+    ...opt("tokenFile", pathOf(cfg, "plugin.security.choria.token_file")),
+    ...opt(
+      "natsJwtFile",
+      pathOf(cfg, "plugin.security.choria.nats_jwt_file") ??
+        (pathOf(cfg, "plugin.security.choria.token_file") !== undefined
+          ? `${pathOf(cfg, "plugin.security.choria.token_file")}.nats`
+          : undefined),
+    ),
   } as BrokerSettings;
 }

@@ -29,6 +29,8 @@ export interface DevSetupOptions {
   validityS?: number;
   /** refuse to overwrite an existing non-empty dir unless set */
   force?: boolean;
+  /** Choria Streams (JetStream) in the broker, store in `<dir>/streams`; default true */
+  streams?: boolean;
 }
 
 export interface DevSetup {
@@ -98,6 +100,14 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     validityS,
     permissions: { fleet_management: true, events_viewer: true, streams_user: true },
   });
+  // The broker's own client: it creates the managed streams (streams_admin) and runs
+  // adapters, whose ingest and output subjects are whatever the operator configures,
+  // so it is an org_admin like go-choria's in-process broker connections.
+  await issueClientCredential(authority, cred("broker"), {
+    callerid: "choria=broker.chorus.local",
+    validityS,
+    permissions: { streams_admin: true, events_viewer: true, org_admin: true },
+  });
   const brokerUrl = `tls://127.0.0.1:${port}`;
   const common = {
     collectives: collective,
@@ -123,6 +133,9 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
         "plugin.security.choria.key": "tls/broker.key",
         "plugin.security.choria.ca": "tls/ca.pem",
         "plugin.choria.network.nats_trust_file": "nats-trust.json",
+        "plugin.choria.network.stream.store": opts.streams === false ? undefined : "streams",
+        "plugin.security.choria.seed_file": "credentials/broker.seed",
+        "plugin.security.choria.token_file": "credentials/broker.jwt",
       },
       "Chorus broker",
     ),

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BrokerSupervisor, brokerSettings } from "../../src/broker/index.js";
@@ -17,7 +17,16 @@ export interface SecureFleet {
  * random loopback port: the same path `chorus setup dev` + `chorus broker run` take.
  */
 export async function startSecureFleet(
-  opts: { servers?: string[]; collective?: string } = {},
+  opts: {
+    servers?: string[];
+    collective?: string;
+    /** JetStream in the broker (dev setup default: on) */
+    streams?: boolean;
+    /** lines appended to broker.conf before the broker starts (adapters, retention...) */
+    brokerConfig?: string;
+    /** sees the broker's log lines */
+    brokerLog?: (level: string, line: string) => void;
+  } = {},
 ): Promise<SecureFleet> {
   const dir = mkdtempSync(join(tmpdir(), "chorus-fleet-"));
   const setup = await createDevSetup({
@@ -26,8 +35,13 @@ export async function startSecureFleet(
     force: true,
     ...(opts.servers && { serverIdentities: opts.servers }),
     ...(opts.collective && { collective: opts.collective }),
+    ...(opts.streams !== undefined && { streams: opts.streams }),
   });
-  const broker = new BrokerSupervisor({ settings: brokerSettings(loadConfig(setup.brokerConfig)) });
+  if (opts.brokerConfig) appendFileSync(setup.brokerConfig, `\n${opts.brokerConfig}\n`);
+  const broker = new BrokerSupervisor({
+    settings: brokerSettings(loadConfig(setup.brokerConfig)),
+    ...(opts.brokerLog && { logger: opts.brokerLog }),
+  });
   await broker.start();
   return {
     setup,

@@ -1,0 +1,349 @@
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { AdapterSettings } from "../config/index.js";
+import {
+  decodeReply,
+  decodeRequest,
+  decodeSecureReply,
+  decodeSecureRequest,
+  decodeTransport,
+} from "../protocol/index.js";
+
+/** One message as adapters write it into a stream (choria:adapters:<type>:output:1). */
+export interface AdapterOutput {
+  protocol: string;
+  /** the message payload, unmodified (e.g. the registration JSON) */
+  data: string;
+  sender: string;
+  /** unix seconds when it was converted */
+  time: number;
+  requestid: string;
+}
+
+interface Item {
+  subject: string;
+  data: Uint8Array;
+  tries: number;
+}
+
+/** A FIFO with O(1) push/shift and a hard bound (JS arrays shift in O(n)). */
+class BoundedQueue<T> {
+  private buf: (T | undefined)[];
+  private head = 0;
+  private count = 0;
+  private readonly size: number;
+  /** `reserve` extra slots take items handed back for a retry, so a retry never evicts another. */
+  constructor(
+    readonly capacity: number,
+    reserve: number,
+  ) {
+    this.size = capacity + reserve;
+    this.buf = new Array<T | undefined>(this.size);
+  }
+  get length(): number {
+    return this.count;
+  }
+  push(v: T): boolean {
+    if (this.count >= this.capacity) return false;
+    this.buf[(this.head + this.count) % this.size] = v;
+    this.count++;
+    return true;
+  }
+  /** Back at the head (a publish that has to be retried keeps its place). */
+  unshift(v: T): void {
+    this.head = (this.head - 1 + this.size) % this.size;
+    this.buf[this.head] = v;
+    this.count++;
+  }
+  shift(): T | undefined {
+    if (this.count === 0) return undefined;
+    const v = this.buf[this.head];
+    this.buf[this.head] = undefined;
+    this.head = (this.head + 1) % this.size;
+    this.count--;
+    return v;
+  }
+}
+
+/** Prometheus series for every adapter in a broker, labelled by adapter name. */
+export class AdapterMetrics {
+  readonly registry: Registry;
+  readonly received: Counter;
+  readonly bad: Counter;
+  readonly dropped: Counter;
+  readonly published: Counter;
+  readonly errors: Counter;
+  readonly failed: Counter;
+  readonly queue: Gauge;
+  readonly publishTime: Histogram;
+
+  constructor(registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    const labelNames = ["adapter"];
+    const c = (name: string, help: string) => new Counter({ name, help, labelNames, registers });
+    this.received = c("choria_adapter_received_total", "Messages received on the ingest subject");
+    this.bad = c(
+      "choria_adapter_bad_messages_total",
+      "Ingest messages that could not be decoded and were skipped",
+    );
+    this.dropped = c("choria_adapter_dropped_total", "Messages dropped because the buffer was full");
+    this.published = c("choria_adapter_published_total", "Messages stored in the stream (acknowledged)");
+    this.errors = c("choria_adapter_publish_errors_total", "Failed publish attempts (retried)");
+    this.failed = c(
+      "choria_adapter_failed_total",
+      "Messages given up on after repeated non-transient errors",
+    );
+    this.queue = new Gauge({
+      name: "choria_adapter_queue_length",
+      help: "Messages waiting to be published",
+      labelNames,
+      registers,
+    });
+    this.publishTime = new Histogram({
+      name: "choria_adapter_publish_seconds",
+      help: "Time to an acknowledged publish",
+      labelNames,
+      registers,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    });
+  }
+}
+
+export interface AdapterStats {
+  received: number;
+  bad: number;
+  dropped: number;
+  published: number;
+  errors: number;
+  failed: number;
+  queued: number;
+}
+
+export interface StreamAdapterOptions {
+  metrics?: AdapterMetrics;
+  log?: (level: "info" | "warn" | "error", msg: string) => void;
+  /** first retry delay when Streams are unavailable (doubles to 5 s) */
+  retryMs?: number;
+  /** ack wait per publish */
+  publishTimeoutMs?: number;
+  /** non-transient failures before a message is given up (default 5) */
+  maxTries?: number;
+}
+
+const SUBJECT_TOKEN = /^[^\s*>.]+(\.[^\s*>.]+)*$/;
+
+// "no responders" (503) and timeouts mean JetStream or the stream is not there right
+// now; everything else is a property of the message or the stream config.
+function transient(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: string; name?: string };
+  const text = `${e?.name ?? ""} ${e?.message ?? ""} ${String(e?.code ?? "")}`.toLowerCase();
+  return /503|no responders|timeout|timed out|disconnect|closed|connection|draining|stream not found|10059/.test(
+    text,
+  );
+}
+
+/**
+ * A broker-hosted adapter: takes Choria messages (request or reply protocol) from an
+ * ingest subject and stores each in a stream subject, `%s` replaced by the sender,
+ * as choria:adapters:<type>:output:1 JSON. Messages wait in a bounded buffer while
+ * Streams are unavailable; when it is full, new ones are dropped and counted.
+ */
+export class StreamAdapter {
+  readonly settings: AdapterSettings;
+  readonly metrics: AdapterMetrics;
+  private readonly o: StreamAdapterOptions;
+  private readonly queue: BoundedQueue<Item>;
+  private readonly waiters: (() => void)[] = [];
+  private readonly s: AdapterStats = {
+    received: 0,
+    bad: 0,
+    dropped: 0,
+    published: 0,
+    errors: 0,
+    failed: 0,
+    queued: 0,
+  };
+  private sub: Subscription | undefined;
+  private js: JetStreamClient | undefined;
+  private workers: Promise<void>[] = [];
+  private running = false;
+  private readonly protocol: string;
+  private readonly label: { adapter: string };
+
+  constructor(settings: AdapterSettings, o: StreamAdapterOptions = {}) {
+    this.settings = settings;
+    this.o = o;
+    this.metrics = o.metrics ?? new AdapterMetrics();
+    this.queue = new BoundedQueue(settings.queueLen, settings.streamWorkers);
+    this.protocol = `choria:adapters:${settings.type}:output:1`;
+    this.label = { adapter: settings.name };
+  }
+
+  get stats(): AdapterStats {
+    return { ...this.s, queued: this.queue.length };
+  }
+
+  start(nc: NatsConnection): void {
+    if (this.running) return;
+    this.running = true;
+    this.js = jetstream(nc, { timeout: this.o.publishTimeoutMs ?? 5000 });
+    // A queue group lets several brokers share one ingest subject without duplicates.
+    this.sub = nc.subscribe(this.settings.ingestTopic, {
+      queue: `${this.settings.name}_adapter`,
+      callback: (err, msg) => {
+        if (!err) this.ingest(msg.data);
+      },
+    });
+    for (let i = 0; i < this.settings.streamWorkers; i++) this.workers.push(this.worker());
+  }
+
+  /**
+   * Stops taking messages, gives the workers up to `flushMs` to empty the buffer,
+   * then returns; whatever is still buffered is lost (and counted as dropped).
+   */
+  async stop(flushMs = 2000): Promise<void> {
+    if (!this.running) return;
+    this.sub?.unsubscribe();
+    const deadline = Date.now() + flushMs;
+    while (this.queue.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.running = false;
+    for (const w of this.waiters.splice(0)) w();
+    await Promise.allSettled(this.workers);
+    this.workers = [];
+    const left = this.queue.length;
+    while (this.queue.shift()) {
+      // drained below
+    }
+    if (left > 0) {
+      this.s.dropped += left;
+      this.metrics.dropped.inc(this.label, left);
+    }
+    this.metrics.queue.set(this.label, 0);
+  }
+
+  /** Decodes one ingest message and buffers its stream record; garbage is counted and skipped. */
+  ingest(bytes: Uint8Array): void {
+    this.s.received++;
+    this.metrics.received.inc(this.label);
+    let out: AdapterOutput;
+    try {
+      out = this.convert(bytes);
+    } catch {
+      this.s.bad++;
+      this.metrics.bad.inc(this.label);
+      return;
+    }
+    const item = {
+      subject: this.settings.streamTopic.replace("%s", out.sender),
+      data: Buffer.from(JSON.stringify(out)),
+      tries: 0,
+    };
+    if (!this.queue.push(item)) {
+      this.s.dropped++;
+      this.metrics.dropped.inc(this.label);
+      return;
+    }
+    this.metrics.queue.set(this.label, this.queue.length);
+    this.waiters.shift()?.();
+  }
+
+  private convert(bytes: Uint8Array): AdapterOutput {
+    // Adapters move data, they do not authorize it: signatures are not checked here
+    // (as in go-choria); the broker's ACLs decided who could publish to the subject.
+    const { transport, inner } = decodeTransport(bytes);
+    let sender: string;
+    let requestid: string;
+    let message: Buffer;
+    if (this.settings.ingestProtocol === "request") {
+      const { requestBytes } = decodeSecureRequest(inner);
+      const { request, message: m } = decodeRequest(requestBytes);
+      sender = request.sender || transport.headers.sender || "";
+      requestid = request.id;
+      message = m;
+    } else {
+      const { replyBytes } = decodeSecureReply(inner);
+      const { reply, message: m } = decodeReply(replyBytes);
+      sender = reply.sender || transport.headers.sender || "";
+      requestid = reply.request;
+      message = m;
+    }
+    // The sender becomes part of a subject: it must be one or more plain tokens.
+    if (!SUBJECT_TOKEN.test(sender)) throw new Error(`sender "${sender}" is not usable in a subject`);
+    return {
+      protocol: this.protocol,
+      data: message.toString("utf8"),
+      sender,
+      time: Math.floor(Date.now() / 1000),
+      requestid,
+    };
+  }
+
+  private next(): Promise<Item | undefined> {
+    const item = this.queue.shift();
+    if (item || !this.running) return Promise.resolve(item);
+    return new Promise<void>((r) => this.waiters.push(r)).then(() => this.queue.shift());
+  }
+
+  private async worker(): Promise<void> {
+    let backoff = this.o.retryMs ?? 250;
+    while (this.running) {
+      const item = await this.next();
+      if (!item) continue;
+      this.metrics.queue.set(this.label, this.queue.length);
+      const end = this.metrics.publishTime.startTimer(this.label);
+      try {
+        await (this.js as JetStreamClient).publish(item.subject, item.data);
+        end();
+        this.s.published++;
+        this.metrics.published.inc(this.label);
+        backoff = this.o.retryMs ?? 250;
+      } catch (err) {
+        this.s.errors++;
+        this.metrics.errors.inc(this.label);
+        const again = transient(err) || ++item.tries < (this.o.maxTries ?? 5);
+        if (again && this.running) {
+          this.queue.unshift(item);
+          if (transient(err)) {
+            // Streams are away: wait before hammering them, longer each time.
+            await new Promise((r) => setTimeout(r, backoff));
+            backoff = Math.min(backoff * 2, 5000);
+          }
+        } else if (!again) {
+          this.s.failed++;
+          this.metrics.failed.inc(this.label);
+          this.o.log?.(
+            "warn",
+            `adapter ${this.settings.name}: giving up on ${item.subject}: ${(err as Error).message}`,
+          );
+        } else {
+          this.queue.unshift(item);
+        }
+      }
+    }
+  }
+}
+
+/** All adapters of a broker on one connection, sharing one metrics registry. */
+export class AdapterManager {
+  readonly adapters: StreamAdapter[];
+  readonly metrics: AdapterMetrics;
+
+  constructor(settings: AdapterSettings[], o: StreamAdapterOptions = {}) {
+    this.metrics = o.metrics ?? new AdapterMetrics();
+    this.adapters = settings.map((s) => new StreamAdapter(s, { ...o, metrics: this.metrics }));
+  }
+
+  get registry(): Registry {
+    return this.metrics.registry;
+  }
+
+  start(nc: NatsConnection): void {
+    for (const a of this.adapters) a.start(nc);
+  }
+
+  async stop(flushMs?: number): Promise<void> {
+    await Promise.all(this.adapters.map((a) => a.stop(flushMs)));
+  }
+}

@@ -14,11 +14,14 @@ import {
   nowNanos,
   replyPrefix,
   replySubject,
+  serviceSubject,
   type Filter,
 } from "../protocol/index.js";
 import { ChoriaSecurity } from "../security/index.js";
 import { ReplyCollector } from "./collect.js";
 import { findAgentDDL } from "./ddl.js";
+import { checkMethod, discoverOffline, isNetworkMethod, type DiscoveryMethod } from "./discovery/index.js";
+import { applyLimit, planBatches } from "./pacing.js";
 import { ClientError } from "./errors.js";
 import { emptyDropCounts, openReply, parseRpcReplyBody, type ReplyTrust } from "./replies.js";
 import type {
@@ -28,14 +31,31 @@ import type {
   DropCounts,
   PingOptions,
   PingResult,
+  RequestMode,
   RequestOptions,
   RpcReply,
   RpcResult,
+  RpcStats,
 } from "./types.js";
 
 const DEFAULT_DISCOVERY_TIMEOUT_MS = 2000;
 const DEFAULT_WINDOW_MS = 300;
 const DEFAULT_TTL_S = 60;
+const DEFAULT_BATCH_SLEEP_MS = 1000;
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
 
 // Choria's discovery agent gets base64("ping") as its payload, which the message
 // field base64-encodes once more on the wire.
@@ -195,7 +215,14 @@ export class Client {
   }
 
   /** Signs one request; the returned transport bytes can be published to any number of subjects. */
-  private signedRequest(agent: string, message: string, filter: Filter, requestId: string): Uint8Array {
+  private signedRequest(
+    agent: string,
+    message: string,
+    filter: Filter,
+    requestId: string,
+    ttlS: number = this.opts.ttlS ?? DEFAULT_TTL_S,
+    replyTo?: string,
+  ): Uint8Array {
     const sec = this.opts.security;
     const request = encodeRequest({
       message,
@@ -204,13 +231,13 @@ export class Client {
       caller: this.callerId,
       collective: this.collective,
       agent,
-      ttl: this.opts.ttlS ?? DEFAULT_TTL_S,
+      ttl: ttlS,
       time: nowNanos(),
       filter,
     });
     const secure = encodeSecureRequest(request, sec.sign(request), sec.token);
     return encodeTransport(secure, {
-      reply: replySubject(this.collective, this.callerId, requestId),
+      reply: replyTo ?? replySubject(this.collective, this.callerId, requestId),
       sender: this.identity,
     });
   }
@@ -273,22 +300,59 @@ export class Client {
   }
 
   /**
-   * Finds the nodes matching a filter. Identity-only filters without regexes are
-   * answered locally; everything else is a broadcast discovery.
+   * The nodes a filter selects with the chosen method. Identity-only filters without
+   * regexes are answered locally for broadcast; file, inventory and external methods
+   * never touch the broker. Returns the targets and the time spent (0 when local).
+   */
+  private async findTargets(
+    filter: Filter,
+    o: {
+      method?: string | undefined;
+      options?: Record<string, string> | undefined;
+      timeoutMs: number;
+      windowMs: number;
+      verify?: boolean | undefined;
+      signal?: AbortSignal | undefined;
+    },
+  ): Promise<{ targets: string[]; ms: number }> {
+    const method = o.method === undefined ? undefined : checkMethod(o.method);
+    const t0 = performance.now();
+    if (!isNetworkMethod(method)) {
+      const targets = await discoverOffline({
+        method: method as DiscoveryMethod,
+        filter,
+        collective: this.collective,
+        timeoutMs: o.timeoutMs,
+        options: o.options ?? {},
+      });
+      return { targets, ms: performance.now() - t0 };
+    }
+    if (o.options && Object.keys(o.options).length > 0) {
+      throw new ClientError(
+        "bad_option",
+        `broadcast discovery takes no --do options (got ${Object.keys(o.options).join(", ")})`,
+      );
+    }
+    const local = identityOnlyTargets(filter);
+    if (local) return { targets: local, ms: 0 };
+    const r = await this.broadcastPing(filter, o.timeoutMs, o.windowMs, o.verify, o.signal);
+    return { targets: r.senders, ms: performance.now() - t0 };
+  }
+
+  /**
+   * Finds the nodes matching a filter: broadcast by default (identity-only filters
+   * without regexes are answered locally), or a file, inventory or external method.
    */
   async discover(opts: DiscoverOptions = {}): Promise<string[]> {
-    const filter = completeFilter(opts.filter);
-    const local = identityOnlyTargets(filter);
-    if (local) return local;
-    const window = opts.windowed ? (opts.windowMs ?? this.windowMs) : 0;
-    const r = await this.broadcastPing(
-      filter,
-      opts.timeoutMs ?? this.discoveryTimeoutMs,
-      window,
-      opts.verifyReplySignatures,
-      opts.signal,
-    );
-    return r.senders;
+    const r = await this.findTargets(completeFilter(opts.filter), {
+      method: opts.method,
+      options: opts.options,
+      timeoutMs: opts.timeoutMs ?? this.discoveryTimeoutMs,
+      windowMs: opts.windowed ? (opts.windowMs ?? this.windowMs) : 0,
+      verify: opts.verifyReplySignatures,
+      signal: opts.signal,
+    });
+    return r.targets;
   }
 
   /** Pings matching nodes through the discovery agent; each reply with its round-trip time. */
@@ -310,8 +374,10 @@ export class Client {
 
   /**
    * Validates inputs against the DDL (throwing before anything is sent), discovers
-   * unless `nodes` are given, publishes one signed request (to each node in direct
-   * mode, once with the filter in broadcast mode) and gathers replies.
+   * unless `nodes` are given, applies the limit, then publishes one signed request
+   * (to each node in direct mode, in batches when asked; once with the filter in
+   * broadcast mode; once to the service queue in service mode) and gathers replies.
+   * Nodes that did not answer get the request again for each retry.
    */
   async request(
     agent: string,
@@ -329,45 +395,64 @@ export class Client {
       actionDDL !== undefined && Object.values(actionDDL.output).some((o) => o.default !== undefined);
 
     const mode = opts.mode ?? "direct";
-    if (mode !== "direct" && mode !== "broadcast") {
+    if (mode !== "direct" && mode !== "broadcast" && mode !== "service") {
       throw new ClientError("bad_option", `unknown request mode "${String(mode)}"`);
     }
-    const filter = completeFilter(opts.filter);
+    const paced = opts.batchSize !== undefined || opts.canary !== undefined;
+    if (paced && mode !== "direct") {
+      throw new ClientError(
+        "bad_option",
+        "--batch and --canary need direct mode (not --broadcast or --service)",
+      );
+    }
+    if (opts.retries !== undefined && (!Number.isInteger(opts.retries) || opts.retries < 0)) {
+      throw new ClientError("bad_option", `--retry: ${opts.retries} is not a whole number`);
+    }
+    const ttlS = opts.ttlS ?? this.opts.ttlS ?? DEFAULT_TTL_S;
+    if (!Number.isFinite(ttlS) || ttlS <= 0)
+      throw new ClientError("bad_option", `--ttl: ${ttlS} is not a positive number`);
+    if (opts.replyTo !== undefined && !/^[^\s*>]+$/.test(opts.replyTo)) {
+      throw new ClientError(
+        "bad_option",
+        `--reply-to: "${opts.replyTo}" is not a NATS subject without wildcards`,
+      );
+    }
+    const filter = mode === "service" ? emptyFilter() : completeFilter(opts.filter);
     const discoveryTimeoutMs = opts.discoveryTimeoutMs ?? this.discoveryTimeoutMs;
     const startTime = new Date();
     const dropped = emptyDropCounts();
 
     let targets: string[];
     let discoverMs = 0;
-    if (opts.nodes) {
+    if (mode === "service") {
+      // A service agent is one logical endpoint: no discovery, the first reply wins.
+      targets = [];
+    } else if (opts.nodes) {
       targets = [...new Set(opts.nodes)];
     } else {
-      const local = identityOnlyTargets(filter);
-      if (local) {
-        targets = local;
-      } else {
-        const t0 = performance.now();
-        const found = await this.broadcastPing(
-          filter,
-          discoveryTimeoutMs,
-          opts.discoveryWindowed ? this.windowMs : 0,
-          opts.verifyReplySignatures,
-          opts.signal,
-        );
-        discoverMs = performance.now() - t0;
-        targets = found.senders;
-      }
+      const found = await this.findTargets(filter, {
+        method: opts.discoveryMethod,
+        options: opts.discoveryOptions,
+        timeoutMs: discoveryTimeoutMs,
+        windowMs: opts.discoveryWindowed ? this.windowMs : 0,
+        verify: opts.verifyReplySignatures,
+        signal: opts.signal,
+      });
+      targets = found.targets;
+      discoverMs = found.ms;
     }
+    if (opts.limit !== undefined) targets = applyLimit(targets, opts.limit, opts.limitMethod, opts.limitSeed);
+    const batches = mode === "direct" ? planBatches(targets, opts.batchSize, opts.canary) : [targets];
 
     const requestId = newRequestId();
-    const stats = {
+    const stats: RpcStats = {
       requestid: requestId,
       discovered: targets.length,
       responses: 0,
       ok: 0,
       failed: 0,
-      noResponses: [] as string[],
-      unexpected: [] as string[],
+      noResponses: [],
+      unexpected: [],
       discoverMs,
       publishMs: 0,
       requestMs: 0,
@@ -377,27 +462,44 @@ export class Client {
     const replies: RpcReply[] = [];
     const result: RpcResult = { agent, action, replies, stats };
     // Interrupted during discovery: report what was found without sending anything.
-    if (targets.length === 0 || opts.signal?.aborted) return result;
+    if ((targets.length === 0 && mode !== "service") || opts.signal?.aborted) return result;
 
     const nc = await this.connect();
-    const trust = this.trust(opts.verifyReplySignatures);
-    const expected = new Set(targets);
-    const seen = new Set<string>();
-    let answered = 0;
-    const onReply = opts.onReply;
+    const message = encodeMessage(JSON.stringify({ agent, action, data: body }));
 
-    // The reply subscription exists before anything is published, so no early reply is lost.
-    const collector = new ReplyCollector(
-      nc,
-      replySubject(this.collective, this.callerId, requestId),
-      (bytes) => {
+    if (opts.replyTo !== undefined) {
+      // Async RPC: replies go to someone else's subject; publish, flush, done.
+      const t0 = performance.now();
+      opts.onPublish?.(targets);
+      const bytes = this.signedRequest(agent, message, filter, requestId, ttlS, opts.replyTo);
+      this.publishTo(nc, mode, agent, targets, bytes);
+      await nc.flush();
+      stats.publishMs = performance.now() - t0;
+      return result;
+    }
+
+    const trust = this.trust(opts.verifyReplySignatures);
+    const seen = new Set<string>();
+    const expectedAll = new Set(targets);
+    const onReply = opts.onReply;
+    const timeoutMs = opts.timeoutMs ?? discoveryTimeoutMs + ddl.metadata.timeout * 1000;
+    opts.onPublish?.(targets);
+    const tStart = performance.now();
+    let tEnd = tStart;
+
+    /** Publishes one signed request to `nodes` and collects until they all answered or time is up. */
+    const round = async (id: string, nodes: readonly string[], how: RequestMode = mode): Promise<void> => {
+      const expected = new Set(nodes);
+      let answered = 0;
+      // The reply subscription exists before anything is published, so no early reply is lost.
+      const collector = new ReplyCollector(nc, replySubject(this.collective, this.callerId, id), (bytes) => {
         const o = openReply(bytes, trust);
         if (!o.ok) {
           dropped[o.reason]++;
           this.log.debug(`reply dropped (${o.reason}): ${o.detail}`);
           return;
         }
-        if (o.requestId !== requestId) {
+        if (o.requestId !== id) {
           dropped.request++;
           return;
         }
@@ -427,40 +529,92 @@ export class Client {
             this.log.warn(`onReply callback failed for ${sender}: ${(err as Error).message}`);
           }
         }
-        if (expected.has(sender)) {
+        if (how === "service") collector.finish();
+        else if (expected.has(sender)) {
           if (++answered === expected.size) collector.finish();
-        } else {
+        } else if (!expectedAll.has(sender)) {
           stats.unexpected.push(sender);
         }
-      },
-    );
-
-    const message = encodeMessage(JSON.stringify({ agent, action, data: body }));
-    const timeoutMs = opts.timeoutMs ?? discoveryTimeoutMs + ddl.metadata.timeout * 1000;
-    opts.onPublish?.(targets);
-    const t0 = performance.now();
-    try {
-      // Signed once: every node gets the same bytes, as go-choria's cached transports do.
-      const bytes = this.signedRequest(agent, message, filter, requestId);
-      if (mode === "direct") {
-        for (const id of targets) nc.publish(directSubject(this.collective, id), bytes);
-      } else {
-        nc.publish(broadcastSubject(this.collective, agent), bytes);
+      });
+      const t0 = performance.now();
+      try {
+        // Signed once per round: every node gets the same bytes, as go-choria's cached transports do.
+        const bytes = this.signedRequest(agent, message, filter, id, ttlS);
+        this.publishTo(nc, how, agent, nodes, bytes);
+        collector.start(Math.max(0, timeoutMs - (performance.now() - t0)));
+        await nc.flush();
+        stats.publishMs += performance.now() - t0;
+        const release = collector.stopOn(opts.signal);
+        await collector.done;
+        release();
+      } finally {
+        collector.finish();
       }
-      collector.start(Math.max(0, timeoutMs - (performance.now() - t0)));
-      await nc.flush();
-      stats.publishMs = performance.now() - t0;
-      const release = collector.stopOn(opts.signal);
-      await collector.done;
-      release();
-    } finally {
-      collector.finish();
+      tEnd = collector.ended;
+    };
+
+    let sent = 0;
+    for (let b = 0; b < batches.length; b++) {
+      const batch = batches[b] as string[];
+      if (b > 0) {
+        const sleep = opts.batchSleepMs ?? DEFAULT_BATCH_SLEEP_MS;
+        if (sleep > 0) await abortableSleep(sleep, opts.signal);
+      }
+      if (opts.signal?.aborted) break;
+      opts.onBatch?.(b, batch);
+      // Batches after the first get their own request id: a node that missed the
+      // first batch's window must not be able to answer a later one twice.
+      await round(b === 0 ? requestId : newRequestId(), batch);
+      sent += batch.length;
+      if (b === 0 && opts.canary !== undefined && batches.length > 1) {
+        const bad = batch.some((n) => !seen.has(n)) || replies.some((r) => r.statuscode !== 0);
+        if (bad) {
+          stats.canaryStopped = true;
+          break;
+        }
+      }
     }
-    stats.requestMs = collector.ended - t0;
-    for (const id of targets) if (!seen.has(id)) stats.noResponses.push(id);
+    const unsent = batches.flat().slice(sent);
+    if (unsent.length > 0) stats.skipped = unsent;
+
+    for (let attempt = 1; attempt <= (opts.retries ?? 0) && mode !== "service"; attempt++) {
+      if (opts.signal?.aborted) break;
+      const missing = batches
+        .flat()
+        .slice(0, sent)
+        .filter((n) => !seen.has(n));
+      if (missing.length === 0) break;
+      stats.retries = attempt;
+      if (mode === "broadcast") {
+        // A broadcast retry would reach every node again; address the silent ones directly.
+        await round(newRequestId(), missing, "direct");
+      } else {
+        await round(newRequestId(), missing);
+      }
+    }
+
+    stats.requestMs = tEnd - tStart;
+    const sentSet = new Set(batches.flat().slice(0, sent));
+    for (const id of sentSet) if (!seen.has(id)) stats.noResponses.push(id);
     stats.noResponses.sort();
     stats.unexpected.sort();
     return result;
+  }
+
+  private publishTo(
+    nc: NatsConnection,
+    mode: RequestMode,
+    agent: string,
+    nodes: readonly string[],
+    bytes: Uint8Array,
+  ): void {
+    if (mode === "direct") {
+      for (const id of nodes) nc.publish(directSubject(this.collective, id), bytes);
+    } else if (mode === "service") {
+      nc.publish(serviceSubject(this.collective, agent), bytes);
+    } else {
+      nc.publish(broadcastSubject(this.collective, agent), bytes);
+    }
   }
 
   /** Drains and closes the connection this client opened. */

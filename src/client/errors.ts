@@ -1,6 +1,6 @@
 import { ChorusError } from "../protocol/index.js";
 
-export type ClientErrorCode = "closed" | "bad_option" | "connect_failed" | "usage";
+export type ClientErrorCode = "closed" | "bad_option" | "connect_failed" | "usage" | "discovery_failed";
 
 /** Errors raised by the RPC client before or instead of talking to the fleet. */
 export class ClientError extends ChorusError {

@@ -49,9 +49,14 @@ export interface DiscoverOptions {
   verifyReplySignatures?: boolean;
   /** stop waiting early; what arrived so far is returned */
   signal?: AbortSignal;
+  /** broadcast (default), flatfile, inventory, external, results; see discovery/ */
+  method?: string;
+  /** method options (`--do key=value`) */
+  options?: Record<string, string>;
 }
 
-export type RequestMode = "direct" | "broadcast";
+/** direct: one copy per node; broadcast: one message with the filter; service: one reply from a service agent */
+export type RequestMode = "direct" | "broadcast" | "service";
 
 export interface RpcReply {
   sender: string;
@@ -93,6 +98,12 @@ export interface RpcStats {
   requestMs: number;
   startTime: Date;
   dropped: DropCounts;
+  /** nodes never sent the request: a canary batch failed, or ^C between batches */
+  skipped?: string[];
+  /** true when a failing canary batch stopped the request */
+  canaryStopped?: boolean;
+  /** how many retry rounds were sent to nodes that had not answered */
+  retries?: number;
 }
 
 export interface RpcResult {
@@ -122,6 +133,28 @@ export interface RequestOptions {
   onPublish?: (targets: readonly string[]) => void;
   /** called for each accepted reply as it arrives */
   onReply?: (reply: RpcReply) => void;
+  /** discovery method and its options (see DiscoverOptions) */
+  discoveryMethod?: string;
+  discoveryOptions?: Record<string, string>;
+  /** address at most N (or "N%") of the discovered nodes */
+  limit?: number | string;
+  limitMethod?: "first" | "random";
+  /** seed for random limits: the same seed and fleet select the same nodes */
+  limitSeed?: string | number;
+  /** direct mode: publish to this many nodes at a time, waiting for their replies */
+  batchSize?: number;
+  /** pause between batches (default 1000) */
+  batchSleepMs?: number;
+  /** send to this many nodes first and stop unless they all answer OK */
+  canary?: number;
+  /** publish with this reply subject and return at once (replies go elsewhere) */
+  replyTo?: string;
+  /** request TTL in seconds for this call */
+  ttlS?: number;
+  /** re-send to nodes that did not answer, up to N more times */
+  retries?: number;
+  /** called before each batch is published */
+  onBatch?: (index: number, nodes: readonly string[]) => void;
 }
 
 export interface PingReply {

@@ -1,0 +1,117 @@
+import type { Filter } from "../../protocol/index.js";
+import { ClientError } from "../errors.js";
+import { runExternal } from "./external.js";
+import { applyIdentityFilter, readFlatfile } from "./flatfile.js";
+import { discoverInventory, loadInventory } from "./inventory.js";
+
+export { runExternal, EXTERNAL_REQUEST_PROTOCOL, EXTERNAL_REPLY_PROTOCOL } from "./external.js";
+export { readFlatfile, readSource, applyIdentityFilter, FLAT_FORMATS } from "./flatfile.js";
+export {
+  discoverInventory,
+  loadInventory,
+  parseInventory,
+  INVENTORY_SCHEMA,
+  type InventoryFile,
+  type InventoryNode,
+  type InventoryGroup,
+} from "./inventory.js";
+export { selectPath } from "./path.js";
+
+/** Method names as `--dm` takes them; mc and file are Choria's aliases. */
+export const DISCOVERY_METHODS = [
+  "broadcast",
+  "mc",
+  "flatfile",
+  "file",
+  "inventory",
+  "external",
+  "results",
+] as const;
+export type DiscoveryMethod = (typeof DISCOVERY_METHODS)[number];
+
+/** Options each method understands (anything else given with --do is an error, external takes all). */
+const KNOWN_OPTIONS: Record<string, string[]> = {
+  flatfile: ["file", "format", "filter", "status"],
+  results: ["file", "format", "filter", "status"],
+  inventory: ["file", "group"],
+};
+
+export interface OfflineDiscovery {
+  method: DiscoveryMethod;
+  filter: Filter;
+  collective: string;
+  timeoutMs: number;
+  options: Record<string, string>;
+  /** where `-` reads from (tests) */
+  stdin?: () => string;
+}
+
+export function isNetworkMethod(m: string | undefined): boolean {
+  return m === undefined || m === "broadcast" || m === "mc";
+}
+
+export function checkMethod(m: string): DiscoveryMethod {
+  if (!(DISCOVERY_METHODS as readonly string[]).includes(m)) {
+    throw new ClientError(
+      "bad_option",
+      `unknown discovery method "${m}" (use ${DISCOVERY_METHODS.join(", ")})`,
+    );
+  }
+  return m as DiscoveryMethod;
+}
+
+/** Discovery that needs no broker: files, an inventory, an external program. */
+export async function discoverOffline(d: OfflineDiscovery): Promise<string[]> {
+  const method = d.method === "file" ? "flatfile" : d.method;
+  const known = KNOWN_OPTIONS[method];
+  if (known) {
+    for (const k of Object.keys(d.options)) {
+      if (!known.includes(k)) {
+        throw new ClientError(
+          "bad_option",
+          `--do ${k}: not an option of ${method} discovery (known: ${known.join(", ")})`,
+        );
+      }
+    }
+  }
+  const o = d.options;
+  switch (method) {
+    case "flatfile":
+    case "results": {
+      // Results default to standard input: `chorus req ... --json | chorus req --dm results ...`.
+      const file = o.file ?? (method === "results" ? "-" : undefined);
+      if (file === undefined)
+        throw new ClientError("bad_option", "flatfile discovery needs --do file=PATH (or --nodes PATH)");
+      const ids = readFlatfile({
+        file,
+        ...(o.format !== undefined && { format: o.format }),
+        ...(o.filter !== undefined && { filter: o.filter }),
+        ...(o.status !== undefined && { status: o.status }),
+        ...(d.stdin && { stdin: d.stdin }),
+      });
+      return applyIdentityFilter(ids, d.filter, method);
+    }
+    case "inventory": {
+      if (o.file === undefined)
+        throw new ClientError("bad_option", "inventory discovery needs --do file=PATH");
+      const loaded = loadInventory(o.file, d.stdin);
+      return discoverInventory(loaded, d.filter, d.collective, o.group ? o.group.split(",") : []);
+    }
+    case "external": {
+      const command = o.command;
+      if (!command) throw new ClientError("bad_option", "external discovery needs --do command=PROGRAM");
+      return runExternal({
+        command,
+        filter: d.filter,
+        collective: d.collective,
+        timeoutMs: d.timeoutMs,
+        options: o,
+      });
+    }
+    default:
+      throw new ClientError(
+        "bad_option",
+        `${method} discovery needs the network; it is not an offline method`,
+      );
+  }
+}

@@ -1,30 +1,29 @@
-import { sign as edSign, type KeyObject } from "node:crypto";
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { pino, type Logger } from "pino";
 import { registerBuiltinAgents } from "../agents/index.js";
 import { loadConfig, serverSettings } from "../config/index.js";
-import { connectNats, type NatsConnection } from "../connector/index.js";
 import { ChorusError } from "../protocol/errors.js";
-import { broadcastSubject } from "../protocol/index.js";
 import {
   ChoriaSecurity,
-  createServerToken,
-  generateKeyPair,
   loadSeedFile,
   orgIssuer,
-  privateKeyObject,
+  verifyStats,
+  type ChoriaSecurityOptions,
   type Issuer,
 } from "../security/index.js";
 import {
   AgentRegistry,
   NodeRuntime,
   RequestDecoder,
-  CHORUS_VERSION,
-  type DecodeResult,
-  type HostInfo,
-  type NodeReply,
+  type DecoderStats,
   type ServerStats,
 } from "../server/index.js";
 import { emulatedFacts, emulatedIdentity } from "./facts.js";
+import { FleetShard, sumStats, type ShardSpec } from "./shard.js";
+import type { FromWorker, ShardStats, ToWorker, WorkerSpec } from "./worker.js";
 
 export class EmulatorError extends ChorusError {}
 
@@ -36,9 +35,20 @@ export interface EmulatorOptions {
   caFile?: string;
   /** The emulator's own credential: its NATS user may subscribe to every node subject. */
   security: ChoriaSecurity;
+  /**
+   * The files `security` was built from. Worker shards build their own provider from
+   * them (a ChoriaSecurity cannot cross threads); without them the emulator runs in-process.
+   */
+  securityFiles?: ChoriaSecurityOptions;
   /** Mints each virtual node's own server token, so every node signs with its own key. */
   issuer: Issuer;
-  /** Connections to spread replies over (default: 1 per 5 000 nodes, 1..10). */
+  /**
+   * Worker threads to spread the nodes over (0 = all nodes in this thread). Default:
+   * one per core for 2 000+ nodes when running from the built JS, else 0. Workers need
+   * `securityFiles` and the default identity/facts functions (functions cannot cross threads).
+   */
+  workers?: number;
+  /** Connections to spread replies over, per shard (default: 1 per 5 000 nodes, 1..10). */
   connections?: number;
   /** Identity of node i (default node-00001.emulated.chorus). */
   identity?: (i: number) => string;
@@ -51,26 +61,54 @@ export interface EmulatorOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-interface Shard {
-  nc: NatsConnection;
+/** Per-thread figures: one entry per shard (a single entry when in-process). */
+export interface EmulatorShardStats {
+  nodes: number;
+  decoder: DecoderStats;
+  /** ed25519 verifications performed by that thread so far */
+  verifies: number;
+  server?: ServerStats;
+}
+
+// Under vitest the sources are TypeScript, which a worker thread cannot load; the
+// built worker beside the dist counterpart is used then (present after `npm run build`).
+function workerUrl(): URL {
+  const here = import.meta.url;
+  if (here.endsWith(".js")) return new URL("./worker.js", here);
+  return new URL("../../dist/emulator/worker.js", here);
+}
+
+function builtWorkerAvailable(): boolean {
+  return import.meta.url.endsWith(".js") && existsSync(fileURLToPath(workerUrl()));
+}
+
+interface WorkerShard {
+  worker: Worker;
+  spec: WorkerSpec;
+  nodes: number;
+  done: number;
 }
 
 /**
  * A virtual fleet: N real NodeRuntimes (the same pipeline `chorus server run`
  * uses, each with its own identity, facts, key and token) answering over a few
- * shared connections. One RequestDecoder for the process means a request's bytes
- * are parsed and its signature verified once, however many nodes receive it.
+ * shared connections. Each thread has one RequestDecoder, so a request's bytes
+ * are parsed and its signature verified once per thread, however many nodes
+ * receive it. With workers, the signing of replies (the dominant cost) runs on
+ * every core; the main thread only coordinates.
  */
 export class Emulator {
+  /** In-process mode only: the nodes (empty when the nodes live in worker threads). */
   readonly nodes: NodeRuntime[] = [];
   readonly registry = new AgentRegistry();
+  /** The in-process decoder (worker shards have their own; see shardStats()). */
   readonly decoder: RequestDecoder;
   readonly log: Logger;
-  private readonly byIdentity = new Map<string, NodeRuntime>();
-  private readonly shards: Shard[] = [];
+  readonly workers: number;
   private readonly opts: EmulatorOptions;
-  private readonly inflight = new Set<Promise<void>>();
-  private next = 0;
+  private local?: FleetShard;
+  private readonly remote: WorkerShard[] = [];
+  private statsId = 0;
 
   constructor(opts: EmulatorOptions) {
     if (!Number.isInteger(opts.nodes) || opts.nodes < 1) {
@@ -80,6 +118,25 @@ export class Emulator {
     this.log = opts.logger ?? pino({ name: "chorus-emulator", level: "info" }, pino.destination(2));
     this.decoder = new RequestDecoder({ security: opts.security, cacheSize: 1_000 });
     registerBuiltinAgents(this.registry);
+    this.workers = this.resolveWorkers();
+  }
+
+  private resolveWorkers(): number {
+    const o = this.opts;
+    const shareable = !o.identity && !o.facts && !!o.securityFiles;
+    if (o.workers !== undefined) {
+      if (!Number.isInteger(o.workers) || o.workers < 0)
+        throw new EmulatorError("usage", `workers must be a non-negative integer, got ${o.workers}`);
+      if (o.workers > 0 && !shareable) {
+        throw new EmulatorError(
+          "usage",
+          "worker shards need securityFiles and the default identity/facts functions",
+        );
+      }
+      return Math.min(o.workers, o.nodes);
+    }
+    if (!shareable || o.nodes < 2_000 || !builtWorkerAvailable()) return 0;
+    return Math.min(availableParallelism(), o.nodes);
   }
 
   /** Builds an emulator from an emulator config written by `chorus setup dev`. */
@@ -94,153 +151,191 @@ export class Emulator {
       );
     }
     const issuerPath = new URL(issuerSeed, `file://${s.configDir}/`).pathname;
-    const security = new ChoriaSecurity({
+    const securityFiles: ChoriaSecurityOptions = {
       seedFile: s.seedFile,
       tokenFile: s.tokenFile,
       issuers: s.issuers,
       natsJwtFile: s.natsJwtFile,
       ...(s.caFile && { caFile: s.caFile }),
-    });
+    };
     return new Emulator({
       collective: s.mainCollective,
       servers: s.middlewareHosts,
       ...(s.caFile && { caFile: s.caFile }),
-      security,
+      security: new ChoriaSecurity(securityFiles),
+      securityFiles,
       issuer: orgIssuer(loadSeedFile(issuerPath)),
       ...overrides,
     });
   }
 
   get size(): number {
-    return this.nodes.length;
+    return this.local ? this.local.nodes.length : this.remote.reduce((n, w) => n + w.nodes, 0);
   }
 
-  /** Sums every node's counters. */
+  /** Sums every node's counters (in-process mode; use shardStats() with workers). */
   get stats(): ServerStats {
-    const total = this.nodes[0]?.counters.snapshot();
-    if (!total) throw new EmulatorError("empty", "no nodes");
-    for (const n of this.nodes.slice(1)) {
-      const s = n.counters.snapshot() as unknown as Record<string, unknown>;
-      for (const [k, v] of Object.entries(s)) {
-        const t = total as unknown as Record<string, unknown>;
-        if (typeof v === "number" && typeof t[k] === "number") t[k] = (t[k] as number) + v;
-      }
-    }
+    const total = this.local?.stats();
+    if (!total) throw new EmulatorError("empty", "no nodes in this thread");
     return total;
   }
 
-  private createNodes(host: HostInfo): void {
+  private spec(first: number, count: number, name: string, startTime: number): ShardSpec {
     const o = this.opts;
-    const validity = o.tokenValidityS ?? 86_400;
-    const identityOf = o.identity ?? emulatedIdentity;
-    const factsOf = o.facts ?? emulatedFacts;
-    for (let i = 1; i <= o.nodes; i++) {
-      const identity = identityOf(i);
-      if (this.byIdentity.has(identity)) throw new EmulatorError("usage", `duplicate identity ${identity}`);
-      const kp = generateKeyPair();
-      // Each node holds its own key object: a shared cache would thrash at 50 000 keys.
-      const key: KeyObject = privateKeyObject(kp.seedHex);
-      const token = createServerToken(
-        { identity, collectives: [o.collective], publicKeyHex: kp.publicHex, validityS: validity },
-        o.issuer,
-      );
-      const facts = factsOf(i);
-      const node = new NodeRuntime({
-        identity,
-        collectives: [o.collective],
-        facts,
-        classes: [`role::${String(facts.role)}`, `location::${String(facts.location)}`],
-        registry: this.registry,
-        credential: { token, sign: (d) => edSign(null, d, key) },
-        signReplies: o.signReplies ?? true,
-        host,
-        events: {
-          drop: (reason, detail) => this.log.debug({ identity, reason }, detail),
-        },
-      });
-      this.nodes.push(node);
-      this.byIdentity.set(identity, node);
-      if (i % 1000 === 0 || i === o.nodes) o.onProgress?.(i, o.nodes);
-    }
+    return {
+      first,
+      count,
+      collective: o.collective,
+      servers: [...o.servers],
+      ...(o.caFile && { caFile: o.caFile }),
+      natsSeedHex: o.security.seedHex,
+      ...(o.security.natsJwt && { natsJwt: o.security.natsJwt }),
+      // Issuer is plain data; spread so no prototype or extra fields travel.
+      issuer: { ...o.issuer },
+      tokenValidityS: o.tokenValidityS ?? 86_400,
+      signReplies: o.signReplies ?? true,
+      connections: o.connections ?? Math.min(10, Math.max(1, Math.ceil(count / 5_000))),
+      name,
+      startTime,
+    };
   }
 
   async start(): Promise<void> {
     const o = this.opts;
-    const count = o.connections ?? Math.min(10, Math.max(1, Math.ceil(o.nodes / 5_000)));
     const startTime = Date.now();
-    const host: HostInfo = {
-      version: CHORUS_VERSION,
-      startTime,
-      securityProvider: "choria",
-      middlewareServers: [...o.servers],
-      connectorTls: true,
-      connectedServer: () => this.shards[0]?.nc.getServer() ?? "",
-      connectionStats: (): Record<string, number> => {
-        const s = this.shards[0]?.nc.stats();
-        return s
-          ? { in_msgs: s.inMsgs, out_msgs: s.outMsgs, in_bytes: s.inBytes, out_bytes: s.outBytes }
-          : {};
-      },
-      configItem: () => undefined,
-    };
-    this.createNodes(host);
-    for (let i = 0; i < count; i++) {
-      const nc = await connectNats({
-        servers: o.servers,
-        name: `chorus-emulator-${i}`,
-        ...(o.caFile && { caFile: o.caFile }),
-        ...(o.security.natsJwt && { natsJwt: o.security.natsJwt }),
-        seedHex: o.security.seedHex,
+    if (this.workers === 0) {
+      const shard = new FleetShard(this.spec(1, o.nodes, "chorus-emulator", startTime), {
+        decoder: this.decoder,
+        registry: this.registry,
+        log: this.log,
+        identity: o.identity ?? emulatedIdentity,
+        facts: o.facts ?? emulatedFacts,
+        onProgress: (done) => o.onProgress?.(done, o.nodes),
       });
-      this.shards.push({ nc });
+      await shard.createNodes();
+      this.nodes.push(...shard.nodes);
+      await shard.connect();
+      this.local = shard;
+      this.log.info({ nodes: this.size, workers: 0 }, "emulator ready");
+      return;
     }
-    // One connection takes every request in: a wildcard per subject family costs two
-    // subscriptions instead of one per node, and the decoder sees each message once.
-    const inbound = (this.shards[0] as Shard).nc;
-    for (const agent of this.registry.names()) {
-      inbound.subscribe(broadcastSubject(o.collective, agent), {
-        callback: (err, msg) => {
-          if (!err) this.fanOut(msg.data);
+    await this.startWorkers(startTime);
+    this.log.info({ nodes: this.size, workers: this.workers }, "emulator ready");
+  }
+
+  private async startWorkers(startTime: number): Promise<void> {
+    const o = this.opts;
+    const n = this.workers;
+    const files = o.securityFiles as ChoriaSecurityOptions;
+    const level = this.log.level;
+    let first = 1;
+    for (let k = 0; k < n; k++) {
+      const count = Math.floor(o.nodes / n) + (k < o.nodes % n ? 1 : 0);
+      const spec: WorkerSpec = {
+        ...this.spec(first, count, `chorus-emulator-w${k}`, startTime),
+        security: { ...files, issuers: [...files.issuers] },
+        logLevel: level,
+      };
+      first += count;
+      this.remote.push({ worker: new Worker(workerUrl(), { workerData: spec }), spec, nodes: 0, done: 0 });
+    }
+    const progress = (): void =>
+      o.onProgress?.(
+        this.remote.reduce((s, w) => s + w.done, 0),
+        o.nodes,
+      );
+    const ready = this.remote.map(
+      (w) =>
+        new Promise<void>((resolve, reject) => {
+          const onMessage = (m: FromWorker): void => {
+            if (m.type === "progress") {
+              w.done = m.done;
+              progress();
+            } else if (m.type === "ready") {
+              w.nodes = m.nodes;
+              w.worker.off("message", onMessage);
+              resolve();
+            } else if (m.type === "error") {
+              reject(new EmulatorError("worker", `${w.spec.name}: ${m.message}`));
+            }
+          };
+          w.worker.on("message", onMessage);
+          w.worker.once("error", (err) =>
+            reject(new EmulatorError("worker", `${w.spec.name}: ${err.message}`)),
+          );
+          w.worker.once("exit", (code) =>
+            reject(new EmulatorError("worker", `${w.spec.name} exited (${code})`)),
+          );
+        }),
+    );
+    try {
+      await Promise.all(ready);
+    } catch (err) {
+      await Promise.allSettled(this.remote.map((w) => w.worker.terminate()));
+      this.remote.length = 0;
+      throw err;
+    }
+  }
+
+  /** Per-thread decoder and verification counts (what the regression tests look at). */
+  async shardStats(): Promise<EmulatorShardStats[]> {
+    if (this.local) {
+      const server = this.local.stats();
+      return [
+        {
+          nodes: this.local.nodes.length,
+          decoder: this.decoder.stats,
+          verifies: verifyStats.count,
+          ...(server && { server }),
         },
-      });
+      ];
     }
-    inbound.subscribe(`${o.collective}.node.>`, {
-      callback: (err, msg) => {
-        if (err) return;
-        const identity = msg.subject.slice(o.collective.length + 6);
-        const node = this.byIdentity.get(identity);
-        if (node) this.dispatch(node, this.decoder.decode(msg.data));
-      },
-    });
-    await inbound.flush();
-    this.log.info({ nodes: this.nodes.length, connections: count }, "emulator ready");
+    return Promise.all(
+      this.remote.map(
+        (w) =>
+          new Promise<EmulatorShardStats>((resolve) => {
+            const id = ++this.statsId;
+            const onMessage = (m: FromWorker): void => {
+              if (m.type !== "stats" || m.id !== id) return;
+              w.worker.off("message", onMessage);
+              const s: ShardStats = m.stats;
+              resolve({
+                nodes: s.nodes,
+                decoder: s.decoder,
+                verifies: s.verifies,
+                ...(s.server && { server: s.server }),
+              });
+            };
+            w.worker.on("message", onMessage);
+            w.worker.postMessage({ type: "stats", id } satisfies ToWorker);
+          }),
+      ),
+    );
   }
 
-  private fanOut(data: Uint8Array): void {
-    // decoded once here, then shared read-only by every node
-    const decoded = this.decoder.decode(data);
-    for (const node of this.nodes) this.dispatch(node, decoded);
-  }
-
-  private dispatch(node: NodeRuntime, decoded: DecodeResult): void {
-    const p = node
-      .handle(decoded)
-      .then((reply) => {
-        if (reply) this.publish(reply);
-      })
-      .catch((err: Error) => this.log.warn({ identity: node.identity, err: err.message }, "reply failed"))
-      .finally(() => this.inflight.delete(p));
-    this.inflight.add(p);
-  }
-
-  private publish(reply: NodeReply): void {
-    const shard = this.shards[this.next++ % this.shards.length];
-    shard?.nc.publish(reply.subject, reply.data);
+  /** Every node's counters summed over all shards. */
+  async totalStats(): Promise<ServerStats | undefined> {
+    const parts = await this.shardStats();
+    return sumStats(parts.flatMap((p) => (p.server ? [p.server] : [])));
   }
 
   async stop(): Promise<void> {
-    await Promise.allSettled([...this.inflight]);
-    await Promise.allSettled(this.shards.map((s) => s.nc.drain()));
-    this.shards.length = 0;
+    if (this.local) {
+      await this.local.stop();
+      return;
+    }
+    await Promise.allSettled(
+      this.remote.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            w.worker.once("exit", () => resolve());
+            w.worker.on("message", (m: FromWorker) => {
+              if (m.type === "stopped") void w.worker.terminate();
+            });
+            w.worker.postMessage({ type: "stop" } satisfies ToWorker);
+          }),
+      ),
+    );
+    this.remote.length = 0;
   }
 }

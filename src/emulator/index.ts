@@ -1,2 +1,2 @@
-export { Emulator, EmulatorError, type EmulatorOptions } from "./emulator.js";
+export { Emulator, EmulatorError, type EmulatorOptions, type EmulatorShardStats } from "./emulator.js";
 export { emulatedFacts, emulatedIdentity } from "./facts.js";

@@ -1,0 +1,236 @@
+import { generateKeyPairSync, sign as edSign } from "node:crypto";
+import type { Logger } from "pino";
+import { connectNats, type NatsConnection } from "../connector/index.js";
+import { broadcastSubject } from "../protocol/index.js";
+import { createServerToken, type Issuer } from "../security/index.js";
+import {
+  CHORUS_VERSION,
+  NodeRuntime,
+  type AgentRegistry,
+  type DecodeResult,
+  type HostInfo,
+  type NodeReply,
+  type RequestDecoder,
+  type ServerStats,
+} from "../server/index.js";
+
+/** Plain data (structured-clone safe) describing one shard: it crosses into worker threads. */
+export interface ShardSpec {
+  /** Global 1-based index of this shard's first node. */
+  first: number;
+  count: number;
+  collective: string;
+  servers: string[];
+  caFile?: string;
+  /** The emulator's NATS credential (its user may subscribe to every node subject). */
+  natsSeedHex: string;
+  natsJwt?: string;
+  issuer: Issuer;
+  tokenValidityS: number;
+  signReplies: boolean;
+  connections: number;
+  name: string;
+  startTime: number;
+}
+
+export interface ShardDeps {
+  decoder: RequestDecoder;
+  registry: AgentRegistry;
+  log: Logger;
+  identity: (i: number) => string;
+  facts: (i: number) => Record<string, unknown>;
+  onProgress?: (done: number) => void;
+}
+
+// Nodes handled before yielding to I/O during a fan-out, so replies leave while the
+// rest are still being signed instead of in one burst at the end.
+const FANOUT_CHUNK = 250;
+
+const yieldToIo = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/**
+ * A slice of the virtual fleet with its own connections and nodes, sharing the
+ * decoder it is given. The same code runs in the main thread (single shard) and in
+ * each worker thread (one decoder per thread, so a request is verified once per thread).
+ */
+export class FleetShard {
+  readonly nodes: NodeRuntime[] = [];
+  private readonly byIdentity = new Map<string, NodeRuntime>();
+  private readonly conns: NatsConnection[] = [];
+  private next = 0;
+  private inflight = 0;
+  private idle: (() => void) | undefined;
+
+  constructor(
+    readonly spec: ShardSpec,
+    private readonly deps: ShardDeps,
+  ) {}
+
+  private host(): HostInfo {
+    return {
+      version: CHORUS_VERSION,
+      startTime: this.spec.startTime,
+      securityProvider: "choria",
+      middlewareServers: [...this.spec.servers],
+      connectorTls: true,
+      connectedServer: () => this.conns[0]?.getServer() ?? "",
+      connectionStats: (): Record<string, number> => {
+        const s = this.conns[0]?.stats();
+        return s
+          ? { in_msgs: s.inMsgs, out_msgs: s.outMsgs, in_bytes: s.inBytes, out_bytes: s.outBytes }
+          : {};
+      },
+      configItem: () => undefined,
+    };
+  }
+
+  /** Keys and tokens for every node; yields now and then so progress can be reported. */
+  async createNodes(): Promise<void> {
+    const s = this.spec;
+    const d = this.deps;
+    const host = this.host();
+    const last = s.first + s.count - 1;
+    for (let i = s.first; i <= last; i++) {
+      const identity = d.identity(i);
+      if (this.byIdentity.has(identity)) throw new Error(`duplicate identity ${identity}`);
+      // Each node holds its own key object straight from the generator: the seed is never
+      // needed, and a shared cache would thrash at 50 000 keys.
+      const { privateKey: key, publicKey } = generateKeyPairSync("ed25519");
+      const publicKeyHex = Buffer.from(publicKey.export({ format: "jwk" }).x as string, "base64url").toString(
+        "hex",
+      );
+      const token = createServerToken(
+        { identity, collectives: [s.collective], publicKeyHex, validityS: s.tokenValidityS },
+        s.issuer,
+      );
+      const facts = d.facts(i);
+      const node = new NodeRuntime({
+        identity,
+        collectives: [s.collective],
+        facts,
+        classes: [`role::${String(facts.role)}`, `location::${String(facts.location)}`],
+        registry: d.registry,
+        credential: { token, sign: (b) => edSign(null, b, key) },
+        signReplies: s.signReplies,
+        host,
+        events: { drop: (reason, detail) => d.log.debug({ identity, reason }, detail) },
+      });
+      this.nodes.push(node);
+      this.byIdentity.set(identity, node);
+      const done = i - s.first + 1;
+      if (done % 1000 === 0 || i === last) {
+        d.onProgress?.(done);
+        await yieldToIo();
+      }
+    }
+  }
+
+  async connect(): Promise<void> {
+    const s = this.spec;
+    for (let i = 0; i < s.connections; i++) {
+      this.conns.push(
+        await connectNats({
+          servers: s.servers,
+          name: `${s.name}-${i}`,
+          ...(s.caFile && { caFile: s.caFile }),
+          ...(s.natsJwt && { natsJwt: s.natsJwt }),
+          seedHex: s.natsSeedHex,
+        }),
+      );
+    }
+    // One connection takes requests in: a wildcard per subject family costs a few
+    // subscriptions instead of one per node, and the decoder sees each message once.
+    const inbound = this.conns[0] as NatsConnection;
+    for (const agent of this.deps.registry.names()) {
+      inbound.subscribe(broadcastSubject(s.collective, agent), {
+        callback: (err, msg) => {
+          if (!err) void this.fanOut(this.deps.decoder.decode(msg.data));
+        },
+      });
+    }
+    const prefix = s.collective.length + 6; // "<collective>.node."
+    inbound.subscribe(`${s.collective}.node.>`, {
+      callback: (err, msg) => {
+        if (err) return;
+        // Every shard sees every direct request; the ownership check comes before any hashing.
+        const node = this.byIdentity.get(msg.subject.slice(prefix));
+        if (node) this.dispatch(node, this.deps.decoder.decode(msg.data));
+      },
+    });
+    await inbound.flush();
+  }
+
+  private async fanOut(decoded: DecodeResult): Promise<void> {
+    // decoded once, then shared read-only by every node
+    this.inflight++;
+    try {
+      const nodes = this.nodes;
+      for (let i = 0; i < nodes.length; i += FANOUT_CHUNK) {
+        const end = Math.min(nodes.length, i + FANOUT_CHUNK);
+        for (let j = i; j < end; j++) this.dispatch(nodes[j] as NodeRuntime, decoded);
+        if (end < nodes.length) await yieldToIo();
+      }
+    } finally {
+      this.settle();
+    }
+  }
+
+  private dispatch(node: NodeRuntime, decoded: DecodeResult): void {
+    this.inflight++;
+    node.handle(decoded).then(
+      (reply) => {
+        if (reply) this.publish(reply);
+        this.settle();
+      },
+      (err: Error) => {
+        this.deps.log.warn({ identity: node.identity, err: err.message }, "reply failed");
+        this.settle();
+      },
+    );
+  }
+
+  private settle(): void {
+    if (--this.inflight === 0 && this.idle) {
+      this.idle();
+      this.idle = undefined;
+    }
+  }
+
+  private publish(reply: NodeReply): void {
+    const nc = this.conns[this.next++ % this.conns.length];
+    nc?.publish(reply.subject, reply.data);
+  }
+
+  /** Every node's counters summed. */
+  stats(): ServerStats | undefined {
+    const total = this.nodes[0]?.counters.snapshot();
+    if (!total) return undefined;
+    const t = total as unknown as Record<string, unknown>;
+    for (let i = 1; i < this.nodes.length; i++) {
+      const s = (this.nodes[i] as NodeRuntime).counters.snapshot() as unknown as Record<string, unknown>;
+      for (const [k, v] of Object.entries(s)) {
+        if (typeof v === "number" && typeof t[k] === "number") t[k] = (t[k] as number) + v;
+      }
+    }
+    return total;
+  }
+
+  async stop(): Promise<void> {
+    if (this.inflight > 0) await new Promise<void>((r) => (this.idle = r));
+    await Promise.allSettled(this.conns.map((c) => c.drain()));
+    this.conns.length = 0;
+  }
+}
+
+/** Sums ServerStats from several shards (numeric fields only, as the single-process sum did). */
+export function sumStats(parts: ServerStats[]): ServerStats | undefined {
+  const [first, ...rest] = parts;
+  if (!first) return undefined;
+  const t = structuredClone(first) as unknown as Record<string, unknown>;
+  for (const p of rest) {
+    for (const [k, v] of Object.entries(p as unknown as Record<string, unknown>)) {
+      if (typeof v === "number" && typeof t[k] === "number") t[k] = (t[k] as number) + v;
+    }
+  }
+  return t as unknown as ServerStats;
+}

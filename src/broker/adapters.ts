@@ -134,12 +134,12 @@ export interface StreamAdapterOptions {
 
 const SUBJECT_TOKEN = /^[^\s*>.]+(\.[^\s*>.]+)*$/;
 
-// "no responders" (503) and timeouts mean JetStream or the stream is not there right
-// now; everything else is a property of the message or the stream config.
+// "no responders" (503, which nats.js reports as "jetstream is not enabled") and
+// timeouts mean JetStream or the stream is not there right now; everything else is a property of the message or the stream config.
 function transient(err: unknown): boolean {
   const e = err as { code?: unknown; message?: string; name?: string };
   const text = `${e?.name ?? ""} ${e?.message ?? ""} ${String(e?.code ?? "")}`.toLowerCase();
-  return /503|no responders|timeout|timed out|disconnect|closed|connection|draining|stream not found|10059/.test(
+  return /503|no responders|not enabled|timeout|timed out|disconnect|closed|connection|draining|stream not found|10059/.test(
     text,
   );
 }

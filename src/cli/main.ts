@@ -3,6 +3,7 @@ import { register as registerBroker } from "./broker.js";
 import { register as registerDemo } from "./demo.js";
 import { register as registerDiscover } from "./discover.js";
 import { register as registerEmulate } from "./emulate.js";
+import { register as registerEvent } from "./event.js";
 import { register as registerJwt } from "./jwt.js";
 import { register as registerKv } from "./kv.js";
 import { register as registerPing } from "./ping.js";
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerPing(program);
   registerDiscover(program);
   registerEmulate(program);
+  registerEvent(program);
   registerDemo(program);
   registerKv(program);
   return program;

@@ -4,6 +4,7 @@ import { register as registerDemo } from "./demo.js";
 import { register as registerDiscover } from "./discover.js";
 import { register as registerEmulate } from "./emulate.js";
 import { register as registerEvent } from "./event.js";
+import { register as registerGovernor } from "./governor.js";
 import { register as registerJwt } from "./jwt.js";
 import { register as registerKv } from "./kv.js";
 import { register as registerPing } from "./ping.js";
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerEvent(program);
   registerDemo(program);
   registerKv(program);
+  registerGovernor(program);
   return program;
 }
 

@@ -152,16 +152,16 @@ function electionPub(): string[] {
   ];
 }
 
+// NATS wildcards are whole tokens: "GOVERNOR_*" would only match that literal
+// stream name, so a worker gets stream info, reads and message deletes (to give
+// its slot back) on any stream, as go-choria's streams_user does. Creating,
+// purging or removing governors stays with streams_admin.
 function governorPub(collective: string): string[] {
   return [
     `${collective}.governor.*`,
-    "$JS.API.STREAM.INFO.GOVERNOR_*",
-    "$JS.API.STREAM.MSG.GET.GOVERNOR_*",
-    "$JS.API.STREAM.MSG.DELETE.GOVERNOR_*",
-    "$JS.API.STREAM.CREATE.GOVERNOR_*",
-    "$JS.API.STREAM.UPDATE.GOVERNOR_*",
-    "$JS.API.STREAM.PURGE.GOVERNOR_*",
-    "$JS.API.STREAM.DELETE.GOVERNOR_*",
+    "$JS.API.STREAM.INFO.*",
+    "$JS.API.STREAM.MSG.GET.*",
+    "$JS.API.STREAM.MSG.DELETE.*",
   ];
 }
 

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Option, type Command } from "commander";
-import { Client, ClientError, type ClientLogger } from "../client/index.js";
+import { Client, ClientError, DISCOVERY_METHODS, type ClientLogger } from "../client/index.js";
 import { buildFilter } from "../filter/index.js";
 import type { Filter } from "../protocol/index.js";
 
@@ -18,6 +18,8 @@ export interface FilterFlags {
 export interface DiscoveryFlags extends FilterFlags {
   config?: string;
   dm?: string;
+  do?: string[];
+  nodes?: string;
   discoveryTimeout?: string;
   discoveryWindow?: boolean;
 }
@@ -51,7 +53,9 @@ export function addFilterOptions(cmd: Command): Command {
 
 export function addDiscoveryOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option("--dm <method>", "discovery method").choices(["broadcast", "mc"]))
+    .addOption(new Option("--dm <method>", "discovery method").choices([...DISCOVERY_METHODS]))
+    .option("--do <key=value>", "discovery method option, e.g. file=nodes.json (repeatable)", collect)
+    .option("--nodes <file>", "discover from FILE (text, JSON, YAML or earlier results; - for stdin)")
     .option("--discovery-timeout <seconds>", "how long broadcast discovery waits")
     .option("--discovery-window", "end discovery 300 ms after the last reply");
 }
@@ -66,6 +70,24 @@ export function filterFromFlags(o: FilterFlags): Filter {
     combined: o.with ?? [],
     compound: o.select ?? [],
   });
+}
+
+/** The discovery method and its `--do` options from flags; `--nodes FILE` is flatfile with file=FILE. */
+export function discoveryFromFlags(o: DiscoveryFlags): { method?: string; options: Record<string, string> } {
+  const options: Record<string, string> = {};
+  for (const kv of o.do ?? []) {
+    const eq = kv.indexOf("=");
+    if (eq <= 0) throw new ClientError("usage", `--do "${kv}" is not of the form key=value`);
+    options[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  if (o.nodes !== undefined) {
+    if (o.dm !== undefined && o.dm !== "flatfile" && o.dm !== "file" && o.dm !== "results") {
+      throw new ClientError("usage", `--nodes reads a file: it cannot be combined with --dm ${o.dm}`);
+    }
+    options.file = o.nodes;
+    return { method: o.dm ?? "flatfile", options };
+  }
+  return o.dm === undefined ? { options } : { method: o.dm, options };
 }
 
 /**

@@ -4,6 +4,7 @@ import {
   addConfigOption,
   addDiscoveryOptions,
   addFilterOptions,
+  discoveryFromFlags,
   filterFromFlags,
   parseSeconds,
   withClient,
@@ -24,15 +25,20 @@ export function register(program: Command): void {
   cmd.option("--json", "print a JSON array").action(
     guarded("discover", async (o: DiscoverFlags) => {
       const filter = filterFromFlags(o);
+      const { method, options } = discoveryFromFlags(o);
       const timeoutMs = parseSeconds("--discovery-timeout", o.discoveryTimeout);
       await withClient(o.config, async (client, signal) => {
         const ids = await client.discover({
           signal,
           filter,
+          ...(method !== undefined && { method }),
+          options,
           ...(timeoutMs !== undefined && { timeoutMs }),
           windowed: o.discoveryWindow === true,
         });
         process.stdout.write(renderDiscovered(ids, o.json === true));
+        // Choria's convention: 1 when discovery found nothing.
+        if (ids.length === 0) process.exitCode = 1;
       });
     }),
   );

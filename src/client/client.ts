@@ -23,7 +23,7 @@ import { findAgentDDL } from "./ddl.js";
 import { checkMethod, discoverOffline, isNetworkMethod, type DiscoveryMethod } from "./discovery/index.js";
 import { applyLimit, planBatches } from "./pacing.js";
 import { ClientError } from "./errors.js";
-import { emptyDropCounts, openReply, parseRpcReplyBody, type ReplyTrust } from "./replies.js";
+import { emptyDropCounts, openReply, parseRpcReplyBody, replyOpener, type ReplyTrust } from "./replies.js";
 import type {
   ClientLogger,
   ClientOptions,
@@ -264,8 +264,8 @@ export class Client {
     const collector = new ReplyCollector(
       nc,
       replySubject(this.collective, this.callerId, requestId),
-      (data) => {
-        const o = openReply(data, trust);
+      (data, opened) => {
+        const o = opened ?? openReply(data, trust);
         if (!o.ok) {
           dropped[o.reason]++;
           this.log.debug(`discovery reply dropped (${o.reason}): ${o.detail}`);
@@ -284,6 +284,7 @@ export class Client {
         rtt.push(performance.now() - sentAt);
         collector.touch();
       },
+      replyOpener(trust),
     );
     try {
       const bytes = this.signedRequest("discovery", DISCOVERY_MESSAGE, filter, requestId);
@@ -492,50 +493,55 @@ export class Client {
       const expected = new Set(nodes);
       let answered = 0;
       // The reply subscription exists before anything is published, so no early reply is lost.
-      const collector = new ReplyCollector(nc, replySubject(this.collective, this.callerId, id), (bytes) => {
-        const o = openReply(bytes, trust);
-        if (!o.ok) {
-          dropped[o.reason]++;
-          this.log.debug(`reply dropped (${o.reason}): ${o.detail}`);
-          return;
-        }
-        if (o.requestId !== id) {
-          dropped.request++;
-          return;
-        }
-        const sender = o.sender;
-        if (seen.has(sender)) {
-          dropped.duplicate++;
-          return;
-        }
-        seen.add(sender);
-        const f = parseRpcReplyBody(o.message);
-        if (hasOutputDefaults) applyOutputDefaults(ddl, action, f.data);
-        const r: RpcReply = {
-          sender,
-          statuscode: f.statuscode,
-          statusmsg: f.statusmsg,
-          data: f.data,
-          time: new Date(o.timeNs / 1e6),
-        };
-        replies.push(r);
-        stats.responses++;
-        if (r.statuscode === 0) stats.ok++;
-        else stats.failed++;
-        if (onReply) {
-          try {
-            onReply(r);
-          } catch (err) {
-            this.log.warn(`onReply callback failed for ${sender}: ${(err as Error).message}`);
+      const collector = new ReplyCollector(
+        nc,
+        replySubject(this.collective, this.callerId, id),
+        (bytes, opened) => {
+          const o = opened ?? openReply(bytes, trust);
+          if (!o.ok) {
+            dropped[o.reason]++;
+            this.log.debug(`reply dropped (${o.reason}): ${o.detail}`);
+            return;
           }
-        }
-        if (how === "service") collector.finish();
-        else if (expected.has(sender)) {
-          if (++answered === expected.size) collector.finish();
-        } else if (!expectedAll.has(sender)) {
-          stats.unexpected.push(sender);
-        }
-      });
+          if (o.requestId !== id) {
+            dropped.request++;
+            return;
+          }
+          const sender = o.sender;
+          if (seen.has(sender)) {
+            dropped.duplicate++;
+            return;
+          }
+          seen.add(sender);
+          const f = parseRpcReplyBody(o.message);
+          if (hasOutputDefaults) applyOutputDefaults(ddl, action, f.data);
+          const r: RpcReply = {
+            sender,
+            statuscode: f.statuscode,
+            statusmsg: f.statusmsg,
+            data: f.data,
+            time: new Date(o.timeNs / 1e6),
+          };
+          replies.push(r);
+          stats.responses++;
+          if (r.statuscode === 0) stats.ok++;
+          else stats.failed++;
+          if (onReply) {
+            try {
+              onReply(r);
+            } catch (err) {
+              this.log.warn(`onReply callback failed for ${sender}: ${(err as Error).message}`);
+            }
+          }
+          if (how === "service") collector.finish();
+          else if (expected.has(sender)) {
+            if (++answered === expected.size) collector.finish();
+          } else if (!expectedAll.has(sender)) {
+            stats.unexpected.push(sender);
+          }
+        },
+        replyOpener(trust),
+      );
       const t0 = performance.now();
       try {
         // Signed once per round: every node gets the same bytes, as go-choria's cached transports do.

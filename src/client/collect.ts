@@ -1,9 +1,12 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { OpenedReply, ReplyOpener } from "./replies.js";
 
 /**
  * One reply-collection window on a subject: ends at the cap, at `finish()`, or
  * (windowed) `quietMs` after the last `touch()`. Uses a callback subscription so
- * each reply costs one function call and no promise.
+ * each reply costs one function call and no promise. With an opener, replies are
+ * opened (signature-checked) off-thread and handed over with `opened` set; `done`
+ * then waits until every reply that arrived in time has been delivered.
  */
 export class ReplyCollector {
   readonly done: Promise<void>;
@@ -12,15 +15,25 @@ export class ReplyCollector {
   private cap?: NodeJS.Timeout;
   private quiet?: NodeJS.Timeout;
   private finished = false;
+  private closedByCaller = false;
   private quietMs = 0;
   private endedAt = 0;
 
-  constructor(nc: NatsConnection, subject: string, onMessage: (data: Uint8Array) => void) {
+  constructor(
+    nc: NatsConnection,
+    subject: string,
+    onMessage: (data: Uint8Array, opened?: OpenedReply) => void,
+    private readonly opener?: ReplyOpener,
+  ) {
     this.done = new Promise<void>((r) => (this.resolve = r));
     this.sub = nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err || this.finished) return;
-        onMessage(msg.data);
+        const data = msg.data;
+        // Replies still being opened when the caller ends collection itself (all answered,
+        // first service reply) are dropped, as they would have been had they come later.
+        if (opener) opener.open(data, (o) => this.closedByCaller || onMessage(data, o));
+        else onMessage(data);
       },
     });
   }
@@ -29,17 +42,17 @@ export class ReplyCollector {
   start(capMs: number, quietMs = 0): void {
     if (this.finished) return;
     this.quietMs = quietMs;
-    this.cap = setTimeout(() => this.finish(), Math.max(0, capMs));
+    this.cap = setTimeout(() => this.end(), Math.max(0, capMs));
   }
 
   /** Ends collection early when `signal` aborts (^C in the CLI); returns a cleanup. */
   stopOn(signal: AbortSignal | undefined): () => void {
     if (!signal) return () => {};
     if (signal.aborted) {
-      this.finish();
+      this.end();
       return () => {};
     }
-    const onAbort = () => this.finish();
+    const onAbort = () => this.end();
     signal.addEventListener("abort", onAbort, { once: true });
     return () => signal.removeEventListener("abort", onAbort);
   }
@@ -48,17 +61,25 @@ export class ReplyCollector {
   touch(): void {
     if (this.quietMs <= 0 || this.finished) return;
     if (this.quiet) this.quiet.refresh();
-    else this.quiet = setTimeout(() => this.finish(), this.quietMs);
+    else this.quiet = setTimeout(() => this.end(), this.quietMs);
   }
 
+  /** Ends collection now; replies still being opened are not delivered. */
   finish(): void {
+    if (!this.finished) this.closedByCaller = true;
+    this.end();
+  }
+
+  /** Time is up (or aborted): replies that arrived before now are still delivered. */
+  private end(): void {
     if (this.finished) return;
     this.finished = true;
     this.endedAt = performance.now();
     clearTimeout(this.cap);
     clearTimeout(this.quiet);
     this.sub.unsubscribe();
-    this.resolve();
+    if (this.opener) void this.opener.drain().then(this.resolve);
+    else this.resolve();
   }
 
   /** performance.now() at which collection ended (0 while running). */

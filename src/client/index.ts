@@ -28,3 +28,16 @@ export type {
 } from "./types.js";
 export * from "./render.js";
 export { replyProgress, type Progress } from "./progress.js";
+export * from "./output.js";
+export {
+  computeSummaries,
+  renderSummaries,
+  formatValue,
+  histogram,
+  AGGREGATE_FUNCTIONS,
+  type Summary,
+  type AggregateFunction,
+} from "./aggregate.js";
+export { compileReplyFilter, REPLY_ENV } from "./reply-filter.js";
+export { applyLimit, limitCount, planBatches, seededRandom, type LimitMethod } from "./pacing.js";
+export * from "./discovery/index.js";

@@ -1,6 +1,7 @@
 import type { ActionDDL, AgentDDL } from "../ddl/index.js";
 import { findAction } from "../ddl/index.js";
 import { StatusCode } from "../protocol/index.js";
+import { renderSummaries, type Summary } from "./aggregate.js";
 import type { PingResult, RpcReply, RpcResult, RpcStats } from "./types.js";
 
 /** Which replies the text output shows; "ddl" follows the action's `display` hint. */
@@ -26,9 +27,28 @@ function durationNs(ms: number): number {
   return Math.round(ms * 1e6);
 }
 
-/** The result in go-choria's `req --json` shape (durations in ns, times RFC 3339 UTC). */
-export function toChoriaJson(result: RpcResult): Record<string, unknown> {
+/**
+ * The result in go-choria's `req --json` shape (durations in ns, times RFC 3339 UTC),
+ * with `summaries` (the DDL aggregates, keyed by output) when there are any.
+ */
+export function toChoriaJson(result: RpcResult, summaries?: readonly Summary[]): Record<string, unknown> {
   const s = result.stats;
+  const extra: Record<string, unknown> = {};
+  if (summaries && summaries.length > 0) {
+    extra.summaries = Object.fromEntries(
+      summaries.map((x) => [
+        x.output,
+        {
+          function: x.function,
+          samples: x.samples,
+          ...(x.counts && { counts: x.counts }),
+          ...(x.average !== undefined && { average: x.average }),
+        },
+      ]),
+    );
+  }
+  if (s.skipped?.length) extra.skipped = s.skipped;
+  if (s.canaryStopped) extra.canary_stopped = true;
   return {
     agent: result.agent,
     action: result.action,
@@ -52,12 +72,14 @@ export function toChoriaJson(result: RpcResult): Record<string, unknown> {
       request_time: durationNs(s.requestMs),
       discover_time: durationNs(s.discoverMs),
       start_time_utc: s.startTime.toISOString(),
+      ...(s.retries !== undefined && { retries: s.retries }),
     },
+    ...extra,
   };
 }
 
-export function renderJson(result: RpcResult): string {
-  return JSON.stringify(toChoriaJson(result), null, 2) + "\n";
+export function renderJson(result: RpcResult, summaries?: readonly Summary[]): string {
+  return JSON.stringify(toChoriaJson(result, summaries), null, 2) + "\n";
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -162,12 +184,16 @@ export function renderStats(stats: RpcStats): string {
     statLine("Publish time", formatMs(stats.publishMs)),
     statLine("Request time", formatMs(stats.requestMs)),
   ];
+  if (stats.retries) out.push(statLine("Retries", stats.retries));
   const dropped = Object.entries(stats.dropped).filter(([, n]) => n > 0);
   if (dropped.length > 0) {
     out.push(statLine("Dropped replies", `${dropped.map(([why, n]) => `${n} ${why}`).join(", ")}`));
   }
   nodeList(out, "No responses from", stats.noResponses);
   nodeList(out, "Unexpected responses from", stats.unexpected);
+  if (stats.canaryStopped)
+    out.push("", "The canary batch failed: the request was not sent to the other nodes.");
+  nodeList(out, "Not sent to", stats.skipped ?? []);
   return out.join("\n") + "\n";
 }
 
@@ -176,6 +202,7 @@ export function renderText(
   result: RpcResult,
   ddl: AgentDDL | undefined,
   display: DisplayMode = "ddl",
+  summaries: readonly Summary[] = [],
 ): string {
   const action = ddl ? findAction(ddl, result.action) : undefined;
   const out: string[] = [];
@@ -185,7 +212,9 @@ export function renderText(
   if (result.stats.discovered === 0 && result.stats.responses === 0) {
     out.push("No nodes matched the filter: no request was sent.", "");
   }
-  return (out.length > 0 ? out.join("\n") + "\n" : "") + renderStats(result.stats);
+  return (
+    (out.length > 0 ? out.join("\n") + "\n" : "") + renderSummaries(summaries) + renderStats(result.stats)
+  );
 }
 
 export function renderPing(result: PingResult): string {
@@ -215,4 +244,30 @@ export function renderDiscovered(identities: string[], json: boolean): string {
   const sorted = [...identities].sort();
   if (json) return JSON.stringify(sorted, null, 2) + "\n";
   return sorted.map((i) => `${i}\n`).join("");
+}
+
+/** `ping --graph`: a latency histogram with percentiles instead of one line per node. */
+export function renderPingGraph(result: PingResult, buckets = 20): string {
+  const ms = result.replies.map((r) => r.ms).sort((a, b) => a - b);
+  if (ms.length === 0) return "No responses received\n";
+  const pct = (p: number) => ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))] as number;
+  const lo = ms[0] as number;
+  const hi = ms[ms.length - 1] as number;
+  const width = hi === lo ? 1 : (hi - lo) / buckets;
+  const n = hi === lo ? 1 : buckets;
+  const counts = new Array<number>(n).fill(0);
+  for (const v of ms) counts[Math.min(n - 1, Math.floor((v - lo) / width))]!++;
+  const most = Math.max(...counts);
+  const labels = counts.map((_, i) => `${(lo + i * width).toFixed(1)} ms`);
+  const w = Math.max(...labels.map((l) => l.length));
+  const out = counts.map((c, i) => {
+    const bar = "▇".repeat(c === 0 ? 0 : Math.max(1, Math.round((c / most) * 50)));
+    return `${(labels[i] as string).padStart(w)} │ ${bar} ${c}`;
+  });
+  out.push(
+    "",
+    "---- ping statistics ----",
+    `${ms.length} replies min/p50/p90/p99/max = ${lo.toFixed(1)}/${pct(50).toFixed(1)}/${pct(90).toFixed(1)}/${pct(99).toFixed(1)}/${hi.toFixed(1)} ms`,
+  );
+  return out.join("\n") + "\n";
 }

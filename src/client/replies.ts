@@ -1,5 +1,7 @@
+import { availableParallelism } from "node:os";
+import { parentPort, Worker, workerData } from "node:worker_threads";
 import { decodeReply, decodeSecureReply, decodeTransport, StatusCode } from "../protocol/index.js";
-import { SecurityError, verify, verifyToken } from "../security/index.js";
+import { ChoriaSecurity, SecurityError, verify, verifyToken } from "../security/index.js";
 import type { DropCounts } from "./types.js";
 
 /**
@@ -129,4 +131,143 @@ export function parseRpcReplyBody(message: Buffer): RpcReplyFields {
       ? (b.data as Record<string, unknown>)
       : {};
   return { statuscode, statusmsg, data };
+}
+
+/** Opens replies off the calling thread; `then` runs on the calling thread, in any order. */
+export interface ReplyOpener {
+  open(bytes: Uint8Array, then: (o: OpenedReply) => void): void;
+  /** Resolves once every reply handed to open() has been delivered. */
+  drain(): Promise<void>;
+}
+
+interface PoolJob {
+  buf: ArrayBuffer;
+  ends: number[];
+  thens: ((o: OpenedReply) => void)[];
+}
+
+type WireOpened =
+  | { ok: true; sender: string; requestId: string; agent: string; timeNs: number; message: Uint8Array }
+  | { ok: false; reason: DropReason; detail: string };
+
+// Replies per message to a worker: large enough that postMessage costs little per reply,
+// small enough that the first replies are not held back long.
+const POOL_BATCH = 128;
+
+/**
+ * Worker threads that each run openReply with full signature checks (issuer trust,
+ * purpose, identity match, reply signature) over batches of raw reply bytes. Each
+ * worker keeps its own verified-token and public-key caches.
+ */
+class ReplyVerifierPool {
+  private readonly workers: Worker[] = [];
+  private readonly queues: ((results: WireOpened[]) => void)[][] = [];
+  private next = 0;
+  private pending = 0;
+  private waiters: (() => void)[] = [];
+
+  constructor(issuers: readonly string[], size: number) {
+    // eval'd CommonJS stub: loads this very module (built JS) in the worker
+    const code = `require("node:worker_threads"); import(require("node:worker_threads").workerData.url).then((m) => m.runReplyWorker());`;
+    for (let i = 0; i < size; i++) {
+      const w = new Worker(code, { eval: true, workerData: { url: import.meta.url, issuers: [...issuers] } });
+      w.unref(); // an idle pool must not keep a CLI process alive
+      const queue: ((results: WireOpened[]) => void)[] = [];
+      w.on("message", (results: WireOpened[]) => queue.shift()?.(results));
+      this.workers.push(w);
+      this.queues.push(queue);
+    }
+  }
+
+  run(job: PoolJob): void {
+    const k = this.next++ % this.workers.length;
+    this.pending++;
+    (this.queues[k] as ((r: WireOpened[]) => void)[]).push((results) => {
+      for (let i = 0; i < results.length; i++) {
+        const r = results[i] as WireOpened;
+        const then = job.thens[i] as (o: OpenedReply) => void;
+        if (r.ok)
+          then({ ...r, message: Buffer.from(r.message.buffer, r.message.byteOffset, r.message.byteLength) });
+        else then(r);
+      }
+      if (--this.pending === 0) for (const w of this.waiters.splice(0)) w();
+    });
+    (this.workers[k] as Worker).postMessage({ buf: job.buf, ends: job.ends }, [job.buf]);
+  }
+
+  idle(): Promise<void> {
+    return this.pending === 0 ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
+  }
+}
+
+const pools = new Map<string, ReplyVerifierPool>();
+
+/** Worker-thread side of the pool (started by the eval'd stub above). */
+export function runReplyWorker(): void {
+  const port = parentPort;
+  if (!port) return;
+  const data = workerData as { issuers: string[] };
+  const trust = issuerTrust(data.issuers);
+  port.on("message", (m: { buf: ArrayBuffer; ends: number[] }) => {
+    const all = new Uint8Array(m.buf);
+    const out: WireOpened[] = [];
+    let start = 0;
+    for (const end of m.ends) {
+      out.push(openReply(all.subarray(start, end), trust));
+      start = end;
+    }
+    port.postMessage(out);
+  });
+}
+
+/**
+ * A pooled opener when replies are to be signature-checked with a plain ChoriaSecurity
+ * (whose checks issuerTrust reproduces) and the code runs as built JS (worker threads
+ * cannot load the TypeScript sources); otherwise undefined and callers open replies inline.
+ */
+export function replyOpener(trust: ReplyTrust | undefined): ReplyOpener | undefined {
+  if (!(trust instanceof ChoriaSecurity) || Object.getPrototypeOf(trust) !== ChoriaSecurity.prototype)
+    return undefined;
+  if (!import.meta.url.endsWith(".js")) return undefined;
+  const key = trust.issuers.join(",");
+  let pool = pools.get(key);
+  if (!pool) {
+    pool = new ReplyVerifierPool(trust.issuers, Math.max(1, availableParallelism()));
+    pools.set(key, pool);
+  }
+  const p = pool;
+  let batch: Uint8Array[] = [];
+  let thens: ((o: OpenedReply) => void)[] = [];
+  let scheduled = false;
+  const flush = (): void => {
+    scheduled = false;
+    if (batch.length === 0) return;
+    const size = batch.reduce((n, b) => n + b.byteLength, 0);
+    const buf = new Uint8Array(size);
+    const ends: number[] = [];
+    let at = 0;
+    for (const b of batch) {
+      buf.set(b, at);
+      at += b.byteLength;
+      ends.push(at);
+    }
+    p.run({ buf: buf.buffer, ends, thens });
+    batch = [];
+    thens = [];
+  };
+  return {
+    open(bytes, then) {
+      batch.push(bytes);
+      thens.push(then);
+      if (batch.length >= POOL_BATCH) flush();
+      else if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+    async drain() {
+      flush();
+      await p.idle();
+    },
+  };
 }

@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { register as registerBroker } from "./broker.js";
 import { register as registerDemo } from "./demo.js";
 import { register as registerDiscover } from "./discover.js";
+import { register as registerElection } from "./election.js";
 import { register as registerEmulate } from "./emulate.js";
 import { register as registerEvent } from "./event.js";
 import { register as registerGovernor } from "./governor.js";
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerKv(program);
   registerGovernor(program);
+  registerElection(program);
   return program;
 }
 

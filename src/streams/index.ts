@@ -46,3 +46,12 @@ export {
   type GovernorSettings,
   type GovernorSlot,
 } from "./governor.js";
+export {
+  ELECTION_TTL_MAX_MS,
+  ELECTION_TTL_MIN_MS,
+  Election,
+  electionLeader,
+  type ElectionLogger,
+  type ElectionOptions,
+  type ElectionState,
+} from "./election.js";

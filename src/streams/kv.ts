@@ -1,4 +1,5 @@
 import {
+  jetstream,
   jetstreamManager,
   type JetStreamManager,
   type StreamConfig,
@@ -146,7 +147,10 @@ export async function openBucket(nc: NatsConnection, bucket: string): Promise<KV
   const jsm = await manager(nc);
   const info = await bucketInfo(jsm, bucket);
   try {
-    return await new Kvm(nc).open(bucket, { allow_direct: info.config.allow_direct === true });
+    // checkAPI off: election-only users may not send $JS.API.INFO
+    return await new Kvm(jetstream(nc, { checkAPI: false, timeout: 5000 })).open(bucket, {
+      allow_direct: info.config.allow_direct === true,
+    });
   } catch (err) {
     throw wrap(`opening KV bucket ${bucket}`, err);
   }

@@ -77,6 +77,7 @@ export class AdapterMetrics {
   readonly failed: Counter;
   readonly queue: Gauge;
   readonly publishTime: Histogram;
+  private readonly queues = new Map<string, () => number>();
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -95,11 +96,16 @@ export class AdapterMetrics {
       "choria_adapter_failed_total",
       "Messages given up on after repeated non-transient errors",
     );
+    const queues = this.queues;
     this.queue = new Gauge({
       name: "choria_adapter_queue_length",
       help: "Messages waiting to be published",
       labelNames,
       registers,
+      // read at scrape time rather than set on every message
+      collect() {
+        for (const [adapter, len] of queues) this.set({ adapter }, len());
+      },
     });
     this.publishTime = new Histogram({
       name: "choria_adapter_publish_seconds",
@@ -108,6 +114,11 @@ export class AdapterMetrics {
       registers,
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
     });
+  }
+
+  /** Reports an adapter's buffer length at scrape time. */
+  watchQueue(adapter: string, len: () => number): void {
+    this.queues.set(adapter, len);
   }
 }
 
@@ -171,6 +182,16 @@ export class StreamAdapter {
   private running = false;
   private readonly protocol: string;
   private readonly label: { adapter: string };
+  // Label children resolved once: prom-client hashes the labels on every labelled call.
+  private readonly m: {
+    received: { inc(n?: number): void };
+    bad: { inc(n?: number): void };
+    dropped: { inc(n?: number): void };
+    published: { inc(n?: number): void };
+    errors: { inc(n?: number): void };
+    failed: { inc(n?: number): void };
+    publishTime: { observe(v: number): void };
+  };
 
   constructor(settings: AdapterSettings, o: StreamAdapterOptions = {}) {
     this.settings = settings;
@@ -179,6 +200,17 @@ export class StreamAdapter {
     this.queue = new BoundedQueue(settings.queueLen, settings.streamWorkers);
     this.protocol = `choria:adapters:${settings.type}:output:1`;
     this.label = { adapter: settings.name };
+    const mt = this.metrics;
+    this.m = {
+      received: mt.received.labels(this.label),
+      bad: mt.bad.labels(this.label),
+      dropped: mt.dropped.labels(this.label),
+      published: mt.published.labels(this.label),
+      errors: mt.errors.labels(this.label),
+      failed: mt.failed.labels(this.label),
+      publishTime: mt.publishTime.labels(this.label),
+    };
+    mt.watchQueue(settings.name, () => this.queue.length);
   }
 
   get stats(): AdapterStats {
@@ -218,21 +250,20 @@ export class StreamAdapter {
     }
     if (left > 0) {
       this.s.dropped += left;
-      this.metrics.dropped.inc(this.label, left);
+      this.m.dropped.inc(left);
     }
-    this.metrics.queue.set(this.label, 0);
   }
 
   /** Decodes one ingest message and buffers its stream record; garbage is counted and skipped. */
   ingest(bytes: Uint8Array): void {
     this.s.received++;
-    this.metrics.received.inc(this.label);
+    this.m.received.inc();
     let out: AdapterOutput;
     try {
       out = this.convert(bytes);
     } catch {
       this.s.bad++;
-      this.metrics.bad.inc(this.label);
+      this.m.bad.inc();
       return;
     }
     const item = {
@@ -242,10 +273,9 @@ export class StreamAdapter {
     };
     if (!this.queue.push(item)) {
       this.s.dropped++;
-      this.metrics.dropped.inc(this.label);
+      this.m.dropped.inc();
       return;
     }
-    this.metrics.queue.set(this.label, this.queue.length);
     this.waiters.shift()?.();
   }
 
@@ -291,17 +321,16 @@ export class StreamAdapter {
     while (this.running) {
       const item = await this.next();
       if (!item) continue;
-      this.metrics.queue.set(this.label, this.queue.length);
-      const end = this.metrics.publishTime.startTimer(this.label);
+      const t0 = performance.now();
       try {
         await (this.js as JetStreamClient).publish(item.subject, item.data);
-        end();
+        this.m.publishTime.observe((performance.now() - t0) / 1000);
         this.s.published++;
-        this.metrics.published.inc(this.label);
+        this.m.published.inc();
         backoff = this.o.retryMs ?? 250;
       } catch (err) {
         this.s.errors++;
-        this.metrics.errors.inc(this.label);
+        this.m.errors.inc();
         const again = transient(err) || ++item.tries < (this.o.maxTries ?? 5);
         if (again && this.running) {
           this.queue.unshift(item);
@@ -312,7 +341,7 @@ export class StreamAdapter {
           }
         } else if (!again) {
           this.s.failed++;
-          this.metrics.failed.inc(this.label);
+          this.m.failed.inc();
           this.o.log?.(
             "warn",
             `adapter ${this.settings.name}: giving up on ${item.subject}: ${(err as Error).message}`,

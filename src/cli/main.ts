@@ -12,6 +12,7 @@ import { register as registerPing } from "./ping.js";
 import { register as registerReq } from "./req.js";
 import { register as registerServer } from "./server.js";
 import { register as registerSetup } from "./setup.js";
+import { register as registerTool } from "./tool.js";
 
 /** Builds the `chorus` command tree; each command lives in its own thin file. */
 export function buildProgram(): Command {
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerKv(program);
   registerGovernor(program);
   registerElection(program);
+  registerTool(program);
   return program;
 }
 

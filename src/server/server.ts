@@ -4,8 +4,9 @@ import { loadConfig, serverSettings, type Config } from "../config/index.js";
 import { connectNats, type NatsConnection } from "../connector/index.js";
 import type { AgentDDL } from "../ddl/index.js";
 import type { RegistrationSettings } from "../registration/index.js";
-import { broadcastSubject, directSubject, serviceSubject } from "../protocol/index.js";
+import { broadcastSubject, directSubject, replyPrefix, serviceSubject } from "../protocol/index.js";
 import { ChoriaSecurity } from "../security/index.js";
+import { Spool, submissionSettings } from "../submission/index.js";
 import { scanAgentDirs, type AgentLoadProblem } from "./agents-loader.js";
 import { AuditLog } from "./audit.js";
 import { authorizerFromSettings } from "./authz/index.js";
@@ -84,6 +85,8 @@ export interface ServerOptions {
   lifecycle?: false | ServerLifecycleOptions;
   /** Registration; default from `config` (registration = ...), off when unset. */
   registration?: RegistrationSettings;
+  /** Submission spool (plugin.choria.submission.spool), drained to `<main>.submission.in.>` while running. */
+  submission?: { spool: string; maxSpoolSize?: number; minFreeBytes?: number };
 }
 
 /** What reloadAgents() did. */
@@ -125,6 +128,7 @@ export class Server {
     void this.reloadAgents();
   };
   private metadata: NodeMetadata | undefined;
+  private submissionSpool: Spool | undefined;
 
   constructor(opts: ServerOptions) {
     if (opts.collectives.length === 0)
@@ -248,6 +252,7 @@ export class Server {
       });
     }
     const statusFile = cfg.get("plugin.choria.status_file_path");
+    const sub = submissionSettings(cfg);
     return new Server({
       identity: s.identity,
       collectives: s.collectives,
@@ -269,6 +274,9 @@ export class Server {
       ...(statusFile && { statusFile: resolve(s.configDir, statusFile) }),
       statusIntervalMs: cfg.duration("plugin.choria.status_update_interval", 30_000),
       reloadOnSighup: true,
+      ...(sub.spool && {
+        submission: { spool: sub.spool, maxSpoolSize: sub.maxSpoolSize, minFreeBytes: sub.minFreeBytes },
+      }),
       ...overrides,
       logger,
     });
@@ -313,6 +321,9 @@ export class Server {
       this.nc = await connectNats({
         servers: o.servers,
         name: this.identity,
+        // the broker lets a node subscribe only under its reply prefix, so request
+        // inboxes (JetStream acks for the submission spool) must live there
+        inboxPrefix: replyPrefix(o.mainCollective ?? (this.collectives[0] as string), this.identity),
         ...(o.caFile && { caFile: o.caFile }),
         ...(o.certFile && { certFile: o.certFile }),
         ...(o.keyFile && { keyFile: o.keyFile }),
@@ -339,6 +350,7 @@ export class Server {
     }
     if (o.reloadOnSighup) process.on("SIGHUP", this.onSighup);
     this.startMetadata(this.nc);
+    this.startSpool(this.nc);
     this.log.info(
       {
         identity: this.identity,
@@ -360,6 +372,9 @@ export class Server {
     // shutdown goes out before the drain so it is flushed with everything else
     this.metadata?.stop();
     this.metadata = undefined;
+    // let a reliable publish in flight finish; the rest waits on disk for the next start
+    await this.submissionSpool?.stop();
+    this.submissionSpool = undefined;
     for (const sub of this.subs.values()) sub.unsubscribe();
     this.subs.clear();
     await Promise.allSettled([...this.inflight]);
@@ -377,6 +392,33 @@ export class Server {
     await this.metricsServer?.stop();
     this.metricsServer = undefined;
     this.log.info({ identity: this.identity }, "server stopped");
+  }
+
+  /** The submission spool, when configured and running. */
+  get spool(): Spool | undefined {
+    return this.submissionSpool;
+  }
+
+  private startSpool(nc: NatsConnection): void {
+    const s = this.opts.submission;
+    if (!s) return;
+    const log = this.log.child({ component: "submission" });
+    const sec = this.security;
+    try {
+      this.submissionSpool = new Spool({
+        dir: s.spool,
+        identity: this.identity,
+        collective: this.opts.mainCollective ?? (this.collectives[0] as string),
+        ...(s.maxSpoolSize !== undefined && { maxSpoolSize: s.maxSpoolSize }),
+        ...(s.minFreeBytes !== undefined && { minFreeBytes: s.minFreeBytes }),
+        signer: { token: sec.token, sign: (d) => sec.sign(d) },
+        logger: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+      });
+      this.submissionSpool.start(nc);
+    } catch (err) {
+      // a broken spool must not take the node's RPC service down with it
+      log.error(`submission spool disabled: ${(err as Error).message}`);
+    }
   }
 
   /** Lifecycle events and registration (src/lifecycle, src/registration). */

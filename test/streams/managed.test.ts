@@ -1,4 +1,5 @@
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   LEADER_ELECTION_BUCKET,
@@ -90,4 +91,28 @@ describe("managed streams in a JetStream broker", () => {
       await nc.close();
     }
   });
+
+  it("the election stream works as the CHORIA_LEADER_ELECTION KV bucket", async () => {
+    const nc = await connectAs(fleet.setup, "broker");
+    try {
+      const kv = await new Kvm(nc).open(LEADER_ELECTION_BUCKET);
+      const rev = await kv.create("test-election", "candidate-a");
+      await expect(kv.create("test-election", "candidate-b")).rejects.toThrow();
+      expect((await kv.get("test-election"))?.string()).toBe("candidate-a");
+      await kv.update("test-election", "candidate-a", rev);
+      expect((await kv.status()).ttl).toBe(30_000);
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it("checks the streams again after nats-server is restarted", async () => {
+    const checked = new Promise<string[]>((resolve) =>
+      fleet.broker.once("streams", (r) => resolve(r.map((x) => `${x.name}:${x.action}`))),
+    );
+    process.kill(fleet.broker.pid as number, "SIGKILL");
+    const result = await checked;
+    expect(result).toContain("CHORIA_EVENTS:updated"); // the earlier test shortened its retention
+    expect(result).toContain("KV_CHORIA_LEADER_ELECTION:unchanged");
+  }, 30_000);
 });

@@ -101,7 +101,7 @@ export function requestOptionsFromFlags(o: ReqFlags): RequestOptions {
   if (retries !== undefined && (!Number.isInteger(retries) || retries < 0)) {
     throw new ClientError("usage", `--retry: "${o.retry}" is not a whole number`);
   }
-  const ttlMs = parseSeconds("--ttl", o.ttl);
+  const ttlS = positiveInt("--ttl", o.ttl);
   const batchSleepMs = seconds0("--batch-sleep", o.batchSleep);
   return {
     mode: o.broadcast ? "broadcast" : o.service ? "service" : "direct",
@@ -119,7 +119,7 @@ export function requestOptionsFromFlags(o: ReqFlags): RequestOptions {
     ...(batchSleepMs !== undefined && { batchSleepMs }),
     ...(canary !== undefined && { canary }),
     ...(o.replyTo !== undefined && { replyTo: o.replyTo }),
-    ...(ttlMs !== undefined && { ttlS: ttlMs / 1000 }),
+    ...(ttlS !== undefined && { ttlS }),
     ...(retries !== undefined && { retries }),
   };
 }

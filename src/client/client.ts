@@ -21,7 +21,7 @@ import { ChoriaSecurity } from "../security/index.js";
 import { ReplyCollector } from "./collect.js";
 import { findAgentDDL } from "./ddl.js";
 import { checkMethod, discoverOffline, isNetworkMethod, type DiscoveryMethod } from "./discovery/index.js";
-import { applyLimit, planBatches } from "./pacing.js";
+import { applyLimit, limitCount, planBatches } from "./pacing.js";
 import { ClientError } from "./errors.js";
 import { emptyDropCounts, openReply, parseRpcReplyBody, replyOpener, type ReplyTrust } from "./replies.js";
 import type {
@@ -410,8 +410,13 @@ export class Client {
       throw new ClientError("bad_option", `--retry: ${opts.retries} is not a whole number`);
     }
     const ttlS = opts.ttlS ?? this.opts.ttlS ?? DEFAULT_TTL_S;
-    if (!Number.isFinite(ttlS) || ttlS <= 0)
-      throw new ClientError("bad_option", `--ttl: ${ttlS} is not a positive number`);
+    // The wire field is whole seconds.
+    if (!Number.isInteger(ttlS) || ttlS < 1) {
+      throw new ClientError("bad_option", `--ttl: ${ttlS} is not a whole number of seconds (at least 1)`);
+    }
+    // Pacing options are checked now: discovery is already traffic.
+    if (opts.limit !== undefined) limitCount(opts.limit, 0);
+    planBatches([], opts.batchSize, opts.canary);
     if (opts.replyTo !== undefined && !/^[^\s*>]+$/.test(opts.replyTo)) {
       throw new ClientError(
         "bad_option",

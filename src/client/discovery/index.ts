@@ -10,6 +10,7 @@ export {
   discoverInventory,
   loadInventory,
   parseInventory,
+  inventoryFromReplies,
   INVENTORY_SCHEMA,
   type InventoryFile,
   type InventoryNode,

@@ -161,3 +161,30 @@ export function discoverInventory(
   });
   return out;
 }
+
+/**
+ * An inventory file from `rpcutil inventory` replies: how an operator snapshots a
+ * live fleet for inventory discovery (`chorus inventory --save FILE`).
+ */
+export function inventoryFromReplies(
+  replies: readonly { sender: string; statuscode: number; data: Record<string, unknown> }[],
+): InventoryFile {
+  const list = (v: unknown): string[] =>
+    Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+  return {
+    $schema: INVENTORY_SCHEMA,
+    nodes: replies
+      .filter((r) => r.statuscode === 0)
+      .map((r) => ({
+        name: r.sender,
+        collectives: list(r.data.collectives),
+        facts:
+          r.data.facts !== null && typeof r.data.facts === "object"
+            ? (r.data.facts as Record<string, unknown>)
+            : {},
+        classes: list(r.data.classes),
+        agents: list(r.data.agents),
+      }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+  };
+}

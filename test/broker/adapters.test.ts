@@ -5,7 +5,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { StreamAdapter, type AdapterOutput } from "../../src/broker/index.js";
-import type { AdapterSettings } from "../../src/config/index.js";
+import { brokerSettings, parseConfig, type AdapterSettings } from "../../src/config/index.js";
 import {
   encodeMessage,
   encodeReply,
@@ -141,6 +141,59 @@ describe("stream adapters", () => {
     expect(adapter.stats.published).toBeGreaterThanOrEqual(5);
     expect(await adapter.metrics.registry.metrics()).toMatch(
       /choria_adapter_dropped_total\{adapter="t"\} 1[45]/,
+    );
+  });
+});
+
+describe("adapter and stream settings", () => {
+  const broker = (lines: string[]) =>
+    brokerSettings(
+      parseConfig(["plugin.choria.broker_network = true", ...lines].join("\n"), "/x/broker.conf"),
+    );
+
+  it("reads go-choria's adapter keys with their defaults", () => {
+    const s = broker([
+      "plugin.choria.adapters = reg",
+      "plugin.choria.adapter.reg.type = jetstream",
+      "plugin.choria.adapter.reg.ingest.topic = mcollective.broadcast.agent.registration",
+      "plugin.choria.adapter.reg.stream.topic = choria.registration.%s",
+    ]);
+    expect(s.adapters).toEqual([
+      {
+        name: "reg",
+        type: "jetstream",
+        ingestTopic: "mcollective.broadcast.agent.registration",
+        ingestProtocol: "request",
+        ingestWorkers: 10,
+        streamTopic: "choria.registration.%s",
+        streamWorkers: 10,
+        queueLen: 10_000,
+      },
+    ]);
+    expect(s.streams).toMatchObject({
+      eventRetentionMs: 86_400_000,
+      advisoryRetentionMs: 168 * 3_600_000,
+      leaderElectionTtlMs: 60_000,
+      manage: true,
+    });
+  });
+
+  it("refuses adapters it cannot run, with the key at fault", () => {
+    const base = ["plugin.choria.adapters = a", "plugin.choria.adapter.a.stream.topic = x.%s"];
+    expect(() => broker([...base, "plugin.choria.adapter.a.type = nats_stream"])).toThrow(/not supported/);
+    expect(() => broker([...base, "plugin.choria.adapter.a.type = jetstream"])).toThrow(
+      /ingest.topic is required/,
+    );
+    expect(() =>
+      broker([
+        ...base,
+        "plugin.choria.adapter.a.type = jetstream",
+        "plugin.choria.adapter.a.ingest.topic = x",
+        "plugin.choria.adapter.a.ingest.protocol = carrier-pigeon",
+      ]),
+    ).toThrow(/request or reply/);
+    expect(() => broker(["plugin.choria.network.stream.leader_election_ttl = 2h"])).toThrow(
+      /between 1s and 1h/,
     );
   });
 });

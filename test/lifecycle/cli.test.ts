@@ -33,7 +33,12 @@ describe("chorus event", () => {
       out.push(String(chunk));
       return true;
     });
-    const errSpy = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    const errs: string[] = [];
+    const errSpy = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => {
+      errs.push(String(chunk));
+      return true;
+    });
+    let metrics = "";
     try {
       const cfg = fleet.setup.clientConfig;
       const watch = buildProgram().parseAsync(
@@ -54,7 +59,7 @@ describe("chorus event", () => {
         { from: "user" },
       );
       const tally = buildProgram().parseAsync(
-        ["event", "tally", "--config", cfg, "--timeout", "3", "--interval", "10"],
+        ["event", "tally", "--config", cfg, "--timeout", "4", "--interval", "10", "--port", "0"],
         { from: "user" },
       );
       await new Promise((r) => setTimeout(r, 700));
@@ -63,6 +68,11 @@ describe("chorus event", () => {
       });
       await server.start();
       await watch;
+      const port = /127\.0\.0\.1:(\d+)\/metrics/.exec(errs.join(""))?.[1];
+      for (let i = 0; i < 40 && !metrics.includes("tally_versions{"); i++) {
+        metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        await new Promise((r) => setTimeout(r, 50));
+      }
       await tally;
       await server.stop();
     } finally {
@@ -72,5 +82,6 @@ describe("chorus event", () => {
     const text = out.join("");
     expect(text).toMatch(new RegExp(`\\[startup\\] ${NODE.replace(/\./g, "\\.")} server version \\S+`));
     expect(text).toMatch(/ 1 nodes\n\s+1 {2}server {2}\S+/);
+    expect(metrics).toMatch(/choria_lifecycle_tally_versions\{component="server",version="[^"]+"\} 1/);
   }, 30_000);
 });

@@ -253,6 +253,19 @@ describe("spool publishing", () => {
     ]);
   });
 
+  it("lets the stream drop a resend after a crash between ack and delete", async () => {
+    const s = spoolIn(tmp());
+    s.submit({ subject: "dupe", payload: "once", sender: "t", reliable: true });
+    const [file] = readdirSync(s.priorityDir(4));
+    const saved = readFileSync(join(s.priorityDir(4), file!));
+    await s.drainOnce(nc);
+    // the node died after the ack but before the file was removed
+    writeFileSync(join(s.priorityDir(4), file!), saved);
+    await s.drainOnce(nc);
+    expect(s.stats()).toMatchObject({ published: 2, duplicates: 1, pending: [0, 0, 0, 0, 0] });
+    expect((await streamMsgs("mcollective.submission.in.dupe")).map((m) => m.data)).toEqual(["once"]);
+  });
+
   it("moves corrupt files aside and reports them", async () => {
     const dir = tmp();
     const logs: string[] = [];

@@ -281,6 +281,12 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
       });
       if (wantStreams) await this.ensureStreams();
       if (s.adapters.length > 0) {
+        if (!s.storeDir) {
+          this.logger(
+            "warn",
+            "adapters are configured but plugin.choria.network.stream.store is not: they will buffer and drop unless a cluster peer runs Streams",
+          );
+        }
         this._adapters = new AdapterManager(s.adapters, {
           log: (level, m) => this.logger(level, m),
         });

@@ -16,8 +16,7 @@ serveParent({
   },
   async mem() {
     // settle, collect garbage in every thread that can, then read the process RSS
-    globalThis.gc?.();
-    await em?.gc?.();
+    await em?.collectGarbage();
     await sleep(500);
     return procMem();
   },

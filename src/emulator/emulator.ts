@@ -313,6 +313,26 @@ export class Emulator {
     );
   }
 
+  /** Runs the garbage collector in every thread when started with --expose-gc (for RSS figures). */
+  async collectGarbage(): Promise<void> {
+    (globalThis as { gc?: () => void }).gc?.();
+    await Promise.all(
+      this.remote.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const id = ++this.statsId;
+            const onMessage = (m: FromWorker): void => {
+              if (m.type !== "gc" || m.id !== id) return;
+              w.worker.off("message", onMessage);
+              resolve();
+            };
+            w.worker.on("message", onMessage);
+            w.worker.postMessage({ type: "gc", id } satisfies ToWorker);
+          }),
+      ),
+    );
+  }
+
   /** Every node's counters summed over all shards. */
   async totalStats(): Promise<ServerStats | undefined> {
     const parts = await this.shardStats();

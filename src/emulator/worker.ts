@@ -14,7 +14,7 @@ export interface WorkerSpec extends ShardSpec {
 }
 
 /** Main thread → worker. */
-export type ToWorker = { type: "stats"; id: number } | { type: "stop" };
+export type ToWorker = { type: "stats"; id: number } | { type: "gc"; id: number } | { type: "stop" };
 
 /** Worker → main thread. */
 export type FromWorker =
@@ -22,6 +22,7 @@ export type FromWorker =
   | { type: "ready"; nodes: number }
   | { type: "error"; message: string }
   | { type: "stats"; id: number; stats: ShardStats }
+  | { type: "gc"; id: number }
   | { type: "stopped" };
 
 export interface ShardStats {
@@ -63,6 +64,10 @@ async function main(): Promise<void> {
           verifies: verifyStats.count,
         },
       });
+    } else if (m.type === "gc") {
+      // only when the process runs with --expose-gc (memory measurements)
+      (globalThis as { gc?: () => void }).gc?.();
+      post({ type: "gc", id: m.id });
     } else if (m.type === "stop") {
       void shard.stop().then(() => {
         post({ type: "stopped" });

@@ -282,7 +282,9 @@ export class StreamAdapter {
   private convert(bytes: Uint8Array): AdapterOutput {
     // Adapters move data, they do not authorize it: signatures are not checked here
     // (as in go-choria); the broker's ACLs decided who could publish to the subject.
-    const { transport, inner } = decodeTransport(bytes);
+    // Like go-choria (strict mode off), layers that allow it are checked for the fields
+    // used rather than against the full schema: it is most of the decode cost.
+    const { transport, inner } = decodeTransport(bytes, { strict: false });
     let sender: string;
     let requestid: string;
     let message: Buffer;
@@ -293,8 +295,8 @@ export class StreamAdapter {
       requestid = request.id;
       message = m;
     } else {
-      const { replyBytes } = decodeSecureReply(inner);
-      const { reply, message: m } = decodeReply(replyBytes);
+      const { replyBytes } = decodeSecureReply(inner, { strict: false });
+      const { reply, message: m } = decodeReply(replyBytes, { strict: false });
       sender = reply.sender || transport.headers.sender || "";
       requestid = reply.request;
       message = m;

@@ -1,4 +1,3 @@
-/* global setImmediate */
 // Raw NATS fleet in a child process: N plain subscriptions answering with fixed-size
 // payloads: the physical limit the Chorus figures are compared with.
 import { rawConnect, serveParent } from "./lib.js";

@@ -1,4 +1,3 @@
-/* global URL, setImmediate */
 // Child process for scenario (b): M nodes whose replies are built (signed) before any
 // is sent, then published back to back, so the client's reply processing is isolated.
 import { pino } from "pino";

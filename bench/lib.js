@@ -1,4 +1,3 @@
-/* global URL, setTimeout, clearTimeout */
 // Shared helpers for the benchmark: statistics, /proc readers, the secured broker,
 // raw NATS connections with the same credentials Chorus uses, and child processes.
 import { fork } from "node:child_process";

@@ -1,14 +1,15 @@
-/* global URL */
 // `npm run bench`: every scenario measures its raw-NATS baseline first, then Chorus,
 // in the same run; prints median/min/max and the ratio; writes bench/results/latest.json
 // and rewrites docs/performance.md. Not part of the tests.
 import { execFileSync } from "node:child_process";
+import { generateKeyPairSync, sign, verify } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, readFileSync, existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { performance } from "node:perf_hooks";
 import { protocol } from "../dist/index.js";
 import { loadavg, rawConnect, rawCredentials, startSecuredBroker } from "./lib.js";
 import * as S from "./scenarios.js";
@@ -76,6 +77,26 @@ function print(r) {
   );
 }
 
+/** ed25519 sign and verify per second on one thread, right now: the CPU ceiling under the current load. */
+function cryptoCalibration() {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const data = Buffer.alloc(600, 7);
+  const sig = sign(null, data, privateKey);
+  const rate = (fn) => {
+    let n = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < 400) {
+      for (let i = 0; i < 50; i++) fn();
+      n += 50;
+    }
+    return Math.round((n * 1000) / (performance.now() - t0));
+  };
+  return {
+    signPerS: rate(() => sign(null, data, privateKey)),
+    verifyPerS: rate(() => verify(null, data, publicKey, sig)),
+  };
+}
+
 async function main() {
   const started = new Date();
   const env = {
@@ -88,6 +109,7 @@ async function main() {
       readFileSync(new URL("../node_modules/@nats-io/transport-node/package.json", import.meta.url)),
     ).version,
     loadBefore: loadavg(),
+    cryptoBefore: cryptoCalibration(),
     command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
     runs,
   };
@@ -134,6 +156,7 @@ async function main() {
     rmSync(dir, { recursive: true, force: true });
   }
   env.loadAfter = loadavg();
+  env.cryptoAfter = cryptoCalibration();
   env.seconds = Math.round((Date.now() - started.getTime()) / 1000);
   mkdirSync(join(HERE, "results"), { recursive: true });
   const out = { env, results };

@@ -1,4 +1,3 @@
-/* global URL, setTimeout, clearTimeout */
 // The benchmark scenarios. Each measures its raw-NATS baseline first, then Chorus,
 // in the same run, on the same secured broker, with same-size payloads.
 import { spawn } from "node:child_process";

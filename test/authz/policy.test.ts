@@ -170,7 +170,7 @@ describe("action_policy rules", () => {
     const { ask, errors, warnings, a } = authz();
     const d = ask();
     expect(d.allowed).toBe(false);
-    expect(d.reason).toMatch(/puppet\.policy:3: /);
+    expect(d.reason).toMatch(/puppet\.policy:3: rule fields must be separated by TAB characters/);
     expect(errors.join("\n")).toMatch(/puppet\.policy:3/);
     expect(ask({ agent: "other" }).reason).toMatch(/other\.policy:2: .*fact filter/);
     // the authorize() path logs the denial with caller, agent and action

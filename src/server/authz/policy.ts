@@ -74,6 +74,9 @@ export function parsePolicy(text: string, file: string): Policy {
     }
     const fields = line.split(/\t+/);
     const verb = fields[0] as string;
+    if (/^(allow|deny) /.test(verb)) {
+      throw new PolicyError(file, n, "rule fields must be separated by TAB characters, not spaces");
+    }
     if (verb !== "allow" && verb !== "deny") {
       throw new PolicyError(
         file,

@@ -41,3 +41,4 @@ export {
 export { compileReplyFilter, REPLY_ENV } from "./reply-filter.js";
 export { applyLimit, limitCount, planBatches, seededRandom, type LimitMethod } from "./pacing.js";
 export * from "./discovery/index.js";
+export { factReport, renderFactReport, renderInventory, renderDDLDoc, type FactReport } from "./reports.js";

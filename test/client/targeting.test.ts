@@ -336,6 +336,34 @@ describe("targeting on an emulated fleet", () => {
       expect(d.stdout.trim().split("\n")).toEqual(await inventory({ facts: ["cores=16"] }));
     });
 
+    it("facts, inventory NODE and inventory --save", async () => {
+      const f = await chorusAsync(
+        ["facts", "role", "--dm", "inventory", "--do", `file=${inventoryFile}`],
+        env,
+      );
+      expect(f.status).toBe(0);
+      for (const role of ["web", "db", "cache", "queue", "batch"]) {
+        expect(f.stdout).toMatch(new RegExp(`  ${role} +found 10 times`));
+      }
+      const one = (await inventory({ classes: ["role::db"] }))[0]!;
+      const i = await chorusAsync(["inventory", one], env);
+      expect(i.status).toBe(0);
+      expect(i.stdout).toContain(`Inventory for ${one}:`);
+      expect(i.stdout).toMatch(/Agents:\n.*rpcutil/);
+      expect(i.stdout).toMatch(/role +=> db/);
+      expect(i.stdout).toMatch(/Statistics:\n +total/);
+      const saved = join(dir, "db.json");
+      const s = await chorusAsync(
+        ["inventory", "--save", saved, "-C", "role::db", "--discovery-window"],
+        env,
+      );
+      expect(s.status).toBe(0);
+      const doc = JSON.parse(readFileSync(saved, "utf8"));
+      expect(doc.nodes.map((n: { name: string }) => n.name)).toEqual(
+        await inventory({ classes: ["role::db"] }),
+      );
+    });
+
     it.each([
       [["discover", "-F", "os<>linux"], /could not parse fact filter "os<>linux"/],
       [["discover", "-S", "facts.os = 'linux'"], /invalid compound filter .*column 10: unknown operator "="/],

@@ -249,7 +249,8 @@ export interface ExternalAgentOptions {
  */
 export function externalKillMs(ddlTimeoutS: number): number {
   const ms = ddlTimeoutS > 0 ? ddlTimeoutS * 1000 : 10_000;
-  return ms - Math.min(500, ms / 10);
+  // A quarter of the budget, at most 1 s: room for the exit, the reply and a busy event loop.
+  return ms - Math.min(1000, ms / 4);
 }
 
 /** Handlers for every action in an external agent's DDL, each running `command`. */

@@ -74,6 +74,8 @@ export interface ServerOptions {
   waitOnFirstConnect?: boolean;
   /** Library directories searched for `mcollective/agent/<name>.json` agents (libdir). */
   libdir?: string[];
+  /** How long an external agent's activation check may take (default 2 s, as go-choria). */
+  activationTimeoutMs?: number;
   /** rpcaudit: one JSON line per request; the server flushes and closes it in stop(). */
   audit?: AuditLog;
   /** plugin.choria.status_file_path: status JSON rewritten every statusIntervalMs (default 30 s). */
@@ -121,11 +123,11 @@ export class Server {
   private stopping = false;
   /** Agents that came from libdir, so a reload replaces or removes only those. */
   private readonly libdirAgents = new Set<string>();
-  private reloading: Promise<AgentReloadResult> | undefined;
+  private reloadChain: Promise<unknown> = Promise.resolve();
   private statusWriter: StatusFileWriter | undefined;
   private readonly onSighup = (): void => {
     this.log.info("SIGHUP: reloading agents");
-    void this.reloadAgents();
+    this.reloadAgents().catch((err: Error) => this.log.error(`agent reload failed: ${err.message}`));
   };
   private metadata: NodeMetadata | undefined;
   private submissionSpool: Spool | undefined;
@@ -444,11 +446,8 @@ export class Server {
    */
   async reloadAgents(): Promise<AgentReloadResult> {
     // Overlapping reloads (two quick SIGHUPs) would race on the registry: run them in turn.
-    const prev = this.reloading ?? Promise.resolve(undefined);
-    const run = prev.then(() => this.doReload());
-    this.reloading = run.finally(() => {
-      if (this.reloading === run) this.reloading = undefined;
-    }) as Promise<AgentReloadResult>;
+    const run = this.reloadChain.then(() => this.doReload());
+    this.reloadChain = run.catch(() => undefined);
     return run;
   }
 
@@ -457,6 +456,9 @@ export class Server {
     const scan = await scanAgentDirs(this.opts.libdir ?? [], {
       ...(this.opts.config && { configFile: this.opts.config.file }),
       facts: this.node.facts,
+      ...(this.opts.activationTimeoutMs !== undefined && {
+        activationTimeoutMs: this.opts.activationTimeoutMs,
+      }),
       onFailure: (agent, action, err) =>
         this.rateLog.warn(
           `external:${agent}#${action}`,

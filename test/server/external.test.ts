@@ -103,7 +103,8 @@ describe("example external agents (Python and shell) and agent modules", () => {
   let node: NodeRuntime;
   let scan: AgentScan;
   beforeAll(async () => {
-    scan = await scanAgentDirs([EXAMPLES]);
+    // Python start-up alone can take a second or more on a busy 2-core machine.
+    scan = await scanAgentDirs([EXAMPLES], { activationTimeoutMs: 10_000 });
     node = nodeFor(scan);
   });
 
@@ -174,7 +175,7 @@ describe("external agents that misbehave", () => {
     shellAgent("chatty", `head -c 8000000 /dev/zero | tr '\\0' x; exit 0`);
     shellAgent("bigreply", `head -c 5000000 /dev/zero | tr '\\0' x > "$2"`);
     shellAgent("lostexec", `echo '{"statuscode":0,"statusmsg":"OK","data":{}}' > "$2"`);
-    scan = await scanAgentDirs([libdir]);
+    scan = await scanAgentDirs([libdir], { activationTimeoutMs: 10_000 });
     node = nodeFor(scan);
   });
 
@@ -214,7 +215,7 @@ describe("external agents that misbehave", () => {
 
   it("never exits: killed with its process group before the DDL timeout, status 5, no zombie", async () => {
     const t0 = Date.now();
-    await status5("hang", /did not finish within 1\.8s and was killed/);
+    await status5("hang", /did not finish within 1\.5s and was killed/);
     const took = Date.now() - t0;
     expect(took).toBeGreaterThanOrEqual(externalKillMs(2) - 50);
     expect(took).toBeLessThan(2000);

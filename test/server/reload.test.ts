@@ -109,7 +109,10 @@ describe("reloadAgents", () => {
     agent(dir, "alpha", says("alpha v1"));
     agent(dir, "slowpoke", says("slow v1", 1));
     agent(dir, "doomed", says("doomed"));
-    const server = await Server.fromConfigFile(config(id, lib), { logger: quietLogger });
+    const server = await Server.fromConfigFile(config(id, lib), {
+      logger: quietLogger,
+      activationTimeoutMs: 10_000,
+    });
     await server.start();
     try {
       expect(server.registry.names()).toEqual(

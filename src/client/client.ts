@@ -128,7 +128,15 @@ export class Client {
 
   /** A client configured from a Choria-style client config file (Choria key names). */
   static async fromConfigFile(path: string, overrides: Partial<ClientOptions> = {}): Promise<Client> {
-    const s = clientSettings(loadConfig(path));
+    const cfg = loadConfig(path);
+    const s = clientSettings(cfg);
+    // Choria's discovery keys: the default method and per-method sources.
+    const discoveryDefaults: Record<string, Record<string, string>> = {};
+    const inventorySource = cfg.get("plugin.choria.discovery.inventory.source");
+    if (inventorySource) discoveryDefaults.inventory = { file: inventorySource };
+    const externalCommand = cfg.get("plugin.choria.discovery.external.command");
+    if (externalCommand) discoveryDefaults.external = { command: externalCommand };
+    const defaultMethod = cfg.get("default_discovery_method");
     const security =
       overrides.security ??
       new ChoriaSecurity({
@@ -148,6 +156,8 @@ export class Client {
       discoveryTimeoutMs: s.discoveryTimeoutMs,
       windowMs: s.windowedTimeoutMs,
       libdir: s.libdir,
+      ...(defaultMethod && { discoveryMethod: defaultMethod }),
+      discoveryDefaults,
       ...overrides,
     });
   }
@@ -316,7 +326,8 @@ export class Client {
       signal?: AbortSignal | undefined;
     },
   ): Promise<{ targets: string[]; ms: number }> {
-    const method = o.method === undefined ? undefined : checkMethod(o.method);
+    const name = o.method ?? this.opts.discoveryMethod;
+    const method = name === undefined ? undefined : checkMethod(name);
     const t0 = performance.now();
     if (!isNetworkMethod(method)) {
       const targets = await discoverOffline({
@@ -324,7 +335,8 @@ export class Client {
         filter,
         collective: this.collective,
         timeoutMs: o.timeoutMs,
-        options: o.options ?? {},
+        // Configured sources (inventory file, external command) unless --do overrides them.
+        options: { ...this.opts.discoveryDefaults?.[method as string], ...o.options },
       });
       return { targets, ms: performance.now() - t0 };
     }

@@ -34,6 +34,10 @@ export interface ClientOptions {
   /** verify reply signatures on every request unless a call says otherwise */
   verifyReplySignatures?: boolean;
   logger?: ClientLogger;
+  /** discovery method when a call names none (config `default_discovery_method`; default broadcast) */
+  discoveryMethod?: string;
+  /** per-method default options, e.g. { inventory: { file } } from `plugin.choria.discovery.inventory.source` */
+  discoveryDefaults?: Record<string, Record<string, string>>;
   /** use this connection instead of opening one (tests, embedding); it is not closed by close() */
   connection?: NatsConnection;
 }

@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { ClientError, discoverOffline, type DiscoveryMethod } from "../../src/client/index.js";
+import { Client, ClientError, discoverOffline, type DiscoveryMethod } from "../../src/client/index.js";
+import { makeTrust } from "./fleet.js";
 import { buildFilter } from "../../src/filter/index.js";
 import { emptyFilter, type Filter } from "../../src/protocol/index.js";
 
@@ -204,5 +205,27 @@ describe("external discovery", () => {
       /cannot run .*no such program/,
     );
     expect(await failure(disc("external", {}))).toMatch(/needs --do command=PROGRAM/);
+  });
+});
+
+describe("configured defaults", () => {
+  it("default_discovery_method and the inventory source apply when a call names none", async () => {
+    const trust = makeTrust();
+    const c = new Client({
+      security: trust.clientSecurity,
+      // nothing listens here: offline methods never connect
+      servers: ["nats://127.0.0.1:1"],
+      collective: "mcollective",
+      discoveryMethod: "inventory",
+      discoveryDefaults: { inventory: { file: join(FIX, "inventory.json") } },
+    });
+    try {
+      expect(await c.discover({ filter: buildFilter({ facts: ["role=db"] }) })).toEqual(["c.example"]);
+      const f = file("other.txt", "z1\n");
+      expect(await c.discover({ method: "flatfile", options: { file: f } })).toEqual(["z1"]);
+    } finally {
+      await c.close();
+      trust.cleanup();
+    }
   });
 });

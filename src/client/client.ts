@@ -418,6 +418,14 @@ export class Client {
         "--batch and --canary need direct mode (not --broadcast or --service)",
       );
     }
+    // A broadcast reaches every matching node, so a subset cannot be picked.
+    if (opts.limit !== undefined && mode !== "direct") {
+      throw new ClientError("bad_option", "--limit needs direct mode (not --broadcast or --service)");
+    }
+    // Nothing waits for replies with --reply-to, so nothing could judge a canary or a retry.
+    if (opts.replyTo !== undefined && (paced || opts.retries)) {
+      throw new ClientError("bad_option", "--reply-to cannot be combined with --batch, --canary or --retry");
+    }
     if (opts.retries !== undefined && (!Number.isInteger(opts.retries) || opts.retries < 0)) {
       throw new ClientError("bad_option", `--retry: ${opts.retries} is not a whole number`);
     }

@@ -89,6 +89,16 @@ describe("service requests", () => {
       await expect(
         c.request("testagent", "echo", { message: "hi" }, { mode: "service", batchSize: 2 }),
       ).rejects.toThrow(/need direct mode/);
+      // option combinations that cannot work are refused before anything is sent
+      const sent = sniffer.subjects.length;
+      await expect(
+        c.request("testagent", "echo", { message: "hi" }, { mode: "broadcast", limit: 2 }),
+      ).rejects.toThrow(/--limit needs direct mode/);
+      await expect(
+        c.request("testagent", "echo", { message: "hi" }, { nodes: ["a"], replyTo: "x.y", retries: 1 }),
+      ).rejects.toThrow(/--reply-to cannot be combined/);
+      await sniffer.nc.flush();
+      expect(sniffer.subjects).toHaveLength(sent);
     } finally {
       await sniffer.stop();
       await c.close();

@@ -146,6 +146,25 @@ describe("inventory discovery", () => {
     );
   });
 
+  it("reads YAML inventory files", async () => {
+    const y = file(
+      "inv.yaml",
+      [
+        "$schema: https://choria.io/schemas/choria/discovery/v1/inventory_file.json",
+        "nodes:",
+        "  - name: y1",
+        "    collectives: [mcollective]",
+        "    facts: { role: web }",
+        "    classes: []",
+        "    agents: [rpcutil]",
+        "",
+      ].join("\n"),
+    );
+    expect(await disc("inventory", { file: y }, buildFilter({ compound: ["facts.role == 'web'"] }))).toEqual([
+      "y1",
+    ]);
+  });
+
   it("rejects files that do not match the schema, naming where", async () => {
     const bad = file(
       "inv.json",

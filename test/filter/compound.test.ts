@@ -145,3 +145,23 @@ describe("semver", () => {
     expect(semverSatisfies(v, r)).toBe(want);
   });
 });
+
+describe("cost", () => {
+  it("a compiled expression evaluates over 10 000 nodes quickly (emulators host that many)", () => {
+    const nodes: NodeInfo[] = Array.from({ length: 10_000 }, (_, i) => ({
+      identity: `n${i}`,
+      facts: { role: i % 5 === 0 ? "db" : "web", cores: 2 ** (i % 5), os: { family: "Debian" } },
+      classes: [`role::${i % 5 === 0 ? "db" : "web"}`],
+      agents: ["rpcutil"],
+    }));
+    const filter = buildFilter({
+      compound: ["with('role=db') || (facts.cores >= 8 && facts.os.family =~ /deb/i)"],
+    });
+    const t0 = performance.now();
+    const n = nodes.filter((x) => matchFilter(filter, x)).length;
+    const ms = performance.now() - t0;
+    expect(n).toBe(6000);
+    // generous for a loaded 2-core CI box; typically a few ms
+    expect(ms).toBeLessThan(500);
+  });
+});

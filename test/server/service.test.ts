@@ -1,5 +1,6 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Client } from "../../src/client/index.js";
 import type { AgentDDL } from "../../src/ddl/index.js";
 import { serviceSubject, broadcastSubject } from "../../src/protocol/index.js";
 import { Server } from "../../src/server/index.js";
@@ -95,6 +96,23 @@ describe("service agents", () => {
     expect(answeredBy.size).toBeGreaterThan(1);
     const total = servers.reduce((n, s) => n + s.stats.replies, 0);
     expect(total).toBe(N);
+  });
+
+  it("the client's service mode gets one reply per request from one of the servers", async () => {
+    const client = new Client({ security: fx.clientSecurity, servers: [nats.url], collective: COLLECTIVE });
+    client.registerDDL(SERVICE_DDL);
+    try {
+      const before = servers.reduce((n, s) => n + s.stats.replies, 0);
+      for (let i = 0; i < 5; i++) {
+        const r = await client.request("kvservice", "who", {}, { mode: "service", timeoutMs: 2000 });
+        expect(r.replies).toHaveLength(1);
+        expect(r.replies[0]?.statuscode).toBe(0);
+        expect(["svc1.example", "svc2.example", "svc3.example"]).toContain(r.replies[0]?.data.identity);
+      }
+      expect(servers.reduce((n, s) => n + s.stats.replies, 0) - before).toBe(5);
+    } finally {
+      await client.close();
+    }
   });
 
   it("a service agent is not on the broadcast subject", async () => {

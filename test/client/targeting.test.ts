@@ -364,25 +364,35 @@ describe("targeting on an emulated fleet", () => {
       );
     });
 
-    it.each([
-      [["discover", "-F", "os<>linux"], /could not parse fact filter "os<>linux"/],
-      [["discover", "-S", "facts.os = 'linux'"], /invalid compound filter .*column 10: unknown operator "="/],
-      [
-        ["discover", "--dm", "inventory", "--do", "file=/nonexistent.json"],
-        /cannot read \/nonexistent.json: no such file/,
-      ],
-      [["req", "rpcutil", "get_fact", "nope=1"], /nope/],
-      [["req", "rpcutil", "get_fact", "fact=os", "--limit", "0"], /--limit/],
-      [["req", "rpcutil", "ping", "--filter-replies", "ok( &&"], /invalid reply filter .*column 5/],
-      [
-        ["req", "rpcutil", "ping", "--dm", "external", "--do", "command=/nonexistent"],
-        /cannot run \/nonexistent/,
-      ],
-    ])("bad input %j: one line, exit 1, nothing sent", async (args, re) => {
-      const r = await chorusAsync(args, env);
-      expect(r.status).toBe(1);
-      expect(r.stderr.trim().split("\n")).toHaveLength(1);
-      expect(r.stderr).toMatch(re);
+    it("bad input: one line naming the cause, exit 1, nothing sent", async () => {
+      const cases: [string[], RegExp][] = [
+        [["discover", "-F", "os<>linux"], /could not parse fact filter "os<>linux"/],
+        [
+          ["discover", "-S", "facts.os = 'linux'"],
+          /invalid compound filter .*column 10: unknown operator "="/,
+        ],
+        [
+          ["discover", "--dm", "inventory", "--do", "file=/nonexistent.json"],
+          /cannot read \/nonexistent.json: no such file/,
+        ],
+        [["req", "rpcutil", "get_fact", "nope=1"], /nope/],
+        [["req", "rpcutil", "get_fact", "fact=os", "--limit", "0"], /--limit/],
+        [["req", "rpcutil", "ping", "--filter-replies", "ok( &&"], /invalid reply filter .*column 5/],
+        [
+          ["req", "rpcutil", "ping", "--dm", "external", "--do", "command=/nonexistent"],
+          /cannot run \/nonexistent/,
+        ],
+      ];
+      const before = emulator.decoder.stats.messages;
+      // In parallel: each is a fresh node process, and none of them may publish anything.
+      const results = await Promise.all(cases.map(([args]) => chorusAsync(args, env)));
+      results.forEach((r, k) => {
+        const [args, re] = cases[k]!;
+        expect(r.status, args.join(" ")).toBe(1);
+        expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+        expect(r.stderr, args.join(" ")).toMatch(re);
+      });
+      expect(emulator.decoder.stats.messages).toBe(before);
     });
   });
 });

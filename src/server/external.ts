@@ -142,12 +142,17 @@ export async function runExternal(
                 : err.message;
           reject(new ExternalAgentError("external_exec", `cannot run ${command}: ${why}`));
         });
-        // "exit", not "close": a background grandchild holding the pipes must not keep us waiting.
-        child.once("exit", (code, signal) => {
+        // "close" comes once the pipes are drained, so stderr is complete. A background
+        // grandchild may hold the pipes open, though: shortly after "exit", stop waiting.
+        child.once("close", (code, signal) => {
           done();
-          child.stdout.destroy();
-          child.stderr.destroy();
           resolve({ code, signal, timedOut });
+        });
+        child.once("exit", () => {
+          setTimeout(() => {
+            child.stdout.destroy();
+            child.stderr.destroy();
+          }, 200).unref();
         });
       },
     );

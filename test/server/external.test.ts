@@ -174,6 +174,11 @@ describe("external agents that misbehave", () => {
     );
     shellAgent("chatty", `head -c 8000000 /dev/zero | tr '\\0' x; exit 0`);
     shellAgent("bigreply", `head -c 5000000 /dev/zero | tr '\\0' x > "$2"`);
+    shellAgent(
+      "daemonish",
+      // leaves a child behind that holds stdout open, then replies and exits
+      `sleep 30 & echo $! > ${join(fx.dir, "daemonish.pid")}; echo '{"statuscode":0,"statusmsg":"OK","data":{"ok":true}}' > "$2"`,
+    );
     shellAgent("lostexec", `echo '{"statuscode":0,"statusmsg":"OK","data":{}}' > "$2"`);
     scan = await scanAgentDirs([libdir], { activationTimeoutMs: 10_000 });
     node = nodeFor(scan);
@@ -202,6 +207,13 @@ describe("external agents that misbehave", () => {
   it("megabytes on stdout are drained and dropped; a too large reply file is refused", async () => {
     await status5("chatty", /wrote no reply/);
     await status5("bigreply", /byte reply, more than the 4194304 allowed/);
+  });
+
+  it("a child left holding the pipes does not delay the reply", async () => {
+    const t0 = Date.now();
+    expect(await call(node, "daemonish", "run")).toMatchObject({ statuscode: 0, data: { ok: true } });
+    expect(Date.now() - t0).toBeLessThan(1500);
+    process.kill(Number(readFileSync(join(fx.dir, "daemonish.pid"), "utf8")), "SIGKILL");
   });
 
   it("not executable any more when the request comes", async () => {

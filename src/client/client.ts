@@ -338,7 +338,10 @@ export class Client {
         // Configured sources (inventory file, external command) unless --do overrides them.
         options: { ...this.opts.discoveryDefaults?.[method as string], ...o.options },
       });
-      return { targets, ms: performance.now() - t0 };
+      // A list of nodes (flatfile, earlier results) is "nodes given", not discovery: 0 ms keeps
+      // exit code 4 for "nobody answered" as with --nodes before.
+      const listed = method === "flatfile" || method === "file" || method === "results";
+      return { targets, ms: listed ? 0 : performance.now() - t0 };
     }
     if (o.options && Object.keys(o.options).length > 0) {
       throw new ClientError(

@@ -454,8 +454,11 @@ describe("many nodes, one decoder", () => {
     expect(await who({ agent: ["rpcutil", "testagent"] })).toHaveLength(3);
     expect(await who({ agent: ["puppet"] })).toEqual([]);
     expect(nodes[2]!.stats).toMatchObject({ filtered: 4, passed: 4 });
-    // compound filters are not supported: dropped and counted, never answered
-    expect(await who({ compound: [[{ expr: "true" }]] })).toEqual([]);
+    // compound expressions run on the node; one that does not parse is dropped and counted
+    expect(await who({ compound: [[{ expr: 'with("role=web") and facts.cpus > 4' }]] })).toEqual([
+      "web1.example",
+    ]);
+    expect(await who({ compound: [[{ expr: "facts.os ==" }]] })).toEqual([]);
     expect(nodes[0]!.stats.dropped.unsupported_filter).toBe(1);
   });
 });

@@ -349,6 +349,11 @@ export class Client {
         `broadcast discovery takes no --do options (got ${Object.keys(o.options).join(", ")})`,
       );
     }
+    // Named groups live in inventory files; on the wire "group:x" would match no node.
+    const group = filter.identity.find((i) => i.startsWith("group:"));
+    if (group !== undefined) {
+      throw new ClientError("bad_option", `-I ${group}: groups need inventory discovery (--dm inventory)`);
+    }
     const local = identityOnlyTargets(filter);
     if (local) return { targets: local, ms: 0 };
     const r = await this.broadcastPing(filter, o.timeoutMs, o.windowMs, o.verify, o.signal);

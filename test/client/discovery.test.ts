@@ -240,6 +240,9 @@ describe("configured defaults", () => {
     });
     try {
       expect(await c.discover({ filter: buildFilter({ facts: ["role=db"] }) })).toEqual(["c.example"]);
+      await expect(
+        c.discover({ method: "broadcast", filter: buildFilter({ identity: ["group:web"] }) }),
+      ).rejects.toThrow(/groups need inventory discovery/);
       const f = file("other.txt", "z1\n");
       expect(await c.discover({ method: "flatfile", options: { file: f } })).toEqual(["z1"]);
     } finally {

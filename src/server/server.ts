@@ -237,10 +237,11 @@ export class Server {
     const authLog = logger.child({ component: "authz" });
     const authorizer =
       overrides.authorizer ??
-      authorizerFromSettings(s, {
-        warn: (o, m) => authLog.warn(o, m),
-        error: (o, m) => authLog.error(o, m),
-      });
+      authorizerFromSettings(
+        s,
+        { warn: (o, m) => authLog.warn(o, m), error: (o, m) => authLog.error(o, m) },
+        cfg.string("plugin.actionpolicy.default_name", "default"),
+      );
     let audit: AuditLog | undefined;
     if (s.rpcAudit) {
       const auditFile = s.rpcAuditLogFile;

@@ -215,6 +215,16 @@ describe("action_policy rules", () => {
     expect(authorizerFromSettings(s)).toBeInstanceOf(ActionPolicyAuthorizer);
     expect(authorizerFromSettings({ ...s, rpcAuthorization: false })).toBe(allowAll);
     expect(() => authorizerFromSettings({ ...s, rpcAuthProvider: "rego_policy" })).toThrow(/not supported/);
+    // plugin.actionpolicy.default_name picks the fallback file's name
+    mkdirSync(join(policies, "policies"));
+    writeFileSync(join(policies, "policies", "fallback.policy"), "policy default allow\n");
+    const named = authorizerFromSettings(
+      { ...s, configDir: policies, actionPolicyEnableDefault: true },
+      undefined,
+      "fallback",
+    ) as ActionPolicyAuthorizer;
+    const q = { agent: "nofile", action: "x", caller: "choria=a", facts: {}, classes: [] };
+    expect(named.decide(q).allowed).toBe(true);
   });
 });
 

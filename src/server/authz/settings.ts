@@ -19,6 +19,8 @@ export function authorizerFromSettings(
     | "actionPolicyEnableDefault"
   >,
   logger?: AuthzLogger,
+  /** plugin.actionpolicy.default_name */
+  defaultName = "default",
 ): Authorizer {
   if (!s.rpcAuthorization) return allowAll;
   const provider = s.rpcAuthProvider.trim().toLowerCase() || "action_policy";
@@ -32,6 +34,7 @@ export function authorizerFromSettings(
     policyDir: join(s.configDir, "policies"),
     allowUnconfigured: s.actionPolicyAllowUnconfigured,
     enableDefault: s.actionPolicyEnableDefault,
+    defaultName,
     ...(logger && { logger }),
   });
 }

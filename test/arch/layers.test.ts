@@ -45,7 +45,7 @@ describe("module layering", () => {
       const mod = rel[0] as string;
       if (!ORDER.includes(mod)) problems.push(`${mod}: folder not in docs/design/modules.md`);
       const text = readFileSync(file, "utf8");
-      for (const m of text.matchAll(/(?:from|import\()\s*"(\.\.?\/[^"]+)"/g)) {
+      for (const m of text.matchAll(/(?:from|import\(?)\s*"(\.\.?\/[^"]+)"/g)) {
         const target = relative(SRC, normalize(join(dirname(file), m[1] as string))).split(sep);
         const tmod = target[0] as string;
         if (target.length < 2 || tmod === mod) continue;

@@ -21,6 +21,10 @@ export function renderTable({ env, results }) {
     "|---|---|---:|---:|---:|---:|---:|---|",
   ];
   for (const r of results) {
+    if (r.failed) {
+      lines.push(`| ${r.name} | | failed | | | | | ${r.failed} |`);
+      continue;
+    }
     const ratio = Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}x` : "–";
     lines.push(
       `| ${r.name} | ${r.unit} | ${num(r.chorus.median, r.unit)} | ${num(r.chorus.min, r.unit)} | ${num(r.chorus.max, r.unit)} | ${num(r.baseline.median, r.unit)} | ${ratio} | ${r.note ?? ""} |`,

@@ -143,12 +143,21 @@ async function main() {
     }
   };
   try {
-    if (scen.has("ping")) for (const N of pingSizes) record(await S.ping(ctx, N));
-    if (scen.has("replies")) record(await S.replies(ctx, replyM));
+    // A failing scenario is recorded and the others still run, so one hang does not cost the table.
+    const attempt = async (name, fn) => {
+      try {
+        record(await fn());
+      } catch (err) {
+        console.error(`${name} failed: ${err?.stack ?? err}`);
+        results.push({ name, failed: String(err?.message ?? err) });
+      }
+    };
+    if (scen.has("ping")) for (const N of pingSizes) await attempt(`ping ${N}`, () => S.ping(ctx, N));
+    if (scen.has("replies")) await attempt("replies", () => S.replies(ctx, replyM));
     const cd = new Set(["inventory", "direct"].filter((s) => scen.has(s)));
-    if (cd.size) record(await S.inventoryAndDirect(ctx, fleetN, cd));
-    if (scen.has("memory")) record(await S.memory(ctx, memSizes));
-    if (scen.has("startup")) record(await S.startup(ctx));
+    if (cd.size) await attempt([...cd].join(" + "), () => S.inventoryAndDirect(ctx, fleetN, cd));
+    if (scen.has("memory")) await attempt("memory", () => S.memory(ctx, memSizes));
+    if (scen.has("startup")) await attempt("startup", () => S.startup(ctx));
   } finally {
     await ctx.rawClient.close().catch(() => undefined);
     await client.close().catch(() => undefined);

@@ -98,24 +98,43 @@ async function rawRound(ctx, { subject, subjects, expect, requestBytes, timeoutM
 
 async function rawFleet(ctx, nodes, replyBytes, opts = {}) {
   const child = startChild("./child-raw.js");
-  await child.send("fleet", {
-    cred: ctx.emuCred,
-    nodes,
-    connections: conns(nodes),
-    replyBytes,
-    subject: opts.subject,
-    direct: !!opts.direct,
-  });
+  await child
+    .send(
+      "fleet",
+      {
+        cred: ctx.emuCred,
+        nodes,
+        connections: conns(nodes),
+        replyBytes,
+        subject: opts.subject,
+        direct: !!opts.direct,
+      },
+      240_000,
+    )
+    .catch(async (err) => {
+      await child.stop();
+      throw err;
+    });
   return child;
 }
 
 export async function startEmulator(ctx, nodes, workers) {
   const child = startChild("./child-emulator.js", [], ["--expose-gc"]);
-  const r = await child.send("start", {
-    config: ctx.setup.emulatorConfig,
-    nodes,
-    ...(workers !== undefined && { workers }),
-  });
+  // generous for 50 000 nodes on a loaded machine, but a hang must not eat the whole run
+  const r = await child
+    .send(
+      "start",
+      {
+        config: ctx.setup.emulatorConfig,
+        nodes,
+        ...(workers !== undefined && { workers }),
+      },
+      240_000,
+    )
+    .catch(async (err) => {
+      await child.stop();
+      throw err;
+    });
   return { child, startMs: r.startMs, workers: r.workers };
 }
 
@@ -409,25 +428,29 @@ export async function memory(ctx, sizes) {
       note: "baseline: a plain node process with one TLS + JWT NATS connection and one subscription",
     }),
   );
-  const base = await startEmulator(ctx, 2, 2);
-  const baseRss = (await base.child.send("mem")).rss;
-  await base.child.stop();
-  for (const N of sizes) {
-    let rss = ctx.memCache[N];
-    if (rss === undefined) {
-      const em = await startEmulator(ctx, N);
-      rss = (await em.child.send("mem")).rss;
-      await em.child.stop();
+  // per-node cost above the same emulator with 2 nodes, in both modes (see docs/performance.md)
+  for (const workers of [undefined, 0]) {
+    const mode = workers === 0 ? "in-process (workers: 0)" : "sharded (default workers)";
+    const base = await startEmulator(ctx, 2, workers ?? 2);
+    const baseRss = (await base.child.send("mem")).rss;
+    await base.child.stop();
+    for (const N of sizes) {
+      let rss = workers === undefined ? ctx.memCache[N] : undefined;
+      if (rss === undefined) {
+        const em = await startEmulator(ctx, N, workers);
+        rss = (await em.child.send("mem")).rss;
+        await em.child.stop();
+      }
+      const perNodeKiB = ((rss - baseRss) * 1024) / N;
+      out.push({
+        name: `emulator memory per virtual node, ${N.toLocaleString("en-US")} nodes, ${mode}`,
+        unit: "KiB/node",
+        baseline: summarize([baseRss]),
+        chorus: summarize([perNodeKiB]),
+        ratio: NaN,
+        note: `process RSS ${rss.toFixed(0)} MiB vs ${baseRss.toFixed(0)} MiB for the same emulator with 2 nodes (baseline column, MiB)`,
+      });
     }
-    const perNodeKiB = ((rss - baseRss) * 1024) / N;
-    out.push({
-      name: `emulator memory per virtual node, ${N.toLocaleString("en-US")} nodes`,
-      unit: "KiB/node",
-      baseline: summarize([baseRss]),
-      chorus: summarize([perNodeKiB]),
-      ratio: NaN,
-      note: `process RSS ${rss.toFixed(0)} MiB vs ${baseRss.toFixed(0)} MiB for the same emulator with 2 nodes (baseline column, MiB)`,
-    });
   }
   return out;
 }

@@ -3,6 +3,8 @@ const OS = ["linux", "linux", "linux", "freebsd", "windows"];
 const ROLES = ["web", "db", "cache", "queue", "batch"];
 const LOCATIONS = ["lon", "nyc", "ams", "sin"];
 const ENVS = ["production", "production", "staging", "development"];
+// Shared by every node's facts (read-only to filters): one array instead of 50 000.
+const INTERFACES = Object.freeze(["lo", "eth0"]);
 
 /** node-00001.emulated.chorus style names; sortable for up to 99 999 nodes. */
 export function emulatedIdentity(i: number): string {
@@ -20,6 +22,6 @@ export function emulatedFacts(i: number): Record<string, unknown> {
     cores: 2 ** (i % 5),
     memory_gb: 4 * (1 + (i % 8)),
     kernel: `6.${i % 10}.${i % 7}`,
-    network: { interfaces: ["lo", "eth0"], primary: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` },
+    network: { interfaces: INTERFACES, primary: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` },
   };
 }

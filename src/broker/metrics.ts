@@ -7,6 +7,8 @@ export interface BrokerMetricsSource {
   readonly monitorUrl: string;
   readonly up: boolean;
   readonly restarts: number;
+  /** Adapter metrics (the supervisor's adapters), served beside the broker's own. */
+  readonly adapters?: { readonly registry: Registry } | undefined;
 }
 
 export interface BrokerMetricsOptions {
@@ -106,7 +108,8 @@ export class BrokerMetrics {
       if (typeof v === "number") gauge.set(labels, v);
       else gauge.remove(labels); // a stale value would look like a live broker
     }
-    return this.registry.metrics();
+    const adapters = this.opts.source.adapters?.registry;
+    return adapters ? Registry.merge([this.registry, adapters]).metrics() : this.registry.metrics();
   }
 
   /** Serves GET /metrics on host:port. */

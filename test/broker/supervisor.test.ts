@@ -1,3 +1,4 @@
+import { Counter, Registry } from "prom-client";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -267,5 +268,20 @@ describe("BrokerMetrics", () => {
     expect(await m.render()).toMatch(/^chorus_broker_restarts_total\{identity="x"\} 3$/m);
     source.restarts = 4;
     expect(await m.render()).toMatch(/^chorus_broker_restarts_total\{identity="x"\} 4$/m);
+  });
+
+  it("serves the adapters' metrics beside the broker's", async () => {
+    const adapters = new Registry();
+    new Counter({ name: "choria_adapter_test_total", help: "t", registers: [adapters] }).inc(7);
+    const source = {
+      monitorUrl: "http://127.0.0.1:1",
+      up: false,
+      restarts: 0,
+      adapters: { registry: adapters },
+    };
+    const m = new BrokerMetrics({ port: 0, identity: "x", source });
+    const text = await m.render();
+    expect(text).toMatch(/^choria_adapter_test_total 7$/m);
+    expect(text).toMatch(/^chorus_broker_restarts_total\{identity="x"\} 0$/m);
   });
 });

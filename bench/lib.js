@@ -32,6 +32,17 @@ export function procMem(pid = process.pid) {
   }
 }
 
+/** CPU ms (user + system, all threads) a process has used so far, from /proc. */
+export function procCpuMs(pid = process.pid) {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // CLK_TCK is 100 on Linux
+  } catch {
+    return NaN;
+  }
+}
+
 export function loadavg() {
   try {
     return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number);

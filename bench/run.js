@@ -131,6 +131,8 @@ async function main() {
     seq: 0,
     memCache: {},
     collective: client.collective,
+    brokerPid: broker.pid,
+    cores: availableParallelism(),
     serverConfig: Object.values(setup.serverConfigs)[0],
     serverIdentity: Object.keys(setup.serverConfigs)[0],
     rawClient: await rawConnect(clientCred, "raw-client", { inboxPrefix: replyPrefix }),

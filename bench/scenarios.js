@@ -13,7 +13,7 @@ import {
 } from "../dist/index.js";
 import { loadConfig, clientSettings, serverSettings } from "../dist/config/index.js";
 import { emulatedIdentity } from "../dist/emulator/index.js";
-import { now, procMem, sleep, startChild, summarize } from "./lib.js";
+import { now, procCpuMs, procMem, sleep, startChild, summarize } from "./lib.js";
 
 const CHORUS_BIN = fileURLToPath(new URL("../bin/chorus.js", import.meta.url));
 const conns = (n) => Math.min(10, Math.max(1, Math.ceil(n / 5_000)));
@@ -174,13 +174,19 @@ export async function ping(ctx, N) {
   try {
     ctx.memCache[N] ??= (await em.child.send("mem")).rss;
     await ctx.client.ping({ windowed: true, windowMs: 1500, timeoutMs: 60_000 }); // warm-up: token caches, JIT
+    // CPU each process spends per ping: their sum over the 2 cores is a floor for the wall time
+    const cpu = () => [procCpuMs(em.child.pid), procCpuMs(), procCpuMs(ctx.brokerPid)];
+    const c0 = cpu();
     for (let r = 0; r < ctx.runs; r++) {
       const p = await ctx.client.ping({ windowed: true, windowMs: 1500, timeoutMs: 60_000 });
       if (p.replies.length !== N) throw new Error(`ping got ${p.replies.length}/${N}`);
       ch.push(Math.max(...p.replies.map((x) => x.ms)));
     }
+    const c1 = cpu();
+    const per = c1.map((v, i) => (v - c0[i]) / ctx.runs);
+    cpuNote = `CPU per ping: emulator ${Math.round(per[0])} ms, client ${Math.round(per[1])} ms, nats-server ${Math.round(per[2])} ms (sum / ${ctx.cores} cores = ${Math.round((per[0] + per[1] + per[2]) / ctx.cores)} ms); `;
     const st = (await em.child.send("stats")).shards;
-    cpuNote = `${em.workers} worker(s); decoder verifications per shard: ${st.map((s) => s.decoder.verifications).join("/")}`;
+    cpuNote += `${em.workers} worker(s); decoder verifications per shard: ${st.map((s) => s.decoder.verifications).join("/")}`;
   } finally {
     await em.child.stop();
   }

@@ -118,24 +118,26 @@ async function rawFleet(ctx, nodes, replyBytes, opts = {}) {
   return child;
 }
 
-export async function startEmulator(ctx, nodes, workers) {
+export async function startEmulator(ctx, nodes, workers, attempt = 1) {
   const child = startChild("./child-emulator.js", [], ["--expose-gc"]);
-  // generous for 50 000 nodes on a loaded machine, but a hang must not eat the whole run
-  const r = await child
-    .send(
+  // Rarely (2 of ~30 starts, on a loaded machine) an emulator child never finishes
+  // starting: its workers never connect. Cause not found yet (docs/performance.md);
+  // a generous per-size timeout and one retry keep the run going.
+  const timeoutMs = 60_000 + nodes * 4;
+  try {
+    const r = await child.send(
       "start",
-      {
-        config: ctx.setup.emulatorConfig,
-        nodes,
-        ...(workers !== undefined && { workers }),
-      },
-      240_000,
-    )
-    .catch(async (err) => {
-      await child.stop();
-      throw err;
-    });
-  return { child, startMs: r.startMs, workers: r.workers };
+      { config: ctx.setup.emulatorConfig, nodes, ...(workers !== undefined && { workers }) },
+      timeoutMs,
+    );
+    return { child, startMs: r.startMs, workers: r.workers, attempt };
+  } catch (err) {
+    await child.stop();
+    if (attempt >= 2) throw err;
+    console.error(`emulator start (${nodes} nodes) failed, retrying once: ${err.message}`);
+    ctx.startRetries = (ctx.startRetries ?? 0) + 1;
+    return startEmulator(ctx, nodes, workers, attempt + 1);
+  }
 }
 
 function entry(name, unit, baseline, chorus, extra = {}) {

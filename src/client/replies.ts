@@ -171,9 +171,11 @@ class ReplyVerifierPool {
     const code = `require("node:worker_threads"); import(require("node:worker_threads").workerData.url).then((m) => m.runReplyWorker());`;
     for (let i = 0; i < size; i++) {
       const w = new Worker(code, { eval: true, workerData: { url: import.meta.url, issuers: [...issuers] } });
-      w.unref(); // an idle pool must not keep a CLI process alive
       const queue: ((results: WireOpened[]) => void)[] = [];
       w.on("message", (results: WireOpened[]) => queue.shift()?.(results));
+      // after the listener: adding one re-refs the port, and an idle pool must not
+      // keep a CLI process alive
+      w.unref();
       this.workers.push(w);
       this.queues.push(queue);
     }

@@ -9,11 +9,10 @@ import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { BrokerSupervisor, brokerSettings, freeLoopbackPort } from "../src/broker/index.js";
 import { loadConfig } from "../src/config/index.js";
-import { connectNats, type NatsConnection } from "../src/connector/index.js";
-import { replyPrefix } from "../src/protocol/index.js";
 import { encodeRegistrationMessage, inventoryContentPayload } from "../src/registration/index.js";
-import { decodeTokenUnverified, loadSeedFile, sign } from "../src/security/index.js";
-import { createDevSetup, type DevSetup } from "../src/setup/index.js";
+import { loadSeedFile, sign } from "../src/security/index.js";
+import { createDevSetup } from "../src/setup/index.js";
+import { connectAs } from "./credentials.js";
 
 const { values: opt } = parseArgs({
   options: {
@@ -25,20 +24,6 @@ const { values: opt } = parseArgs({
 const N = Number(opt.nodes);
 const RUNS = Number(opt.runs);
 const WORKERS = Number(opt.workers);
-
-async function connectAs(setup: DevSetup, name: string): Promise<NatsConnection> {
-  const base = join(setup.dir, "credentials", name);
-  const claims = decodeTokenUnverified(readFileSync(`${base}.jwt`, "utf8").trim());
-  const id = typeof claims.callerid === "string" ? claims.callerid : `choria=${String(claims.identity)}`;
-  return connectNats({
-    servers: [setup.brokerUrl],
-    name: `bench ${name}`,
-    caFile: setup.caFile,
-    natsJwt: readFileSync(`${base}.jwt.nats`, "utf8").trim(),
-    seedHex: loadSeedFile(`${base}.seed`).seedHex,
-    inboxPrefix: replyPrefix(setup.collective, id),
-  });
-}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 

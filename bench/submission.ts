@@ -3,17 +3,15 @@
 // against raw JetStream acked publishes of the same payloads one at a time (the same
 // one-ack-per-message shape) by the same node credential, in the same run and broker.
 // Not part of the tests. Run: bench/submission.sh [--messages 2000] [--runs 3] [--size 512]
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { BrokerSupervisor, brokerSettings, freeLoopbackPort } from "../src/broker/index.js";
 import { loadConfig } from "../src/config/index.js";
-import { connectNats, type NatsConnection } from "../src/connector/index.js";
-import { replyPrefix } from "../src/protocol/index.js";
-import { decodeTokenUnverified, loadSeedFile } from "../src/security/index.js";
-import { createDevSetup, type DevSetup } from "../src/setup/index.js";
+import { createDevSetup } from "../src/setup/index.js";
+import { connectAs } from "./credentials.js";
 import { Spool } from "../src/submission/index.js";
 
 const { values: opt } = parseArgs({
@@ -26,20 +24,6 @@ const { values: opt } = parseArgs({
 const N = Number(opt.messages);
 const RUNS = Number(opt.runs);
 const SIZE = Number(opt.size);
-
-async function connectAs(setup: DevSetup, name: string): Promise<NatsConnection> {
-  const base = join(setup.dir, "credentials", name);
-  const claims = decodeTokenUnverified(readFileSync(`${base}.jwt`, "utf8").trim());
-  const id = typeof claims.callerid === "string" ? claims.callerid : String(claims.identity);
-  return connectNats({
-    servers: [setup.brokerUrl],
-    name: `bench ${name}`,
-    caFile: setup.caFile,
-    natsJwt: readFileSync(`${base}.jwt.nats`, "utf8").trim(),
-    seedHex: loadSeedFile(`${base}.seed`).seedHex,
-    inboxPrefix: replyPrefix(setup.collective, id),
-  });
-}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const rate = (n: number, ms: number) => Math.round((n / ms) * 1000);

@@ -29,7 +29,7 @@ describe("emulator on a secured broker", () => {
   });
 
   it(`answers a signed ping from all ${N} nodes`, async () => {
-    const ping = await client.ping({ windowed: true, timeoutMs: 10_000 });
+    const ping = await client.ping({ windowed: true, windowMs: 2_000, timeoutMs: 10_000 });
     expect(ping.replies).toHaveLength(N);
     expect(new Set(ping.replies.map((r) => r.sender)).size).toBe(N);
   });
@@ -74,7 +74,8 @@ describe("emulator on a secured broker", () => {
       {
         filter: { fact: [{ fact: "role", operator: "==", value: "db" }] },
         verifyReplySignatures: true,
-        discoveryWindowed: true,
+        // fixed-time discovery: a 300 ms quiet window could cut a loaded CI machine short
+        discoveryTimeoutMs: 3_000,
       },
     );
     expect(result.stats.discovered).toBe(N / 5);
@@ -85,7 +86,9 @@ describe("emulator on a secured broker", () => {
   });
 
   it(`chorus ping (the CLI) gets ${N} replies`, async () => {
-    const r = await chorusAsync(["ping", "--discovery-window"], { CHORUS_CONFIG: fleet.setup.clientConfig });
+    const r = await chorusAsync(["ping", "--discovery-timeout", "4"], {
+      CHORUS_CONFIG: fleet.setup.clientConfig,
+    });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     const lines = r.stdout.split("\n").filter((l) => /\.emulated\.chorus\s+time=/.test(l));
@@ -120,7 +123,7 @@ describe.skipIf(!existsSync(builtWorker))("sharded emulator (worker threads)", (
     expect(emulator.size).toBe(N);
     const shards = await emulator.shardStats();
     expect(shards.map((s) => s.nodes)).toEqual([N / 2, N / 2]);
-    const ping = await client.ping({ windowed: true, timeoutMs: 10_000 });
+    const ping = await client.ping({ windowed: true, windowMs: 2_000, timeoutMs: 10_000 });
     expect(new Set(ping.replies.map((r) => r.sender)).size).toBe(N);
   });
 

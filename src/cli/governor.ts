@@ -12,6 +12,7 @@ import {
   listGovernors,
   resetGovernor,
   type GovernorEventType,
+  type GovernorInfo,
 } from "../streams/index.js";
 import { addConfigOption, parseSeconds, withClient } from "./common.js";
 import { guarded } from "./errors.js";
@@ -104,6 +105,12 @@ export async function runGoverned(
   }
 }
 
+/** ", 3/10 runs per 3600s" for governors with a period limit, "" otherwise. */
+function periodText(i: GovernorInfo, sep = ", "): string {
+  if (i.periodMs === undefined || i.periodLimit === undefined) return "";
+  return `${sep}${i.periodUsed ?? 0}/${i.periodLimit} runs per ${i.periodMs / 1000}s`;
+}
+
 function sub(gov: Command, name: string, desc: string): Command {
   const c = gov.command(name).description(desc);
   addConfigOption(c);
@@ -119,25 +126,40 @@ export function register(program: Command): void {
     .argument("<capacity>", "concurrent slots")
     .argument("<expire>", "seconds after which a held slot is evicted")
     .option("--replicas <n>", "data replicas", "1")
+    .option("--period <seconds>", "length of the period for --period-limit")
+    .option("--period-limit <n>", "at most this many runs start per --period")
     .action(
       guarded(
         "governor add",
-        async (name: string, capacity: string, expire: string, o: GovFlags & { replicas: string }) => {
+        async (
+          name: string,
+          capacity: string,
+          expire: string,
+          o: GovFlags & { replicas: string; period?: string; periodLimit?: string },
+        ) => {
           const cap = Number(capacity);
           if (!Number.isInteger(cap) || cap < 1)
             throw new ClientError("usage", `capacity "${capacity}" is not a positive integer`);
           const expireMs = parseSeconds("expire", expire)!;
+          if ((o.period === undefined) !== (o.periodLimit === undefined))
+            throw new ClientError("usage", "--period and --period-limit go together");
+          const periodMs = parseSeconds("--period", o.period);
+          const periodLimit = o.periodLimit === undefined ? undefined : Number(o.periodLimit);
+          if (periodLimit !== undefined && (!Number.isInteger(periodLimit) || periodLimit < 1))
+            throw new ClientError("usage", `--period-limit "${o.periodLimit}" is not a positive integer`);
           await withClient(o.config, async (client) => {
             const info = await addGovernor(await client.connect(), name, {
               capacity: cap,
               expireMs,
               replicas: Number(o.replicas),
               collective: client.collective,
+              ...(periodMs !== undefined && { periodMs }),
+              ...(periodLimit !== undefined && { periodLimit }),
             });
             out(
               o.json
                 ? JSON.stringify(info, null, 2)
-                : `governor ${name}: capacity ${info.capacity}, expire ${info.expireMs / 1000}s, ${info.active} active`,
+                : `governor ${name}: capacity ${info.capacity}, expire ${info.expireMs / 1000}s${periodText(info)}, ${info.active} active`,
             );
           });
         },
@@ -158,7 +180,7 @@ export function register(program: Command): void {
           if (names.length === 0) out("no governors");
           for (const n of names) {
             const i = await governorInfo(nc, n);
-            out(`${n}\t${i.active}/${i.capacity} in use\texpire ${i.expireMs / 1000}s`);
+            out(`${n}\t${i.active}/${i.capacity} in use\texpire ${i.expireMs / 1000}s${periodText(i, "\t")}`);
           }
         });
       }),
@@ -177,7 +199,7 @@ export function register(program: Command): void {
             return;
           }
           out(
-            `governor ${name}: ${info.active}/${info.capacity} in use, expire ${info.expireMs / 1000}s, subject ${info.subject}`,
+            `governor ${name}: ${info.active}/${info.capacity} in use, expire ${info.expireMs / 1000}s${periodText(info)}, subject ${info.subject}`,
           );
           for (const e of entries) out(`  ${e.seq}\t${e.holder}\t${e.time}`);
         });

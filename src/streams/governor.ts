@@ -12,6 +12,15 @@ export type GovernorEventType = "enter" | "exit" | "timeouts" | "eviction";
 export const governorStreamName = (name: string): string => `GOVERNOR_${name}`;
 /** `<collective>.governor.<name>`, go-choria's GovernorSubject. */
 export const governorSubject = (collective: string, name: string): string => `${collective}.governor.${name}`;
+/**
+ * The per-period budget lives in a second stream. Its subject is one token under
+ * `<collective>.governor.` so the existing `governor` broker permission covers it.
+ */
+export const governorPeriodStreamName = (name: string): string => `GOVERNOR_${name}_PERIOD`;
+export const governorPeriodSubject = (collective: string, name: string): string =>
+  `${collective}.governor.${name}_PERIOD`;
+/** Marks a period stream, so a governor that happens to be named `X_PERIOD` is not mistaken for one. */
+const periodDescription = (name: string): string => `Concurrency Governor ${name} period limit`;
 
 const NAME_RE = /^[a-zA-Z0-9_-]+$/;
 
@@ -28,6 +37,9 @@ export interface GovernorSettings {
   expireMs: number;
   replicas?: number;
   collective: string;
+  /** optional: at most `periodLimit` entries per `periodMs` (both or neither) */
+  periodMs?: number;
+  periodLimit?: number;
 }
 
 /**
@@ -58,6 +70,41 @@ export function governorStreamConfig(
   };
 }
 
+/**
+ * The period stream: every run appends one entry, JetStream forgets it after the
+ * period (MaxAge) and refuses more than `periodLimit` live ones (DiscardNew), so
+ * the stream itself is the sliding-window budget shared by all workers.
+ */
+export function governorPeriodStreamConfig(
+  name: string,
+  s: GovernorSettings,
+): (Partial<StreamConfig> & { name: string }) | undefined {
+  validateGovernorName(name);
+  if (s.periodMs === undefined && s.periodLimit === undefined) return undefined;
+  if (s.periodMs === undefined || s.periodLimit === undefined) {
+    throw new StreamsError("bad_option", "a governor period needs both a period and a period limit");
+  }
+  if (!Number.isInteger(s.periodLimit) || s.periodLimit < 1) {
+    throw new StreamsError(
+      "bad_option",
+      `governor period limit must be a positive integer, got ${s.periodLimit}`,
+    );
+  }
+  if (!(s.periodMs > 0)) throw new StreamsError("bad_option", "governor period must be positive");
+  return {
+    name: governorPeriodStreamName(name),
+    description: periodDescription(name),
+    subjects: [governorPeriodSubject(s.collective, name)],
+    retention: "limits" as StreamConfig["retention"],
+    storage: "file" as StreamConfig["storage"],
+    discard: "new" as StreamConfig["discard"],
+    max_msgs: s.periodLimit,
+    max_age: nanos(s.periodMs),
+    num_replicas: s.replicas ?? 1,
+    duplicate_window: 0,
+  };
+}
+
 export interface GovernorInfo {
   name: string;
   capacity: number;
@@ -66,6 +113,11 @@ export interface GovernorInfo {
   subject: string;
   /** slots in use */
   active: number;
+  /** set when the governor has a per-period limit */
+  periodMs?: number;
+  periodLimit?: number;
+  /** entries counted in the current period */
+  periodUsed?: number;
 }
 
 export interface GovernorEntry {
@@ -100,21 +152,54 @@ async function streamInfo(jsm: JetStreamManager, name: string) {
   }
 }
 
-/** Creates a governor, or updates its capacity, expiry and subject when it exists. */
+/** The period stream of a governor, or undefined when it has no period limit. */
+async function periodStreamInfo(jsm: JetStreamManager, name: string) {
+  try {
+    const si = await jsm.streams.info(governorPeriodStreamName(name));
+    return si.config.description === periodDescription(name) ? si : undefined;
+  } catch (err) {
+    if (isStreamNotFound(err)) return undefined;
+    throw failure(`looking up the period of governor ${name}`, err);
+  }
+}
+
+/**
+ * Creates a governor, or updates its capacity, expiry and subject when it exists.
+ * The period limit follows the settings too: given, it is created or updated;
+ * left out, an existing one is removed.
+ */
 export async function addGovernor(
   nc: NatsConnection,
   name: string,
   s: GovernorSettings,
 ): Promise<GovernorInfo> {
   const cfg = governorStreamConfig(name, s);
+  const pcfg = governorPeriodStreamConfig(name, s);
   const jsm = await manager(nc);
-  try {
-    const have = await jsm.streams.info(cfg.name).catch((err: unknown) => {
+  const lookup = (stream: string) =>
+    jsm.streams.info(stream).catch((err: unknown) => {
       if (isStreamNotFound(err)) return undefined;
       throw err;
     });
+  try {
+    const have = await lookup(cfg.name);
     if (!have) await jsm.streams.add(cfg);
     else await jsm.streams.update(cfg.name, { ...have.config, ...cfg } as StreamConfig);
+    const havePeriod = await lookup(governorPeriodStreamName(name));
+    if (havePeriod && havePeriod.config.description !== periodDescription(name)) {
+      // another governor is literally named `<name>_PERIOD`: never touch its stream
+      if (pcfg) {
+        throw new StreamsError(
+          "bad_governor",
+          `governor ${name} cannot have a period limit: stream ${havePeriod.config.name} belongs to another governor`,
+        );
+      }
+    } else if (pcfg) {
+      if (!havePeriod) await jsm.streams.add(pcfg);
+      else await jsm.streams.update(pcfg.name, { ...havePeriod.config, ...pcfg } as StreamConfig);
+    } else if (havePeriod) {
+      await jsm.streams.delete(havePeriod.config.name);
+    }
   } catch (err) {
     throw failure(`creating governor ${name}`, err);
   }
@@ -122,7 +207,9 @@ export async function addGovernor(
 }
 
 export async function governorInfo(nc: NatsConnection, name: string): Promise<GovernorInfo> {
-  const si = await streamInfo(await manager(nc), name);
+  const jsm = await manager(nc);
+  const si = await streamInfo(jsm, name);
+  const pi = await periodStreamInfo(jsm, name);
   return {
     name,
     capacity: si.config.max_msgs,
@@ -130,6 +217,11 @@ export async function governorInfo(nc: NatsConnection, name: string): Promise<Go
     replicas: si.config.num_replicas,
     subject: si.config.subjects?.[0] ?? "",
     active: si.state.messages,
+    ...(pi && {
+      periodMs: Math.round(pi.config.max_age / 1_000_000),
+      periodLimit: pi.config.max_msgs,
+      periodUsed: pi.state.messages,
+    }),
   };
 }
 
@@ -138,8 +230,16 @@ export async function listGovernors(nc: NatsConnection, collective: string): Pro
   const jsm = await manager(nc);
   const out: string[] = [];
   try {
-    for await (const n of jsm.streams.names(governorSubject(collective, "*"))) {
-      if (n.startsWith("GOVERNOR_")) out.push(n.slice("GOVERNOR_".length));
+    // list (not names) to see descriptions: period streams share the subject space
+    for await (const si of jsm.streams.list(governorSubject(collective, "*"))) {
+      const n = si.config.name;
+      if (!n.startsWith("GOVERNOR_")) continue;
+      if (
+        si.config.description?.startsWith("Concurrency Governor ") &&
+        si.config.description.endsWith(" period limit")
+      )
+        continue;
+      out.push(n.slice("GOVERNOR_".length));
     }
   } catch (err) {
     throw failure("listing governors", err);
@@ -176,12 +276,14 @@ export async function evictGovernorEntry(nc: NatsConnection, name: string, seq: 
   return m.string();
 }
 
-/** Empties a governor: every slot is free again. */
+/** Empties a governor: every slot is free again, and so is the period budget. */
 export async function resetGovernor(nc: NatsConnection, name: string): Promise<void> {
   const jsm = await manager(nc);
   await streamInfo(jsm, name);
+  const pi = await periodStreamInfo(jsm, name);
   try {
     await jsm.streams.purge(governorStreamName(name));
+    if (pi) await jsm.streams.purge(pi.config.name);
   } catch (err) {
     throw failure(`resetting governor ${name}`, err);
   }
@@ -190,8 +292,10 @@ export async function resetGovernor(nc: NatsConnection, name: string): Promise<v
 export async function removeGovernor(nc: NatsConnection, name: string): Promise<void> {
   const jsm = await manager(nc);
   await streamInfo(jsm, name);
+  const pi = await periodStreamInfo(jsm, name);
   try {
     await jsm.streams.delete(governorStreamName(name));
+    if (pi) await jsm.streams.delete(pi.config.name);
   } catch (err) {
     throw failure(`removing governor ${name}`, err);
   }
@@ -224,12 +328,36 @@ interface PubAckReply {
   error?: { code?: number; err_code?: number; description?: string };
 }
 
+/** Publishes one entry as a request and reads the JetStream ack. */
+async function publishEntry(nc: NatsConnection, subject: string, holder: string, what: string) {
+  try {
+    const res = await nc.request(subject, holder, { timeout: 2000 });
+    return JSON.parse(res.string()) as PubAckReply;
+  } catch (err) {
+    throw failure(what, err);
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
 /**
  * Campaigns for a slot: publishes the holder name to the governor subject as a
  * request and reads the JetStream ack. A sequence is a slot; error 10077 means the
  * governor is full, so it waits and tries again until `timeoutMs`. Any other
  * failure (including a lost ack, after which the entry may exist) ends the attempt
  * rather than risk filling the governor with entries nobody will release.
+ *
+ * A governor with a period limit first appends an entry to its period stream the
+ * same way; 10077 there means the period's budget is spent, so it waits until the
+ * oldest entry ages out. Period entries are never released: they count runs.
  */
 export async function acquireGovernorSlot(
   nc: NatsConnection,
@@ -238,61 +366,92 @@ export async function acquireGovernorSlot(
 ): Promise<GovernorSlot> {
   const jsm = await manager(nc);
   await streamInfo(jsm, name);
+  const timeoutMs = o.timeoutMs ?? 300_000;
+  const deadline = Date.now() + timeoutMs;
+  const firstWait = o.intervalMs ?? 250;
+  const maxWait = o.maxIntervalMs ?? Math.max(firstWait, 2000);
+  const timedOut = (what: string) => {
+    o.onEvent?.("timeouts", 0);
+    return new StreamsError("timeout", `${what} on governor ${name} within ${timeoutMs}ms`);
+  };
+
+  let periodSeq: number | undefined;
+  const period = await periodStreamInfo(jsm, name);
+  if (period) {
+    const subject = period.config.subjects?.[0] ?? governorPeriodSubject(o.collective, name);
+    let wait = firstWait;
+    for (;;) {
+      if (o.signal?.aborted) throw new StreamsError("aborted", `gave up waiting for governor ${name}`);
+      const ack = await publishEntry(nc, subject, o.holder, `counting a run on governor ${name}`);
+      if (typeof ack.seq === "number" && !ack.error) {
+        periodSeq = ack.seq;
+        break;
+      }
+      if (ack.error?.err_code !== GOVERNOR_FULL_ERR_CODE) {
+        throw new StreamsError(
+          "governor",
+          `governor ${name} refused the period entry: ${ack.error?.description ?? "not a JetStream ack"}`,
+        );
+      }
+      // sleep until the oldest entry ages out rather than poll blindly; fall back to backoff
+      let until = wait;
+      const si = await jsm.streams.info(period.config.name).catch(() => undefined);
+      const first = si?.state.first_ts ? Date.parse(si.state.first_ts) : NaN;
+      if (si && Number.isFinite(first)) {
+        until = Math.max(20, first + si.config.max_age / 1_000_000 - Date.now() + 20);
+      } else {
+        wait = Math.min(maxWait, wait * 2);
+      }
+      if (Date.now() + until > deadline) throw timedOut("period limit not lifted");
+      await sleep(until, o.signal);
+    }
+  }
+  // a run that never gets a slot gives its period entry back (best effort)
+  const dropPeriodEntry = async () => {
+    if (periodSeq === undefined) return;
+    await jsm.streams.deleteMessage(governorPeriodStreamName(name), periodSeq, false).catch(() => {});
+  };
+
   const subject = governorSubject(o.collective, name);
-  const deadline = Date.now() + (o.timeoutMs ?? 300_000);
-  let wait = o.intervalMs ?? 250;
-  const maxWait = o.maxIntervalMs ?? Math.max(wait, 2000);
-  for (;;) {
-    if (o.signal?.aborted) throw new StreamsError("aborted", `gave up waiting for governor ${name}`);
-    let ack: PubAckReply;
-    try {
-      const res = await nc.request(subject, o.holder, { timeout: 2000 });
-      ack = JSON.parse(res.string()) as PubAckReply;
-    } catch (err) {
-      throw failure(`campaigning for a slot on governor ${name}`, err);
-    }
-    if (typeof ack.seq === "number" && !ack.error) {
-      const seq = ack.seq;
-      o.onEvent?.("enter", seq);
-      let released = false;
-      return {
-        name,
-        seq,
-        release: async () => {
-          if (released) return;
-          released = true;
-          try {
-            await jsm.streams.deleteMessage(governorStreamName(name), seq, false);
-          } catch (err) {
-            // evicted or expired already: the slot is free either way
-            if (!/no message found|not found/i.test((err as Error).message ?? "")) {
-              throw failure(`releasing slot ${seq} on governor ${name}`, err);
+  let wait = firstWait;
+  try {
+    for (;;) {
+      if (o.signal?.aborted) throw new StreamsError("aborted", `gave up waiting for governor ${name}`);
+      const ack = await publishEntry(nc, subject, o.holder, `campaigning for a slot on governor ${name}`);
+      if (typeof ack.seq === "number" && !ack.error) {
+        const seq = ack.seq;
+        o.onEvent?.("enter", seq);
+        let released = false;
+        return {
+          name,
+          seq,
+          release: async () => {
+            if (released) return;
+            released = true;
+            try {
+              await jsm.streams.deleteMessage(governorStreamName(name), seq, false);
+            } catch (err) {
+              // evicted or expired already: the slot is free either way
+              if (!/no message found|not found/i.test((err as Error).message ?? "")) {
+                throw failure(`releasing slot ${seq} on governor ${name}`, err);
+              }
             }
-          }
-          o.onEvent?.("exit", seq);
-        },
-      };
+            o.onEvent?.("exit", seq);
+          },
+        };
+      }
+      if (ack.error?.err_code !== GOVERNOR_FULL_ERR_CODE) {
+        throw new StreamsError(
+          "governor",
+          `governor ${name} refused the entry: ${ack.error?.description ?? "not a JetStream ack"}`,
+        );
+      }
+      if (Date.now() + wait > deadline) throw timedOut("no free slot");
+      await sleep(wait, o.signal);
+      wait = Math.min(maxWait, wait * 2);
     }
-    if (ack.error?.err_code !== GOVERNOR_FULL_ERR_CODE) {
-      throw new StreamsError(
-        "governor",
-        `governor ${name} refused the entry: ${ack.error?.description ?? "not a JetStream ack"}`,
-      );
-    }
-    if (Date.now() + wait > deadline) {
-      o.onEvent?.("timeouts", 0);
-      throw new StreamsError(
-        "timeout",
-        `no free slot on governor ${name} within ${o.timeoutMs ?? 300_000}ms`,
-      );
-    }
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, wait);
-      o.signal?.addEventListener("abort", () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
-    wait = Math.min(maxWait, wait * 2);
+  } catch (err) {
+    await dropPeriodEntry();
+    throw err;
   }
 }

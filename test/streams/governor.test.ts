@@ -15,6 +15,7 @@ import {
   listGovernors,
   resetGovernor,
 } from "../../src/streams/index.js";
+import { governorPeriodStreamConfig } from "../../src/streams/governor.js";
 import { startJsBroker, type JsBroker } from "../submission/jsbroker.js";
 
 let broker: JsBroker;
@@ -150,4 +151,79 @@ describe("governors", () => {
     await expect(governorInfo(worker, "MISSING")).rejects.toMatchObject({ code: "no_governor" });
     await expect(resetGovernor(admin, "MISSING")).rejects.toMatchObject({ code: "no_governor" });
   });
+
+  it("starts at most period-limit runs per period across workers", async () => {
+    expect(
+      governorPeriodStreamConfig("R", {
+        capacity: 1,
+        expireMs: 1,
+        periodMs: 3_600_000,
+        periodLimit: 10,
+        collective: C,
+      }),
+    ).toMatchObject({
+      name: "GOVERNOR_R_PERIOD",
+      subjects: ["mcollective.governor.R_PERIOD"],
+      max_msgs: 10,
+      max_age: 3_600_000_000_000,
+      discard: "new",
+    });
+    expect(() =>
+      governorPeriodStreamConfig("R", { capacity: 1, expireMs: 1, periodMs: 1, collective: C }),
+    ).toThrow(/both/);
+    const PERIOD = 2000;
+    await addGovernor(admin, "RATE", {
+      capacity: 5,
+      expireMs: 60_000,
+      periodMs: PERIOD,
+      periodLimit: 3,
+      collective: C,
+    });
+    const info = await governorInfo(clientWorker, "RATE");
+    expect(info).toMatchObject({ capacity: 5, periodMs: PERIOD, periodLimit: 3, periodUsed: 0 });
+    // the period stream is not a governor of its own
+    const names = await listGovernors(worker, C);
+    expect(names).toContain("RATE");
+    expect(names).not.toContain("RATE_PERIOD");
+
+    const log = join(dir, "starts.log");
+    // each child records when it started; the suite's own wall time is not asserted
+    const script = `require("fs").appendFileSync(${JSON.stringify(log)}, Date.now() + "\\n")`;
+    const codes = await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        runGoverned(i % 2 ? worker : clientWorker, "RATE", process.execPath, ["-e", script], {
+          collective: C,
+          identity: `rate${i}`,
+          intervalMs: 50,
+          timeoutMs: 30_000,
+          stdio: "ignore",
+          events: false,
+        }),
+      ),
+    );
+    expect(codes).toEqual([0, 0, 0, 0, 0]);
+    const starts = readFileSync(log, "utf8")
+      .trim()
+      .split("\n")
+      .map(Number)
+      .sort((a, b) => a - b);
+    expect(starts).toHaveLength(5);
+    const [t0, , t2, t3] = starts as [number, number, number, number, number];
+    // three fit in the first period; the fourth waited for the oldest entry to age out
+    expect(t2 - t0).toBeLessThan(PERIOD);
+    expect(t3 - t0).toBeGreaterThanOrEqual(PERIOD - 250);
+    const after = await governorInfo(worker, "RATE");
+    expect(after.active).toBe(0);
+    expect(after.periodUsed).toBeGreaterThan(0);
+
+    // reset clears the period budget too
+    await resetGovernor(admin, "RATE");
+    expect((await governorInfo(worker, "RATE")).periodUsed).toBe(0);
+
+    // updating without a period drops the limit
+    await addGovernor(admin, "RATE", { capacity: 5, expireMs: 60_000, collective: C });
+    const plain = await governorInfo(worker, "RATE");
+    expect(plain.periodMs).toBeUndefined();
+    expect(plain.periodLimit).toBeUndefined();
+  }, 60_000);
 });

@@ -1,6 +1,7 @@
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { SpoolStats } from "../submission/index.js";
 import type { RequestDecoder } from "./decoder.js";
 import type { NodeRuntime } from "./node.js";
 import { ServerError } from "./registry.js";
@@ -15,7 +16,19 @@ export interface ServerMetricsOptions {
   decoder?: RequestDecoder;
   /** Node.js process metrics (CPU, memory, event loop...); default true. */
   processMetrics?: boolean;
+  /** The submission spool's stats, read at every scrape; undefined while no spool runs. */
+  spool?: () => SpoolStats | undefined;
 }
+
+type SpoolCounterField = Exclude<keyof SpoolStats, "pending" | "corruptFiles">;
+const SPOOL_COUNTERS: [SpoolCounterField, string, string][] = [
+  ["published", "sent", "Spooled messages published"],
+  ["duplicates", "duplicates", "Reliable publishes the stream already held"],
+  ["retries", "failed_tries", "Failed publish attempts (the message stays spooled for a retry)"],
+  ["expired", "expired", "Spooled messages discarded for being past their TTL"],
+  ["exhausted", "exhausted", "Reliable messages discarded after their maximum tries"],
+  ["corrupt", "corrupt", "Unreadable spool files moved aside to corrupt/"],
+];
 
 // Choria's server counters; same names, labelled by identity like go-choria's.
 type CounterField = Exclude<keyof ServerStats, "dropped" | "agents">;
@@ -119,6 +132,32 @@ export class ServerMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: reg,
     });
+    const spool = opts.spool;
+    if (spool) {
+      // the spool keeps its own counters; copy them at scrape time like the node's
+      new Gauge({
+        name: "chorus_submission_spool_messages",
+        help: "Messages waiting in the submission spool, by priority",
+        labelNames: ["priority"],
+        registers: reg,
+        collect() {
+          this.reset();
+          spool()?.pending.forEach((n, p) => this.set({ priority: String(p) }, n));
+        },
+      });
+      for (const [field, name, help] of SPOOL_COUNTERS) {
+        new Counter({
+          name: `chorus_submission_${name}`,
+          help,
+          registers: reg,
+          collect() {
+            this.reset();
+            const st = spool();
+            if (st) this.inc(st[field]);
+          },
+        });
+      }
+    }
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 

@@ -317,6 +317,7 @@ export class Server {
         host: o.statsAddress ?? "127.0.0.1",
         nodes: () => [this.node],
         decoder: this.decoder,
+        ...(o.submission && { spool: () => this.submissionSpool?.stats() }),
       });
       await this.metricsServer.start();
     }

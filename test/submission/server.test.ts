@@ -93,4 +93,41 @@ describe("the server drains its submission spool", () => {
     expect((await jsm.streams.getMessage("SUBMISSIONS", { seq: 2 }))!.string()).toBe("while stopped");
     await again.stop();
   }, 30_000);
+
+  it("shows the spool on the server's Prometheus endpoint", async () => {
+    const spoolDir = join(dir, "spool-metrics");
+    const writer = new Spool({ dir: spoolDir, identity, collective: "mcollective" });
+    writer.submit({ subject: "app.metrics", payload: "m1", sender: "cron", reliable: true });
+    writeFileSync(join(writer.priorityDir(4), "00000000000000000001-bad.msg"), "{not json");
+    const server = new Server({
+      identity,
+      collectives: ["mcollective"],
+      security: security(),
+      servers: [broker.url],
+      caFile: broker.caFile,
+      lifecycle: false,
+      defaultAgents: false,
+      logLevel: "silent",
+      statsPort: 0,
+      submission: { spool: spoolDir },
+    });
+    await server.start();
+    try {
+      const scrape = async () => (await fetch(`http://127.0.0.1:${server.statsPort}/choria/metrics`)).text();
+      let body = await scrape();
+      const deadline = Date.now() + 5000;
+      while (!/^chorus_submission_sent 1$/m.test(body) && Date.now() < deadline) {
+        await sleep(50);
+        body = await scrape();
+      }
+      expect(body).toMatch(/^chorus_submission_sent 1$/m);
+      expect(body).toMatch(/^chorus_submission_corrupt 1$/m);
+      expect(body).toMatch(/^chorus_submission_failed_tries 0$/m);
+      expect(body).toMatch(/^chorus_submission_expired 0$/m);
+      for (const p of [0, 1, 2, 3, 4])
+        expect(body).toMatch(new RegExp(`^chorus_submission_spool_messages\\{priority="${p}"\\} 0$`, "m"));
+    } finally {
+      await server.stop();
+    }
+  }, 30_000);
 });

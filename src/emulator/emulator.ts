@@ -173,13 +173,6 @@ export class Emulator {
     return this.local ? this.local.nodes.length : this.remote.reduce((n, w) => n + w.nodes, 0);
   }
 
-  /** Sums every node's counters (in-process mode; use shardStats() with workers). */
-  get stats(): ServerStats {
-    const total = this.local?.stats();
-    if (!total) throw new EmulatorError("empty", "no nodes in this thread");
-    return total;
-  }
-
   private spec(first: number, count: number, name: string, startTime: number): ShardSpec {
     const o = this.opts;
     return {

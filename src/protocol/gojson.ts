@@ -20,7 +20,11 @@ interface WellFormed {
 }
 
 /** A JSON string literal as Go's json.Marshal writes it. */
+// Tokens, ids, identities and subjects are plain ASCII: skip the three escaping scans.
+const PLAIN = /^[\w.:\-+/=@ ]*$/;
+
 export function goString(s: string): string {
+  if (PLAIN.test(s)) return `"${s}"`;
   // Go strings are UTF-8, so a lone surrogate becomes U+FFFD there; mirror that.
   const w = s as unknown as WellFormed;
   let out = JSON.stringify(w.isWellFormed() ? s : w.toWellFormed());

@@ -25,12 +25,12 @@ export const verifyStats = { count: 0 };
 // Importing a key costs about three verifications, and the same few keys are
 // used over and over, so KeyObjects are kept. Bounded so hostile input cannot
 // grow them without limit.
-const MAX_CACHED_KEYS = 10_000;
+const MAX_CACHED_KEYS = 32_768; // see MAX_CACHED_TOKENS
 const privateKeys = new Map<string, KeyObject>();
 const publicKeys = new Map<string, KeyObject>();
 
 function remember(cache: Map<string, KeyObject>, k: string, v: KeyObject): KeyObject {
-  if (cache.size >= MAX_CACHED_KEYS) cache.clear();
+  if (cache.size >= MAX_CACHED_KEYS) cache.delete(cache.keys().next().value as string);
   cache.set(k, v);
   return v;
 }

@@ -26,7 +26,8 @@ interface Cached<T> {
   expiresAt: number; // unix seconds, Infinity when the token never expires
 }
 
-const MAX_CACHED = 10_000;
+// as tokens.ts: room for a large fleet, oldest evicted first rather than a full clear
+const MAX_CACHED = 32_768;
 
 function readText(path: string, what: string): string {
   try {
@@ -149,7 +150,7 @@ export class ChoriaSecurity {
     if (hit && now < hit.expiresAt) return hit.claims;
     if (hit) cache.delete(jwt);
     const claims = check();
-    if (cache.size >= MAX_CACHED) cache.clear();
+    if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
     cache.set(jwt, { claims, expiresAt: tokenExpiry(claims) ?? Infinity });
     return claims;
   }

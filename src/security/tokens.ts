@@ -352,7 +352,10 @@ function checkSignature(p: Parsed, trusted: readonly string[]): void {
 
 // Verified tokens keyed by JWT and trust set, so the hot path (every request
 // carries its caller's JWT) does one map lookup instead of up to three verifications.
-const MAX_CACHED_TOKENS = 10_000;
+// Big enough for one client's view of a large fleet (verifying every reply of a 50 000
+// node ping, split over worker threads); oldest entries go first, one at a time, so
+// a fleet just above the cap does not empty the cache on every request.
+const MAX_CACHED_TOKENS = 32_768;
 const verified = new Map<string, StandardClaims>();
 
 // Cached claims are shared between callers, so nobody may change them.
@@ -392,7 +395,7 @@ export function verifyToken(
   checkClaims(p.claims);
   checkTimes(p.claims, now);
   const claims = deepFreeze(p.claims);
-  if (verified.size >= MAX_CACHED_TOKENS) verified.clear();
+  if (verified.size >= MAX_CACHED_TOKENS) verified.delete(verified.keys().next().value as string);
   verified.set(key, claims);
   return claims as unknown as ClientClaims | ServerClaims;
 }

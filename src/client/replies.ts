@@ -63,6 +63,11 @@ export function checkReplySignature(
   return undefined;
 }
 
+// Like go-choria's client (strict validation off by default), replies are not checked
+// against the full schemas: only the fields read here are. The hash and signature
+// checks are what make a reply trustworthy; the schemas cost ~40% of opening one.
+const LIGHT = { strict: false } as const;
+
 /**
  * Unwraps one reply message (transport → secure reply → reply). The hash is always
  * checked; the signature only when `trust` is given. This is the whole per-reply
@@ -73,10 +78,10 @@ export function openReply(bytes: Uint8Array, trust?: ReplyTrust): OpenedReply {
   let secure: ReturnType<typeof decodeSecureReply>;
   let decoded: ReturnType<typeof decodeReply>;
   try {
-    secureBytes = decodeTransport(bytes).inner;
-    secure = decodeSecureReply(secureBytes);
+    secureBytes = decodeTransport(bytes, LIGHT).inner;
+    secure = decodeSecureReply(secureBytes, LIGHT);
     if (!secure.hashOk) return { ok: false, reason: "hash", detail: "reply hash mismatch" };
-    decoded = decodeReply(secure.replyBytes);
+    decoded = decodeReply(secure.replyBytes, LIGHT);
   } catch (err) {
     return { ok: false, reason: "malformed", detail: (err as Error).message };
   }
@@ -140,69 +145,205 @@ export interface ReplyOpener {
   drain(): Promise<void>;
 }
 
-interface PoolJob {
-  buf: ArrayBuffer;
-  ends: number[];
-  thens: ((o: OpenedReply) => void)[];
-}
-
 type WireOpened =
   | { ok: true; sender: string; requestId: string; agent: string; timeNs: number; message: Uint8Array }
   | { ok: false; reason: DropReason; detail: string };
 
+interface PoolJob {
+  /** the raw replies, kept so they can be opened inline if the worker fails */
+  items: Uint8Array[];
+  thens: ((o: OpenedReply) => void)[];
+}
+
 // Replies per message to a worker: large enough that postMessage costs little per reply,
 // small enough that the first replies are not held back long.
 const POOL_BATCH = 128;
+// A worker with work queued that has answered nothing for this long is presumed stuck.
+const STALL_MS = 10_000;
+
+/**
+ * Which worker opens a reply. A transport message ends with its headers, whose last
+ * string is normally the sender (`..."sender":"node1"}}`), so the same node's replies
+ * go to the same worker and hit that worker's token and key caches on every later
+ * request. Only a routing hint: the worker checks everything.
+ */
+function affinity(bytes: Uint8Array, n: number): number {
+  let end = bytes.length - 1;
+  while (end >= 0 && bytes[end] !== 34) end--; // closing quote of the last string
+  let start = end - 1;
+  while (start >= 0 && bytes[start] !== 34 && end - start < 256) start--;
+  let h = 0x811c9dc5;
+  for (let i = Math.max(0, start); i < end; i++) h = Math.imul(h ^ (bytes[i] as number), 0x01000193);
+  return (h >>> 0) % n;
+}
+
+function deliver(job: PoolJob, results: WireOpened[]): void {
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i] as WireOpened;
+    const then = job.thens[i] as (o: OpenedReply) => void;
+    if (r.ok)
+      then({ ...r, message: Buffer.from(r.message.buffer, r.message.byteOffset, r.message.byteLength) });
+    else then(r);
+  }
+}
+
+class VerifierThread {
+  readonly jobs: PoolJob[] = [];
+  lastProgress = performance.now();
+  private readonly worker: Worker;
+  private dead = false;
+
+  constructor(
+    issuers: readonly string[],
+    private readonly onDone: () => void,
+    private readonly onFail: (t: VerifierThread) => void,
+  ) {
+    // eval'd CommonJS stub: loads this very module (built JS) in the worker
+    const code = `require("node:worker_threads"); import(require("node:worker_threads").workerData.url).then((m) => m.runReplyWorker());`;
+    this.worker = new Worker(code, {
+      eval: true,
+      workerData: { url: import.meta.url, issuers: [...issuers] },
+    });
+    this.worker.on("message", (results: WireOpened[]) => {
+      if (this.dead) return; // its jobs were already opened inline
+      const job = this.jobs.shift();
+      this.lastProgress = performance.now();
+      if (job) deliver(job, results);
+      this.onDone();
+    });
+    this.worker.on("error", () => this.fail());
+    this.worker.on("exit", () => this.fail());
+    // after the listeners: adding one re-refs the port, and an idle pool must not
+    // keep a CLI process alive
+    this.worker.unref();
+  }
+
+  get alive(): boolean {
+    return !this.dead;
+  }
+
+  send(job: PoolJob): void {
+    if (this.jobs.length === 0) this.lastProgress = performance.now();
+    this.jobs.push(job);
+    let size = 0;
+    for (const b of job.items) size += b.byteLength;
+    const buf = Buffer.allocUnsafeSlow(size);
+    const ends: number[] = [];
+    let at = 0;
+    for (const b of job.items) {
+      at += (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)).copy(buf, at);
+      ends.push(at);
+    }
+    this.worker.postMessage({ buf: buf.buffer, ends }, [buf.buffer]);
+  }
+
+  stalled(now: number): boolean {
+    return this.jobs.length > 0 && now - this.lastProgress > STALL_MS;
+  }
+
+  fail(): void {
+    if (this.dead) return;
+    this.dead = true;
+    void this.worker.terminate();
+    this.onFail(this);
+  }
+}
 
 /**
  * Worker threads that each run openReply with full signature checks (issuer trust,
  * purpose, identity match, reply signature) over batches of raw reply bytes. Each
- * worker keeps its own verified-token and public-key caches.
+ * worker keeps its own verified-token and public-key caches. A worker that errors,
+ * exits or stalls is dropped and its replies are opened on the calling thread: a
+ * broken pool may cost speed, never replies.
  */
 class ReplyVerifierPool {
-  private readonly workers: Worker[] = [];
-  private readonly queues: ((results: WireOpened[]) => void)[][] = [];
-  private next = 0;
+  private readonly threads: VerifierThread[] = [];
+  private readonly inline: ReplyTrust;
   private pending = 0;
   private waiters: (() => void)[] = [];
+  private watchdog: NodeJS.Timeout;
 
   constructor(issuers: readonly string[], size: number) {
-    // eval'd CommonJS stub: loads this very module (built JS) in the worker
-    const code = `require("node:worker_threads"); import(require("node:worker_threads").workerData.url).then((m) => m.runReplyWorker());`;
-    for (let i = 0; i < size; i++) {
-      const w = new Worker(code, { eval: true, workerData: { url: import.meta.url, issuers: [...issuers] } });
-      const queue: ((results: WireOpened[]) => void)[] = [];
-      w.on("message", (results: WireOpened[]) => queue.shift()?.(results));
-      // after the listener: adding one re-refs the port, and an idle pool must not
-      // keep a CLI process alive
-      w.unref();
-      this.workers.push(w);
-      this.queues.push(queue);
+    this.inline = issuerTrust([...issuers]);
+    for (let i = 0; i < size; i++)
+      this.threads.push(
+        new VerifierThread(
+          issuers,
+          () => this.done(),
+          (t) => this.failed(t),
+        ),
+      );
+    this.watchdog = setInterval(() => {
+      const now = performance.now();
+      for (const t of this.threads) if (t.stalled(now)) t.fail();
+    }, 1000);
+    this.watchdog.unref();
+  }
+
+  get usable(): boolean {
+    return this.threads.some((t) => t.alive);
+  }
+
+  /** Replies are grouped per worker by affinity, then sent as one job per group. */
+  run(items: Uint8Array[], thens: ((o: OpenedReply) => void)[]): void {
+    const live = this.threads.filter((t) => t.alive);
+    if (live.length === 0) {
+      this.openInline({ items, thens });
+      return;
+    }
+    const groups = live.map((): PoolJob => ({ items: [], thens: [] }));
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i] as Uint8Array;
+      const g = groups[affinity(item, live.length)] as PoolJob;
+      g.items.push(item);
+      g.thens.push(thens[i] as (o: OpenedReply) => void);
+    }
+    for (let k = 0; k < live.length; k++) {
+      const g = groups[k] as PoolJob;
+      if (g.items.length === 0) continue;
+      this.pending++;
+      (live[k] as VerifierThread).send(g);
     }
   }
 
-  run(job: PoolJob): void {
-    const k = this.next++ % this.workers.length;
-    this.pending++;
-    (this.queues[k] as ((r: WireOpened[]) => void)[]).push((results) => {
-      for (let i = 0; i < results.length; i++) {
-        const r = results[i] as WireOpened;
-        const then = job.thens[i] as (o: OpenedReply) => void;
-        if (r.ok)
-          then({ ...r, message: Buffer.from(r.message.buffer, r.message.byteOffset, r.message.byteLength) });
-        else then(r);
-      }
-      if (--this.pending === 0) for (const w of this.waiters.splice(0)) w();
-    });
-    (this.workers[k] as Worker).postMessage({ buf: job.buf, ends: job.ends }, [job.buf]);
+  /** Makes every thread fail as a crash would (tests). */
+  failAll(): void {
+    for (const t of this.threads) t.fail();
   }
 
   idle(): Promise<void> {
     return this.pending === 0 ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
   }
+
+  private done(): void {
+    if (--this.pending === 0) for (const w of this.waiters.splice(0)) w();
+  }
+
+  private openInline(job: PoolJob): void {
+    for (let i = 0; i < job.items.length; i++)
+      (job.thens[i] as (o: OpenedReply) => void)(openReply(job.items[i] as Uint8Array, this.inline));
+  }
+
+  private failed(t: VerifierThread): void {
+    poolFailures++;
+    for (const job of t.jobs.splice(0)) {
+      this.openInline(job);
+      this.done();
+    }
+    if (!this.usable) {
+      clearInterval(this.watchdog);
+      for (const [k, p] of pools) if (p === this) pools.delete(k);
+    }
+  }
 }
 
 const pools = new Map<string, ReplyVerifierPool>();
+let poolFailures = 0;
+
+/** How many verifier threads failed (errored, exited or stalled) in this process. */
+export function replyPoolFailures(): number {
+  return poolFailures;
+}
 
 /** Worker-thread side of the pool (started by the eval'd stub above). */
 export function runReplyWorker(): void {
@@ -220,6 +361,11 @@ export function runReplyWorker(): void {
     }
     port.postMessage(out);
   });
+}
+
+/** Test hook: makes every live verifier thread of every pool fail as if it had crashed. */
+export function failReplyPoolsForTest(): void {
+  for (const p of pools.values()) p.failAll();
 }
 
 /**
@@ -244,16 +390,7 @@ export function replyOpener(trust: ReplyTrust | undefined): ReplyOpener | undefi
   const flush = (): void => {
     scheduled = false;
     if (batch.length === 0) return;
-    const size = batch.reduce((n, b) => n + b.byteLength, 0);
-    const buf = new Uint8Array(size);
-    const ends: number[] = [];
-    let at = 0;
-    for (const b of batch) {
-      buf.set(b, at);
-      at += b.byteLength;
-      ends.push(at);
-    }
-    p.run({ buf: buf.buffer, ends, thens });
+    p.run(batch, thens);
     batch = [];
     thens = [];
   };

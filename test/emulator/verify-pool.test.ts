@@ -51,6 +51,53 @@ describe.skipIf(!existsSync(built))("client reply verification in worker threads
     return encodeTransport(encodeSecureReply(body, sign(signWith, body), token), { sender: identity });
   }
 
+  async function builtOpener() {
+    const mod = (await import(built)) as typeof import("../../src/client/replies.js");
+    const { ChoriaSecurity: BuiltSecurity } = (await import(
+      fileURLToPath(new URL("../../dist/security/index.js", import.meta.url))
+    )) as { ChoriaSecurity: typeof ChoriaSecurity };
+    const sec = new BuiltSecurity({
+      seedFile: join(dir, "seed"),
+      tokenFile: join(dir, "token"),
+      issuers: [issuerKp.publicHex],
+    });
+    return { mod, sec };
+  }
+
+  it("opens every reply exactly once when the worker threads crash mid-batch", async () => {
+    const { mod, sec } = await builtOpener();
+    const opener = mod.replyOpener(sec);
+    expect(opener).toBeDefined();
+    const nodes = Array.from({ length: 40 }, (_, i) => ({ id: `n${i}.example`, kp: generateKeyPair() }));
+    const msgs: Uint8Array[] = [];
+    for (let r = 0; r < 10; r++)
+      for (const n of nodes) msgs.push(reply(n.id, n.id, n.kp.seedHex, n.kp.publicHex));
+    const before = mod.replyPoolFailures();
+    const got = new Map<number, number>();
+    let bad = 0;
+    // 400 replies: three full batches go to the workers at once, then the workers die
+    msgs.forEach((m, i) =>
+      opener?.open(m, (o) => {
+        if (!o.ok) bad++;
+        got.set(i, (got.get(i) ?? 0) + 1);
+      }),
+    );
+    mod.failReplyPoolsForTest();
+    await opener?.drain();
+    expect(mod.replyPoolFailures()).toBeGreaterThan(before);
+    expect(bad).toBe(0);
+    expect(got.size).toBe(msgs.length);
+    expect([...got.values()].every((n) => n === 1)).toBe(true);
+    // a new opener after the failure builds a fresh pool that works
+    const again = mod.replyOpener(sec);
+    const ok = await new Promise<boolean>((resolve) => {
+      const first = nodes[0] as { id: string; kp: { seedHex: string; publicHex: string } };
+      again?.open(reply(first.id, first.id, first.kp.seedHex, first.kp.publicHex), (o) => resolve(o.ok));
+      void again?.drain();
+    });
+    expect(ok).toBe(true);
+  });
+
   it("accepts good replies and rejects forged or foreign ones, like the inline check", async () => {
     const { replyOpener } = (await import(built)) as typeof import("../../src/client/replies.js");
     const { ChoriaSecurity: BuiltSecurity } = (await import(

@@ -1,14 +1,9 @@
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { availableParallelism } from "node:os";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { AdapterSettings } from "../config/index.js";
-import {
-  decodeReply,
-  decodeRequest,
-  decodeSecureReply,
-  decodeSecureRequest,
-  decodeTransport,
-} from "../protocol/index.js";
+import { decodeIngest, IngestPool, type IngestDecodeOptions, type IngestItem } from "./adapter-worker.js";
 
 /** One message as adapters write it into a stream (choria:adapters:<type>:output:1). */
 export interface AdapterOutput {
@@ -75,6 +70,7 @@ export class AdapterMetrics {
   readonly published: Counter;
   readonly errors: Counter;
   readonly failed: Counter;
+  readonly workerFailures: Counter;
   readonly queue: Gauge;
   readonly publishTime: Histogram;
   private readonly queues = new Map<string, () => number>();
@@ -95,6 +91,10 @@ export class AdapterMetrics {
     this.failed = c(
       "choria_adapter_failed_total",
       "Messages given up on after repeated non-transient errors",
+    );
+    this.workerFailures = c(
+      "choria_adapter_ingest_worker_failures_total",
+      "Ingest decode worker threads that errored, exited or stalled (their messages were decoded inline)",
     );
     const queues = this.queues;
     this.queue = new Gauge({
@@ -130,6 +130,9 @@ export interface AdapterStats {
   errors: number;
   failed: number;
   queued: number;
+  /** received messages still being decoded in worker threads */
+  decoding: number;
+  ingestWorkerFailures: number;
 }
 
 export interface StreamAdapterOptions {
@@ -141,9 +144,9 @@ export interface StreamAdapterOptions {
   publishTimeoutMs?: number;
   /** non-transient failures before a message is given up (default 5) */
   maxTries?: number;
+  /** an ingest worker with pending messages and no progress for this long is replaced (default 10 s) */
+  ingestStallMs?: number;
 }
-
-const SUBJECT_TOKEN = /^[^\s*>.]+(\.[^\s*>.]+)*$/;
 
 // "no responders" (503, which nats.js reports as "jetstream is not enabled") and
 // timeouts mean JetStream or the stream is not there right now; everything else is a property of the message or the stream config.
@@ -175,12 +178,15 @@ export class StreamAdapter {
     errors: 0,
     failed: 0,
     queued: 0,
+    decoding: 0,
+    ingestWorkerFailures: 0,
   };
+  private pool: IngestPool | undefined;
+  private readonly decodeOptions: IngestDecodeOptions;
   private sub: Subscription | undefined;
   private js: JetStreamClient | undefined;
   private workers: Promise<void>[] = [];
   private running = false;
-  private readonly protocol: string;
   private readonly label: { adapter: string };
   // Label children resolved once: prom-client hashes the labels on every labelled call.
   private readonly m: {
@@ -198,7 +204,11 @@ export class StreamAdapter {
     this.o = o;
     this.metrics = o.metrics ?? new AdapterMetrics();
     this.queue = new BoundedQueue(settings.queueLen, settings.streamWorkers);
-    this.protocol = `choria:adapters:${settings.type}:output:1`;
+    this.decodeOptions = {
+      protocol: `choria:adapters:${settings.type}:output:1`,
+      ingestProtocol: settings.ingestProtocol,
+      streamTopic: settings.streamTopic,
+    };
     this.label = { adapter: settings.name };
     const mt = this.metrics;
     this.m = {
@@ -214,13 +224,14 @@ export class StreamAdapter {
   }
 
   get stats(): AdapterStats {
-    return { ...this.s, queued: this.queue.length };
+    return { ...this.s, queued: this.queue.length, decoding: this.pool?.decoding ?? 0 };
   }
 
   start(nc: NatsConnection): void {
     if (this.running) return;
     this.running = true;
     this.js = jetstream(nc, { timeout: this.o.publishTimeoutMs ?? 5000 });
+    this.startPool();
     // A queue group lets several brokers share one ingest subject without duplicates.
     this.sub = nc.subscribe(this.settings.ingestTopic, {
       queue: `${this.settings.name}_adapter`,
@@ -239,6 +250,15 @@ export class StreamAdapter {
     if (!this.running) return;
     this.sub?.unsubscribe();
     const deadline = Date.now() + flushMs;
+    const pool = this.pool;
+    if (pool) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([pool.idle(), new Promise((r) => (t = setTimeout(r, flushMs)))]);
+      clearTimeout(t);
+      // whatever a worker still holds is decoded inline, so it is buffered or counted
+      await pool.close();
+      this.pool = undefined;
+    }
     while (this.queue.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.running = false;
     for (const w of this.waiters.splice(0)) w();
@@ -254,24 +274,39 @@ export class StreamAdapter {
     }
   }
 
-  /** Decodes one ingest message and buffers its stream record; garbage is counted and skipped. */
+  /**
+   * Takes one ingest message: decoded here, or handed to the ingest worker threads
+   * (results come back in arrival order). Garbage is counted and skipped either way.
+   */
   ingest(bytes: Uint8Array): void {
     this.s.received++;
     this.m.received.inc();
-    let out: AdapterOutput;
-    try {
-      out = this.convert(bytes);
-    } catch {
+    const pool = this.pool;
+    if (!pool) {
+      this.enqueue(decodeIngest(bytes, this.decodeOptions));
+      return;
+    }
+    // queue.len bounds what waits to be decoded as well as what waits to be published
+    if (pool.decoding + this.queue.length >= this.settings.queueLen) {
+      this.s.dropped++;
+      this.m.dropped.inc();
+      return;
+    }
+    pool.submit(bytes);
+  }
+
+  /** The ingest worker pool, when ingest.workers runs one (tests use its failure hooks). */
+  get ingestPool(): IngestPool | undefined {
+    return this.pool;
+  }
+
+  private enqueue(d: IngestItem | undefined): void {
+    if (!d) {
       this.s.bad++;
       this.m.bad.inc();
       return;
     }
-    const item = {
-      subject: this.settings.streamTopic.replace("%s", out.sender),
-      data: Buffer.from(JSON.stringify(out)),
-      tries: 0,
-    };
-    if (!this.queue.push(item)) {
+    if (!this.queue.push({ subject: d.subject, data: d.record, tries: 0 })) {
       this.s.dropped++;
       this.m.dropped.inc();
       return;
@@ -279,37 +314,46 @@ export class StreamAdapter {
     this.waiters.shift()?.();
   }
 
-  private convert(bytes: Uint8Array): AdapterOutput {
-    // Adapters move data, they do not authorize it: signatures are not checked here
-    // (as in go-choria); the broker's ACLs decided who could publish to the subject.
-    // Like go-choria (strict mode off), layers that allow it are checked for the fields
-    // used rather than against the full schema: it is most of the decode cost.
-    const { transport, inner } = decodeTransport(bytes, { strict: false });
-    let sender: string;
-    let requestid: string;
-    let message: Buffer;
-    if (this.settings.ingestProtocol === "request") {
-      const { requestBytes } = decodeSecureRequest(inner);
-      const { request, message: m } = decodeRequest(requestBytes);
-      sender = request.sender || transport.headers.sender || "";
-      requestid = request.id;
-      message = m;
-    } else {
-      const { replyBytes } = decodeSecureReply(inner, { strict: false });
-      const { reply, message: m } = decodeReply(replyBytes, { strict: false });
-      sender = reply.sender || transport.headers.sender || "";
-      requestid = reply.request;
-      message = m;
+  /** ingest.workers >= 2 runs a pool (capped at the CPU count) when running from built JS. */
+  private startPool(): void {
+    const want = this.settings.ingestWorkers;
+    if (want < 2) return;
+    const name = this.settings.name;
+    if (!import.meta.url.endsWith(".js")) {
+      this.o.log?.(
+        "warn",
+        `adapter ${name}: ingest.workers = ${want} needs the built JS (worker threads cannot load TypeScript sources); decoding inline`,
+      );
+      return;
     }
-    // The sender becomes part of a subject: it must be one or more plain tokens.
-    if (!SUBJECT_TOKEN.test(sender)) throw new Error(`sender "${sender}" is not usable in a subject`);
-    return {
-      protocol: this.protocol,
-      data: message.toString("utf8"),
-      sender,
-      time: Math.floor(Date.now() / 1000),
-      requestid,
-    };
+    const cpus = Math.max(1, availableParallelism());
+    const size = Math.min(want, cpus);
+    if (size < want)
+      this.o.log?.(
+        "warn",
+        `adapter ${name}: ingest.workers = ${want} capped at ${size}, the number of CPUs available`,
+      );
+    const failures = this.metrics.workerFailures.labels(this.label);
+    this.pool = new IngestPool(
+      {
+        size,
+        decode: this.decodeOptions,
+        stallMs: this.o.ingestStallMs ?? 10_000,
+        onFailure: (why, messages, disabled) => {
+          this.s.ingestWorkerFailures++;
+          failures.inc();
+          this.o.log?.(
+            disabled ? "error" : "warn",
+            `adapter ${name}: ingest worker failed (${why}); ${messages} pending messages decoded inline; ${
+              disabled ? "too many failures, decoding inline from now on" : "worker replaced"
+            }`,
+          );
+        },
+      },
+      (items) => {
+        for (const d of items) this.enqueue(d);
+      },
+    );
   }
 
   private next(): Promise<Item | undefined> {

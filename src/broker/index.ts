@@ -26,3 +26,4 @@ export {
   type AdapterStats,
   type StreamAdapterOptions,
 } from "./adapters.js";
+export { INGEST_BATCH, IngestPool, type IngestPoolOptions } from "./adapter-worker.js";

@@ -54,6 +54,11 @@ export interface AdapterSettings {
   type: "jetstream" | "choria_streams";
   ingestTopic: string;
   ingestProtocol: "request" | "reply";
+  /**
+   * Threads decoding ingest messages: 0 or 1 decode on the broker's event loop (the
+   * default: go-choria's 10 are goroutines, not threads), 2+ run that many worker
+   * threads, capped at the CPU count.
+   */
   ingestWorkers: number;
   /** `%s` is replaced by the message's sender */
   streamTopic: string;
@@ -343,6 +348,11 @@ function adapterSettings(cfg: Config): AdapterSettings[] {
       if (v < 1) throw cfg.error(key, `${key} must be positive`);
       return v;
     };
+    const notNegative = (key: string, dflt: number) => {
+      const v = cfg.int(key, dflt);
+      if (v < 0) throw cfg.error(key, `${key} must be 0 or more`);
+      return v;
+    };
     const ingestTopic = cfg.string(k("ingest.topic"), "");
     if (!ingestTopic) throw cfg.error(k("ingest.topic"), `${k("ingest.topic")} is required`);
     const streamTopic = cfg.string(k("stream.topic"), "");
@@ -352,7 +362,7 @@ function adapterSettings(cfg: Config): AdapterSettings[] {
       type,
       ingestTopic,
       ingestProtocol,
-      ingestWorkers: positive(k("ingest.workers"), 10),
+      ingestWorkers: notNegative(k("ingest.workers"), 0),
       streamTopic,
       streamWorkers: positive(k("stream.workers"), 10),
       queueLen: positive(k("queue.len"), 10_000),

@@ -164,12 +164,22 @@ describe("adapter and stream settings", () => {
         type: "jetstream",
         ingestTopic: "mcollective.broadcast.agent.registration",
         ingestProtocol: "request",
-        ingestWorkers: 10,
+        // inline decoding unless configured: go-choria's 10 are goroutines, not threads
+        ingestWorkers: 0,
         streamTopic: "choria.registration.%s",
         streamWorkers: 10,
         queueLen: 10_000,
       },
     ]);
+    expect(
+      broker([
+        "plugin.choria.adapters = reg",
+        "plugin.choria.adapter.reg.type = jetstream",
+        "plugin.choria.adapter.reg.ingest.topic = x",
+        "plugin.choria.adapter.reg.ingest.workers = 4",
+        "plugin.choria.adapter.reg.stream.topic = y.%s",
+      ]).adapters[0]?.ingestWorkers,
+    ).toBe(4);
     expect(s.streams).toMatchObject({
       eventRetentionMs: 86_400_000,
       advisoryRetentionMs: 168 * 3_600_000,
@@ -192,6 +202,14 @@ describe("adapter and stream settings", () => {
         "plugin.choria.adapter.a.ingest.protocol = carrier-pigeon",
       ]),
     ).toThrow(/request or reply/);
+    expect(() =>
+      broker([
+        ...base,
+        "plugin.choria.adapter.a.type = jetstream",
+        "plugin.choria.adapter.a.ingest.topic = x",
+        "plugin.choria.adapter.a.ingest.workers = -1",
+      ]),
+    ).toThrow(/ingest.workers must be 0 or more/);
     expect(() => broker(["plugin.choria.network.stream.leader_election_ttl = 2h"])).toThrow(
       /between 1s and 1h/,
     );

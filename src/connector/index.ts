@@ -1,6 +1,6 @@
-import { connect, jwtAuthenticator, type NatsConnection, type Status } from "@nats-io/transport-node";
+import { connect, type Authenticator, type NatsConnection, type Status } from "@nats-io/transport-node";
 import { ChorusError } from "../protocol/errors.js";
-import { nkeySeedFromEd25519Seed } from "../security/index.js";
+import { nkeyPublicFromEd25519Public, publicHexFromSeed, sign } from "../security/index.js";
 
 export type { NatsConnection, Status } from "@nats-io/transport-node";
 
@@ -79,6 +79,20 @@ function describeStatus(s: Status): [keyof ConnectorLogger, string] {
  * whose nonce is signed with the nkey form of our ed25519 seed, and endless
  * reconnects with jitter so a fleet does not stampede a restarted broker.
  */
+/**
+ * NATS user-JWT auth: the server's nonce signed with the user's ed25519 key. Same answer
+ * as nats.js's jwtAuthenticator, but signed with Chorus's ed25519 backend instead of the
+ * pure-JS tweetnacl (whose first, cold key derivation and sign cost ~100 ms of start-up).
+ */
+function userJwtAuthenticator(jwt: string, seedHex: string): Authenticator {
+  const nkey = nkeyPublicFromEd25519Public(publicHexFromSeed(seedHex), "user");
+  return (nonce?: string) => ({
+    jwt,
+    nkey,
+    sig: nonce ? sign(seedHex, Buffer.from(nonce, "utf8")).toString("base64") : "",
+  });
+}
+
 export async function connectNats(opts: ConnectOptions): Promise<NatsConnection> {
   const log = opts.logger ?? stderrLogger;
   if (opts.natsJwt && !opts.seedHex)
@@ -98,7 +112,7 @@ export async function connectNats(opts: ConnectOptions): Promise<NatsConnection>
     name: opts.name,
     tls,
     ...(opts.natsJwt && opts.seedHex
-      ? { authenticator: jwtAuthenticator(opts.natsJwt, nkeySeedFromEd25519Seed(opts.seedHex, "user")) }
+      ? { authenticator: userJwtAuthenticator(opts.natsJwt, opts.seedHex) }
       : {}),
     ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     reconnect,

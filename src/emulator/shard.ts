@@ -1,8 +1,7 @@
-import { generateKeyPairSync, sign as edSign, type KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import { connectNats, type NatsConnection } from "../connector/index.js";
 import { broadcastSubject } from "../protocol/index.js";
-import { createServerToken, type Issuer } from "../security/index.js";
+import { createServerToken, ed25519, type Issuer, type SigningKey } from "../security/index.js";
 import {
   CHORUS_VERSION,
   NodeRuntime,
@@ -52,11 +51,11 @@ const FANOUT_CHUNK = 250;
 class NodeKey implements NodeCredential {
   constructor(
     readonly token: string,
-    private readonly key: KeyObject,
+    private readonly key: SigningKey,
   ) {}
 
   sign(data: Uint8Array): Buffer {
-    return edSign(null, data, this.key);
+    return ed25519.sign(this.key, data);
   }
 }
 
@@ -114,12 +113,10 @@ export class FleetShard {
     for (let i = s.first; i <= last; i++) {
       const identity = d.identity(i);
       if (this.byIdentity.has(identity)) throw new Error(`duplicate identity ${identity}`);
-      // Each node holds its own key object straight from the generator: the seed is never
+      // Each node holds its own key straight from the generator: the seed is never
       // needed, and a shared cache would thrash at 50 000 keys.
-      const { privateKey: key, publicKey } = generateKeyPairSync("ed25519");
-      const publicKeyHex = Buffer.from(publicKey.export({ format: "jwk" }).x as string, "base64url").toString(
-        "hex",
-      );
+      const { key, publicRaw } = ed25519.generate();
+      const publicKeyHex = publicRaw.toString("hex");
       const token = createServerToken(
         { identity, collectives: [s.collective], publicKeyHex, validityS: s.tokenValidityS },
         s.issuer,

@@ -186,7 +186,8 @@ export function natsPermissionsForClient(c: ClientClaims): NatsPermissions {
   if (p.events_viewer)
     sub.push("choria.lifecycle.event.>", "choria.machine.watcher.>", "choria.machine.transition");
   if (p.election_user) pub.push(...electionPub());
-  if (p.governor) pub.push(...governorPub("*"));
+  // a governed job run with a client credential reports its enter/exit like a node does
+  if (p.governor) pub.push(...governorPub("*"), "choria.lifecycle.event.governor.>");
   return { pub: uniq(pub), sub: uniq(sub) };
 }
 

@@ -88,7 +88,11 @@ describe("client ACLs", () => {
     expect(natsPermissionsForClient(client({ election_user: true })).pub).toContain(
       "$KV.CHORIA_LEADER_ELECTION.>",
     );
-    expect(natsPermissionsForClient(client({ governor: true })).pub).toContain("*.governor.*");
+    expect(natsPermissionsForClient(client({ governor: true })).pub).toEqual(
+      expect.arrayContaining(["*.governor.*", "choria.lifecycle.event.governor.>"]),
+    );
+    // only governor events: other lifecycle events stay with servers
+    expect(natsPermissionsForClient(client({ governor: true })).pub).not.toContain("choria.lifecycle.>");
     const extra = natsPermissionsForClient(
       client(undefined, { pub_subjects: ["x.y"], sub_subjects: ["z.>"] }),
     );

@@ -13,6 +13,7 @@ import {
   governorInfo,
   governorStreamConfig,
   listGovernors,
+  removeGovernor,
   resetGovernor,
 } from "../../src/streams/index.js";
 import { governorPeriodStreamConfig } from "../../src/streams/governor.js";
@@ -105,6 +106,31 @@ describe("governors", () => {
     expect(events.filter((e) => e === "enter")).toHaveLength(6);
     expect(events.filter((e) => e === "exit")).toHaveLength(6);
   }, 60_000);
+
+  it("sends governor lifecycle events from a plain client credential with governor", async () => {
+    await addGovernor(admin, "CLIJOB", { capacity: 1, expireMs: 60_000, collective: C });
+    const events: string[] = [];
+    const evSub = admin.subscribe("choria.lifecycle.event.governor.>", {
+      callback: (_e, m) => void events.push(decodeLifecycleEvent(m.data).event_type!),
+    });
+    await admin.flush();
+    const code = await runGoverned(clientWorker, "CLIJOB", process.execPath, ["-e", "0"], {
+      collective: C,
+      identity: "choria=worker",
+      intervalMs: 50,
+      timeoutMs: 10_000,
+      stdio: "ignore",
+    });
+    expect(code).toBe(0);
+    // the client may publish governor events but no other lifecycle event
+    clientWorker.publish("choria.lifecycle.event.startup.cli", "{}");
+    await clientWorker.flush();
+    await admin.flush();
+    await new Promise((r) => setTimeout(r, 200));
+    evSub.unsubscribe();
+    expect(events).toEqual(["enter", "exit"]);
+    await removeGovernor(admin, "CLIJOB");
+  });
 
   it("views, evicts and resets entries", async () => {
     await addGovernor(admin, "OPS", { capacity: 3, expireMs: 60_000, collective: C });

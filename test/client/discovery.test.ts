@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { Client, ClientError, discoverOffline, type DiscoveryMethod } from "../../src/client/index.js";
 import { makeTrust } from "./fleet.js";
 import { buildFilter } from "../../src/filter/index.js";
@@ -10,6 +10,7 @@ import { emptyFilter, type Filter } from "../../src/protocol/index.js";
 
 const FIX = fileURLToPath(new URL("../fixtures/discovery/", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "chorus-disc-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const file = (name: string, text: string) => {
   const p = join(dir, name);
   writeFileSync(p, text);

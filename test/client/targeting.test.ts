@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55,6 +55,7 @@ describe("targeting on an emulated fleet", () => {
     await client?.close();
     await emulator?.stop();
     await fleet?.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   const broadcast = (f: Parameters<typeof buildFilter>[0]) =>

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -89,6 +89,7 @@ describe("typed client generator", () => {
     const bad = chorus(["plugin", "doc", "nosuchagent"]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/no DDL found for agent "nosuchagent"/);
+    rmSync(out, { recursive: true, force: true });
   });
 });
 

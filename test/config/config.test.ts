@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -147,11 +147,15 @@ describe("typed accessors", () => {
 describe("loadConfig", () => {
   it("reads a file", () => {
     const dir = mkdtempSync(join(tmpdir(), "chorus-cfg-"));
-    const f = join(dir, "server.conf");
-    writeFileSync(f, "identity = n1\n");
-    const cfg = loadConfig(f);
-    expect(cfg.get("identity")).toBe("n1");
-    expect(cfg.file).toBe(f);
+    try {
+      const f = join(dir, "server.conf");
+      writeFileSync(f, "identity = n1\n");
+      const cfg = loadConfig(f);
+      expect(cfg.get("identity")).toBe("n1");
+      expect(cfg.file).toBe(f);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("missing file is a ConfigError naming the path", () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -231,14 +231,18 @@ describe("parseDDL", () => {
 
   it("loadDDL reads a file and names it in errors", () => {
     const dir = mkdtempSync(join(tmpdir(), "chorus-ddl-"));
-    const f = join(dir, "demo.json");
-    writeFileSync(f, JSON.stringify(sample()));
-    expect(loadDDL(f).metadata.name).toBe("demo");
-    expectDDLError(
-      () => loadDDL(join(dir, "missing.json")),
-      "ddl_unreadable",
-      /missing\.json: cannot read DDL: no such file/,
-    );
+    try {
+      const f = join(dir, "demo.json");
+      writeFileSync(f, JSON.stringify(sample()));
+      expect(loadDDL(f).metadata.name).toBe("demo");
+      expectDDLError(
+        () => loadDDL(join(dir, "missing.json")),
+        "ddl_unreadable",
+        /missing\.json: cannot read DDL: no such file/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,7 +1,10 @@
 // Adapter ingest rate: N nodes' registrations (one each, as a fleet publishes them)
 // through the broker's jetstream adapter into a stream, against raw JetStream acked
 // publishes of the same records with the same concurrency, in the same run and broker.
-// Not part of the tests. Run: bench/adapter-ingest.sh [--nodes 10000] [--runs 3] [--workers 10]
+// Not part of the tests. Run:
+//   bench/adapter-ingest.sh [--nodes 10000] [--runs 3] [--workers 10] [--ingest-workers 0]
+// --workers is stream.workers (publishes in flight), --ingest-workers is ingest.workers
+// (0/1 = decode on the event loop, 2+ = that many decode threads).
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,11 +22,13 @@ const { values: opt } = parseArgs({
     nodes: { type: "string", default: "10000" },
     runs: { type: "string", default: "3" },
     workers: { type: "string", default: "10" },
+    "ingest-workers": { type: "string", default: "0" },
   },
 });
 const N = Number(opt.nodes);
 const RUNS = Number(opt.runs);
 const WORKERS = Number(opt.workers);
+const INGEST_WORKERS = Number(opt["ingest-workers"]);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
@@ -39,6 +44,7 @@ async function main(): Promise<void> {
       `plugin.choria.adapter.reg.ingest.topic = ${setup.collective}.broadcast.agent.registration`,
       "plugin.choria.adapter.reg.stream.topic = choria.registration.%s",
       `plugin.choria.adapter.reg.stream.workers = ${WORKERS}`,
+      `plugin.choria.adapter.reg.ingest.workers = ${INGEST_WORKERS}`,
       `plugin.choria.adapter.reg.queue.len = ${Math.max(10_000, N)}`,
       "",
     ].join("\n"),
@@ -138,6 +144,8 @@ async function main(): Promise<void> {
           nodes: N,
           runs: RUNS,
           workers: WORKERS,
+          ingest_workers: INGEST_WORKERS,
+          ingest_threads: adapter.ingestPool?.size ?? 0,
           registration_bytes: messages[0]!.bytes.length,
           stored_record_bytes: records[0]!.length,
           raw_jetstream_acked_msgs_per_s: Math.round(median(base)),
@@ -145,6 +153,7 @@ async function main(): Promise<void> {
           ratio: Number((median(adapt) / median(base)).toFixed(2)),
           adapter_drops: drops,
           adapter_bad: adapter.stats.bad,
+          ingest_worker_failures: adapter.stats.ingestWorkerFailures,
           stream_messages: info.state.messages,
         },
         null,

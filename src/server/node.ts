@@ -192,8 +192,13 @@ export class NodeRuntime {
 
   private async runRaw(agent: AgentDefinition, d: DecodedRequest): Promise<Uint8Array | undefined> {
     const req = new HandlerRequest(this, d, "", {});
+    const first = (agent.raw as NonNullable<AgentDefinition["raw"]>)(d.message, req);
+    // A synchronous answer (discovery's "pong") cannot overrun: no timer per node per
+    // request, which an emulator answering 50 000 pings would otherwise arm and clear.
+    if (typeof (first as { then?: unknown } | undefined)?.then !== "function")
+      return typeof first === "string" ? Buffer.from(first, "utf8") : (first as Uint8Array | undefined);
     return this.withTimeout(agent.ddl, d, req, async () => {
-      const out = await (agent.raw as NonNullable<AgentDefinition["raw"]>)(d.message, req);
+      const out = await first;
       return typeof out === "string" ? Buffer.from(out, "utf8") : out;
     });
   }

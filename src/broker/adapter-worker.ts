@@ -82,6 +82,10 @@ interface ResultMsg {
   buf: ArrayBuffer;
   ends: number[];
 }
+/** worker → main once its modules are loaded */
+interface ReadyMsg {
+  ready: true;
+}
 /** test hook: block the worker thread, as a wedged decoder would */
 interface StallMsg {
   stallMs: number;
@@ -128,6 +132,7 @@ export function runAdapterIngestWorker(): void {
     const ab = buf.buffer as ArrayBuffer;
     port.postMessage({ seq: m.seq, subjects, buf: ab, ends } satisfies ResultMsg, [ab]);
   });
+  port.postMessage({ ready: true } satisfies ReadyMsg);
 }
 
 export interface IngestPoolOptions {
@@ -152,7 +157,12 @@ interface Slot {
   pending: Batch[];
   lastProgress: number;
   dead: boolean;
+  /** modules loaded: until then a slow start (a loaded machine) is not a stall */
+  ready: boolean;
 }
+
+// A thread still loading its modules gets this long before it counts as stalled.
+const STARTUP_MS = 30_000;
 
 // Messages per postMessage: large enough that its cost is small per message, small
 // enough that a batch does not hold the first messages back noticeably.
@@ -202,6 +212,11 @@ export class IngestPool {
 
   get disabled(): boolean {
     return this._disabled;
+  }
+
+  /** Live worker threads that have loaded their modules. */
+  get ready(): number {
+    return this.slots.filter((s) => !s.dead && s.ready).length;
   }
 
   /** Live worker threads. */
@@ -259,8 +274,13 @@ export class IngestPool {
     // module as built JS (the caller only builds a pool when running from dist/).
     const code = `import(require("node:worker_threads").workerData.url).then((m) => m.runAdapterIngestWorker());`;
     const w = new Worker(code, { eval: true, workerData: { url: import.meta.url, decode: this.o.decode } });
-    const slot: Slot = { w, pending: [], lastProgress: Date.now(), dead: false };
-    w.on("message", (r: ResultMsg) => this.result(slot, r));
+    const slot: Slot = { w, pending: [], lastProgress: Date.now(), dead: false, ready: false };
+    w.on("message", (r: ResultMsg | ReadyMsg) => {
+      if ("ready" in r) {
+        slot.ready = true;
+        slot.lastProgress = Date.now();
+      } else this.result(slot, r);
+    });
     w.on("error", (err) => this.fail(slot, `worker error: ${err.message}`));
     w.on("exit", (code) => this.fail(slot, `worker exited (code ${code})`));
     // after the listeners (adding one re-refs the port): an idle pool must not keep the process up
@@ -340,7 +360,7 @@ export class IngestPool {
   private watch(stallMs: number): void {
     const now = Date.now();
     for (const s of [...this.slots]) {
-      if (!s.dead && s.pending.length > 0 && now - s.lastProgress > stallMs)
+      if (!s.dead && s.pending.length > 0 && now - s.lastProgress > (s.ready ? stallMs : STARTUP_MS))
         this.fail(s, `no progress for ${Math.round((now - s.lastProgress) / 1000)} s`);
     }
   }

@@ -215,10 +215,11 @@ describe("adapter ingest worker threads", () => {
   it("gives up on a worker that makes no progress and decodes its messages inline", async () => {
     const pooled = start(
       { name: "pooled", streamTopic: "pooled.%s", ingestWorkers: 2 },
-      { ingestStallMs: 300 },
+      { ingestStallMs: 1000 },
     );
     const pool = pooled.ingestPool;
     if (!pool || pool.size < 2) throw new Error("needs two ingest workers");
+    await until("workers loaded", () => pool.ready === 2);
     pool.stallWorker(0, 60_000);
     const t0 = Date.now();
     await sendFleet();

@@ -158,8 +158,10 @@ interface PoolJob {
 // Replies per message to a worker: large enough that postMessage costs little per reply,
 // small enough that the first replies are not held back long.
 const POOL_BATCH = 128;
-// A worker with work queued that has answered nothing for this long is presumed stuck.
+// A worker with work queued that has answered nothing for this long is presumed stuck;
+// a new one gets longer to load its modules on a busy machine.
 const STALL_MS = 10_000;
+const START_MS = 60_000;
 
 /**
  * Which worker opens a reply. A transport message ends with its headers, whose last
@@ -191,6 +193,8 @@ class VerifierThread {
   readonly jobs: PoolJob[] = [];
   lastProgress = performance.now();
   private readonly worker: Worker;
+  private readonly created = performance.now();
+  private ready = false;
   private dead = false;
 
   constructor(
@@ -204,8 +208,13 @@ class VerifierThread {
       eval: true,
       workerData: { url: import.meta.url, issuers: [...issuers] },
     });
-    this.worker.on("message", (results: WireOpened[]) => {
+    this.worker.on("message", (results: WireOpened[] | "ready") => {
       if (this.dead) return; // its jobs were already opened inline
+      if (results === "ready") {
+        this.ready = true;
+        this.lastProgress = performance.now();
+        return;
+      }
       const job = this.jobs.shift();
       this.lastProgress = performance.now();
       if (job) deliver(job, results);
@@ -223,7 +232,7 @@ class VerifierThread {
   }
 
   send(job: PoolJob): void {
-    if (this.jobs.length === 0) this.lastProgress = performance.now();
+    if (this.jobs.length === 0 && this.ready) this.lastProgress = performance.now();
     this.jobs.push(job);
     let size = 0;
     for (const b of job.items) size += b.byteLength;
@@ -238,7 +247,8 @@ class VerifierThread {
   }
 
   stalled(now: number): boolean {
-    return this.jobs.length > 0 && now - this.lastProgress > STALL_MS;
+    if (this.jobs.length === 0) return false;
+    return this.ready ? now - this.lastProgress > STALL_MS : now - this.created > START_MS;
   }
 
   fail(): void {
@@ -361,6 +371,7 @@ export function runReplyWorker(): void {
     }
     port.postMessage(out);
   });
+  port.postMessage("ready");
 }
 
 /** Test hook: makes every live verifier thread of every pool fail as if it had crashed. */

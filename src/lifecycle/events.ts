@@ -1,6 +1,13 @@
-import { CloudEvent } from "cloudevents";
+import { createRequire } from "node:module";
+import type { CloudEvent } from "cloudevents";
 import { ChorusError } from "../protocol/errors.js";
 import { newRequestId } from "../protocol/index.js";
+
+// The cloudevents SDK (HTTP emitter, uuid, bignumber.js, a compiled schema) is loaded
+// only to decode: every server publishes events, few processes read them.
+const require = createRequire(import.meta.url);
+const cloudEvents = (): typeof import("cloudevents") =>
+  require("cloudevents") as typeof import("cloudevents");
 
 export class LifecycleError extends ChorusError {}
 
@@ -116,17 +123,25 @@ export function lifecycleSubject(ev: LifecycleEvent): string {
  */
 export function encodeLifecycleEvent(ev: LifecycleEvent, opts: { legacy?: boolean } = {}): Uint8Array {
   if (opts.legacy) return Buffer.from(JSON.stringify(ev));
-  const ce = new CloudEvent<LifecycleEvent>({
-    specversion: "1.0",
-    id: ev.id,
-    source: LIFECYCLE_SOURCE,
-    type: protocolFor(eventType(ev)),
-    subject: ev.identity,
-    time: new Date(ev.timestamp * 1000).toISOString(),
-    datacontenttype: "application/json",
-    data: ev,
-  });
-  return Buffer.from(JSON.stringify(ce));
+  const type = protocolFor(eventType(ev));
+  // What the SDK's validation would reject for these fields (the rest are constants).
+  if (typeof ev.id !== "string" || ev.id === "" || typeof ev.identity !== "string" || ev.identity === "")
+    throw new LifecycleError("invalid", "lifecycle event needs an id and an identity");
+  // The exact bytes of JSON.stringify(new CloudEvent({...})) (same keys, same order;
+  // pinned against the SDK by test/cli/rss-lazy.test.ts), built by hand so a node
+  // need not load the SDK to publish.
+  return Buffer.from(
+    JSON.stringify({
+      id: ev.id,
+      time: new Date(ev.timestamp * 1000).toISOString(),
+      type,
+      source: LIFECYCLE_SOURCE,
+      specversion: "1.0",
+      datacontenttype: "application/json",
+      subject: ev.identity,
+      data: ev,
+    }),
+  );
 }
 
 /** Parses either wire form; throws LifecycleError on anything else. */
@@ -143,7 +158,7 @@ export function decodeLifecycleEvent(bytes: Uint8Array): LifecycleEvent {
   if ("specversion" in data) {
     let ce: CloudEvent<unknown>;
     try {
-      ce = new CloudEvent(data as Partial<CloudEvent<unknown>>);
+      ce = new (cloudEvents().CloudEvent)(data as Partial<CloudEvent<unknown>>);
     } catch (err) {
       throw new LifecycleError("malformed", `invalid CloudEvent: ${(err as Error).message}`);
     }

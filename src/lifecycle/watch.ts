@@ -1,5 +1,6 @@
+import { createRequire } from "node:module";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { Counter, Gauge, Registry } from "prom-client";
+import type { Counter, Gauge, Registry } from "prom-client";
 import {
   LIFECYCLE_TYPES,
   LifecycleError,
@@ -61,6 +62,11 @@ export function watchLifecycle(
   });
 }
 
+// prom-client is loaded by the first LifecycleTally: servers import this module (through
+// lifecycle/index.ts) but never tally, and should not carry prom-client for it.
+const require = createRequire(import.meta.url);
+const promClient = (): typeof import("prom-client") => require("prom-client") as typeof import("prom-client");
+
 export interface TallyOptions {
   /** only count this component (default: all) */
   component?: string;
@@ -91,6 +97,7 @@ export class LifecycleTally {
   private readonly expired: Counter;
 
   constructor(o: TallyOptions = {}) {
+    const { Counter, Gauge, Registry } = promClient();
     this.o = o;
     this.registry = o.registry ?? new Registry();
     const p = o.prefix ?? "choria_lifecycle_tally";

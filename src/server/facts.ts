@@ -1,6 +1,20 @@
 import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { createRequire } from "node:module";
 import { ServerError } from "./registry.js";
+
+// The yaml package (~290 KB of code) is loaded only for a facts file that is not JSON.
+const require = createRequire(import.meta.url);
+const parseYaml = (text: string): unknown => (require("yaml") as typeof import("yaml")).parse(text);
+
+/** JSON (what `chorus setup dev` and most fact tools write), else YAML, a superset of JSON. */
+function parseFacts(text: string): unknown {
+  try {
+    // Duplicate keys: last wins, as go-choria's encoding/json (the YAML parser rejects them).
+    return JSON.parse(text) as unknown;
+  } catch {
+    return parseYaml(text);
+  }
+}
 
 function readOptional(path: string, what: string): string | undefined {
   try {
@@ -27,8 +41,7 @@ export function loadFacts(files: string[]): { facts: Record<string, unknown>; mi
     }
     let doc: unknown;
     try {
-      // YAML is a superset of JSON, so one parser reads both.
-      doc = parseYaml(text);
+      doc = parseFacts(text);
     } catch (err) {
       throw new ServerError(
         "facts",

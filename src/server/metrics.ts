@@ -1,6 +1,7 @@
 import { createServer, type Server as HttpServer } from "node:http";
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { Counter, Histogram, Registry } from "prom-client";
 import type { SpoolStats } from "../submission/index.js";
 import type { RequestDecoder } from "./decoder.js";
 import type { NodeRuntime } from "./node.js";
@@ -43,18 +44,25 @@ const COUNTERS: [CounterField, string][] = [
   ["events", "Lifecycle events published"],
 ];
 
+// prom-client (with its OpenTelemetry dependency) is loaded only when an endpoint is
+// configured: a node without plugin.choria.stats_port should not carry it.
+const require = createRequire(import.meta.url);
+const promClient = (): typeof import("prom-client") => require("prom-client") as typeof import("prom-client");
+
 /**
  * Prometheus endpoint at /choria/metrics (and /metrics). Counters are read from
  * the nodes at scrape time, so the request path never touches prom-client.
  */
 export class ServerMetrics {
-  readonly registry = new Registry();
+  readonly registry: Registry;
   private readonly opts: ServerMetricsOptions;
   private server: HttpServer | undefined;
   private readonly actionRequests: Counter<"identity" | "agent" | "action" | "status">;
   private readonly actionDuration: Histogram<"identity" | "agent" | "action">;
 
   constructor(opts: ServerMetricsOptions) {
+    const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = promClient();
+    this.registry = new Registry();
     this.opts = opts;
     const reg = [this.registry];
     const nodes = opts.nodes;

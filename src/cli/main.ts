@@ -1,4 +1,4 @@
-import { Command } from "commander";
+import type { Command } from "commander";
 import { register as registerBroker } from "./broker.js";
 import { register as registerDemo } from "./demo.js";
 import { register as registerDiscover } from "./discover.js";
@@ -16,14 +16,15 @@ import { register as registerReq } from "./req.js";
 import { register as registerServer } from "./server.js";
 import { register as registerSetup } from "./setup.js";
 import { register as registerTool } from "./tool.js";
+import { programShell } from "./launch.js";
 
-/** Builds the `chorus` command tree; each command lives in its own thin file. */
+/**
+ * Builds the whole `chorus` command tree, loading every command; each command lives
+ * in its own thin file. bin/chorus.js goes through launch.ts, which loads only the
+ * command being run.
+ */
 export function buildProgram(): Command {
-  const program = new Command();
-  program
-    .name("chorus")
-    .description("Fleet orchestration over NATS, wire-compatible with Choria")
-    .showHelpAfterError("(run with --help for usage)");
+  const program = programShell();
   // Each cli/<name>.ts exports register(program); one line per command file.
   registerSetup(program);
   registerJwt(program);

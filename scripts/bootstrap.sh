@@ -11,6 +11,11 @@ find_nats() {
   return 1
 }
 
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 12) ? 0 : 1)'; then
+  echo "bootstrap: Chorus needs Node.js 20.12 or later; this is $(node --version). Install a newer Node 20 LTS." >&2
+  exit 1
+fi
+
 if ! find_nats >/dev/null; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing nats-server from Debian (apt-get install -y nats-server)"

@@ -296,3 +296,20 @@ describe("token cache", () => {
     expect(Object.isFrozen(c.permissions)).toBe(true);
   });
 });
+
+describe("verified-token cache", () => {
+  it("keeps a 12 000-node fleet's tokens: a second pass verifies nothing again", () => {
+    clearTokenCache();
+    const pub = generateKeyPair().publicHex;
+    const tokens = Array.from({ length: 12_000 }, (_, i) =>
+      createServerToken({ identity: `n${i}`, collectives: ["c"], publicKeyHex: pub, validityS: 600 }, org),
+    );
+    const first = verifyStats.count;
+    for (const t of tokens) verifyToken(t, trusted);
+    expect(verifyStats.count - first).toBe(tokens.length);
+    // a cache that empties itself when full (as it once did at 10 000) re-verifies here
+    const second = verifyStats.count;
+    for (const t of tokens) expect((verifyToken(t, trusted) as ServerClaims).identity).toMatch(/^n\d+$/);
+    expect(verifyStats.count - second).toBe(0);
+  });
+});

@@ -16,6 +16,7 @@ export function renderTable({ env, results }) {
     `Machine: ${env.cores} cores (${env.cpu}), Node ${env.node}, ${env.natsServer}, @nats-io/transport-node ${env.natsJs}.`,
     `Date: ${env.date}. Load average before / after: ${env.loadBefore.join(" ")} / ${(env.loadAfter ?? []).join(" ")}; run took ${env.seconds} s.`,
     `ed25519 on one thread at the start / end of the run: sign ${env.cryptoBefore?.signPerS ?? "?"} / ${env.cryptoAfter?.signPerS ?? "?"} per s, verify ${env.cryptoBefore?.verifyPerS ?? "?"} / ${env.cryptoAfter?.verifyPerS ?? "?"} per s (unloaded reference: 34 000 and 12 800).`,
+    `Chorus signs and verifies with ${env.cryptoBefore?.backend ?? "?"}: sign ${env.cryptoBefore?.backendSignPerS ?? "?"} / ${env.cryptoAfter?.backendSignPerS ?? "?"} per s, verify ${env.cryptoBefore?.backendVerifyPerS ?? "?"} / ${env.cryptoAfter?.backendVerifyPerS ?? "?"} per s on one thread at the start / end.`,
     "",
     "| figure | unit | Chorus median | min | max | raw-NATS baseline median | ratio | note |",
     "|---|---|---:|---:|---:|---:|---:|---|",

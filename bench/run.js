@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 import { protocol } from "../dist/index.js";
+import { ed25519 } from "../dist/security/index.js";
 import { loadavg, rawConnect, rawCredentials, startSecuredBroker } from "./lib.js";
 import * as S from "./scenarios.js";
 import { renderDoc } from "./report.js";
@@ -91,9 +92,16 @@ function cryptoCalibration() {
     }
     return Math.round((n * 1000) / (performance.now() - t0));
   };
+  const ours = ed25519.generate();
+  const oursSig = ed25519.sign(ours.key, data);
+  const oursPub = ed25519.verifyingKey(ours.publicRaw);
   return {
     signPerS: rate(() => sign(null, data, privateKey)),
     verifyPerS: rate(() => verify(null, data, publicKey, sig)),
+    // what Chorus itself signs and verifies with (libsodium unless unavailable)
+    backend: ed25519.name,
+    backendSignPerS: rate(() => ed25519.sign(ours.key, data)),
+    backendVerifyPerS: rate(() => ed25519.verify(oursPub, data, oursSig)),
   };
 }
 

@@ -7,5 +7,5 @@ npx tsc -p tsconfig.json --outDir "$out" --noEmit false --declaration false --so
 ln -sfn "$PWD/node_modules" "$out/node_modules"
 ln -sfn "$PWD/schemas" "$out/schemas"
 ln -sfn "$PWD/package.json" "$out/package.json"
-node "$out/bench/submission.js" "$@"
+node $BENCH_NODE_FLAGS "$out/bench/submission.js" "$@"
 rm -rf "$out"

@@ -11,7 +11,7 @@ import {
   unlinkSync,
   writeSync,
 } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import {
@@ -139,6 +139,9 @@ export class Spool {
   private again = false;
   private stopped = true;
   private halted = false;
+  /** sent messages whose files are still being unlinked, and those unlinks */
+  private readonly removing = new Set<string>();
+  private readonly unlinks = new Set<Promise<void>>();
 
   constructor(opts: SpoolOptions) {
     if (!opts.dir) throw new SubmissionError("config", "a spool directory is required");
@@ -229,6 +232,7 @@ export class Spool {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.pass;
+    await Promise.all(this.unlinks);
     this.nc = undefined;
   }
 
@@ -241,6 +245,7 @@ export class Spool {
     this.pass = pass.then(() => undefined);
     try {
       await pass;
+      await Promise.all(this.unlinks);
     } finally {
       this.pass = undefined;
     }
@@ -290,7 +295,9 @@ export class Spool {
   private count(p: Priority): number {
     let n = 0;
     try {
-      for (const f of readdirSync(this.priorityDir(p))) if (f.endsWith(".msg") && !f.startsWith(".")) n++;
+      const dir = this.priorityDir(p);
+      for (const f of readdirSync(dir))
+        if (f.endsWith(".msg") && !f.startsWith(".") && !this.removing.has(join(dir, f))) n++;
     } catch {
       return 0;
     }
@@ -309,7 +316,8 @@ export class Spool {
     return names
       .filter((n) => n.endsWith(".msg") && !n.startsWith("."))
       .sort()
-      .map((file) => ({ priority: p, file, path: join(dir, file) }));
+      .map((file) => ({ priority: p, file, path: join(dir, file) }))
+      .filter((e) => !this.removing.has(e.path));
   }
 
   /** One sweep over P0..P4; true when something was published or dropped. */
@@ -486,14 +494,26 @@ export class Spool {
     this.counters.corrupt++;
   }
 
+  /**
+   * Deletes a sent (or discarded) message's file without waiting: an unlink took ~0.5 ms
+   * on the test machine's filesystem, as long as a JetStream ack, so it now overlaps the
+   * next publish. Until it is gone list() skips it; a crash in between only re-sends a
+   * message that Nats-Msg-Id de-duplication absorbs.
+   */
   private remove(e: Entry): void {
     const c = this.counts[e.priority];
     if (c && c.n > 0) c.n--;
-    try {
-      unlinkSync(e.path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    }
+    this.removing.add(e.path);
+    const done: Promise<void> = unlink(e.path)
+      .catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT")
+          this.log.error(`cannot remove spool file ${e.path}: ${(err as Error).message}`);
+      })
+      .finally(() => {
+        this.removing.delete(e.path);
+        this.unlinks.delete(done);
+      });
+    this.unlinks.add(done);
   }
 
   private writeAtomic(dir: string, file: string, msg: SpooledMessage): void {

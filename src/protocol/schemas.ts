@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 
 /**
- * Compiled validators for the v2 layers, built once at module load from the copies of
+ * Validators for the v2 layers, built from the copies of
  * Choria's published schemas under /schemas. A few schema statements disagree with what
  * go-choria actually puts on the wire; the schemas are adjusted here to follow go-choria
  * (each adjustment is pinned by a test in test/protocol/deviations.test.ts).
@@ -55,13 +55,32 @@ function compile(schema: Json): ValidateFunction {
   return ajv.compile(copy);
 }
 
-export const validators = {
-  transport: compile(transport),
-  secureRequest: compile(secureRequest),
-  request: compile(request),
-  secureReply: compile(secureReply),
-  reply: compile(reply),
-} as const;
+const schemas = { transport, secureRequest, request, secureReply, reply };
+type Layer = keyof typeof schemas;
+const compiled: Partial<Record<Layer, ValidateFunction>> = {};
+const get = (k: Layer): ValidateFunction => (compiled[k] ??= compile(schemas[k]));
+
+/**
+ * Compiled on first use: a server never validates reply layers and a client rarely
+ * validates request layers, and each compiled validator costs start-up time and memory.
+ */
+export const validators: Readonly<Record<Layer, ValidateFunction>> = {
+  get transport() {
+    return get("transport");
+  },
+  get secureRequest() {
+    return get("secureRequest");
+  },
+  get request() {
+    return get("request");
+  },
+  get secureReply() {
+    return get("secureReply");
+  },
+  get reply() {
+    return get("reply");
+  },
+};
 
 export function errorsText(errors: ErrorObject[] | null | undefined): string {
   if (!errors || errors.length === 0) return "invalid";

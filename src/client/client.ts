@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { clientSettings, loadConfig } from "../config/index.js";
-import { connectNats, type NatsConnection } from "../connector/index.js";
+import { closeNats, connectNats, type NatsConnection } from "../connector/index.js";
 import { applyOutputDefaults, findAction, InputError, validateInputs, type AgentDDL } from "../ddl/index.js";
 import {
   broadcastSubject,
@@ -661,6 +661,6 @@ export class Client {
     if (this.closed) return;
     this.closed = true;
     const nc = this.nc ?? (await this.connecting?.catch(() => undefined));
-    if (nc && !this.opts.connection && !nc.isClosed()) await nc.drain();
+    if (nc && !this.opts.connection) await closeNats(nc);
   }
 }

@@ -132,3 +132,20 @@ export async function connectNats(opts: ConnectOptions): Promise<NatsConnection>
   })();
   return nc;
 }
+
+/**
+ * Drains (flushes what was published, ends subscriptions) and closes. A drain needs the
+ * broker: with none (it went away and the connection is reconnecting) it fails or never
+ * ends, and a connection left reconnecting keeps the process alive after SIGTERM. So
+ * the drain gets `timeoutMs`, then the connection is closed regardless.
+ */
+export async function closeNats(nc: NatsConnection, timeoutMs = 3000): Promise<void> {
+  if (nc.isClosed()) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    nc.drain().catch(() => undefined),
+    new Promise<void>((r) => (timer = setTimeout(r, timeoutMs))),
+  ]);
+  clearTimeout(timer);
+  if (!nc.isClosed()) await nc.close().catch(() => undefined);
+}

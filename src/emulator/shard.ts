@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { connectNats, type NatsConnection } from "../connector/index.js";
+import { closeNats, connectNats, type NatsConnection } from "../connector/index.js";
 import { broadcastSubject } from "../protocol/index.js";
 import { createServerToken, ed25519, type Issuer, type SigningKey } from "../security/index.js";
 import {
@@ -235,7 +235,7 @@ export class FleetShard {
 
   async stop(): Promise<void> {
     if (this.inflight > 0) await new Promise<void>((r) => (this.idle = r));
-    await Promise.allSettled(this.conns.map((c) => c.drain()));
+    await Promise.allSettled(this.conns.map((c) => closeNats(c)));
     this.conns.length = 0;
   }
 }

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { pino, type Logger } from "pino";
 import { loadConfig, serverSettings, type Config } from "../config/index.js";
-import { connectNats, type NatsConnection } from "../connector/index.js";
+import { closeNats, connectNats, type NatsConnection } from "../connector/index.js";
 import type { AgentDDL } from "../ddl/index.js";
 import type { RegistrationSettings } from "../registration/index.js";
 import { broadcastSubject, directSubject, replyPrefix, serviceSubject } from "../protocol/index.js";
@@ -387,11 +387,7 @@ export class Server {
     this.statusWriter?.stop();
     this.statusWriter?.write();
     this.statusWriter = undefined;
-    try {
-      await nc.drain();
-    } catch {
-      // already closed (e.g. the broker went away): nothing left to flush
-    }
+    await closeNats(nc);
     this.nc = undefined;
     await this.metricsServer?.stop();
     this.metricsServer = undefined;

@@ -50,3 +50,20 @@ describe("broker restart under a running fleet", () => {
     expect(fleet.broker.restarts).toBe(1);
   }, 30_000);
 });
+
+describe("stopping a server whose broker is gone", () => {
+  it("closes its NATS connection instead of reconnecting forever (SIGTERM must end the process)", async () => {
+    const fleet = await startSecureFleet({ servers: ["web2.example.net"] });
+    const server = await Server.fromConfigFile(fleet.setup.serverConfigs["web2.example.net"] as string, {
+      logger: quiet,
+    });
+    await server.start();
+    const nc = server.connection;
+    expect(nc).toBeDefined();
+    await fleet.stop(); // the broker goes away; the connection starts reconnecting
+    await new Promise((r) => setTimeout(r, 300));
+    await server.stop();
+    // a connection left reconnecting keeps the event loop (and the process) alive
+    expect(nc?.isClosed()).toBe(true);
+  }, 30_000);
+});

@@ -200,7 +200,7 @@ class VerifierThread {
   constructor(
     issuers: readonly string[],
     private readonly onDone: () => void,
-    private readonly onFail: (t: VerifierThread) => void,
+    private readonly onFail: (t: VerifierThread, why: string) => void,
   ) {
     // eval'd CommonJS stub: loads this very module (built JS) in the worker
     const code = `require("node:worker_threads"); import(require("node:worker_threads").workerData.url).then((m) => m.runReplyWorker());`;
@@ -220,8 +220,8 @@ class VerifierThread {
       if (job) deliver(job, results);
       this.onDone();
     });
-    this.worker.on("error", () => this.fail());
-    this.worker.on("exit", () => this.fail());
+    this.worker.on("error", (err) => this.fail(`error: ${err.message}`));
+    this.worker.on("exit", (code) => this.fail(`exited with code ${code}`));
     // after the listeners: adding one re-refs the port, and an idle pool must not
     // keep a CLI process alive
     this.worker.unref();
@@ -251,11 +251,11 @@ class VerifierThread {
     return this.ready ? now - this.lastProgress > STALL_MS : now - this.created > START_MS;
   }
 
-  fail(): void {
+  fail(why: string): void {
     if (this.dead) return;
     this.dead = true;
     void this.worker.terminate();
-    this.onFail(this);
+    this.onFail(this, why);
   }
 }
 
@@ -280,12 +280,12 @@ class ReplyVerifierPool {
         new VerifierThread(
           issuers,
           () => this.done(),
-          (t) => this.failed(t),
+          (t, why) => this.failed(t, why),
         ),
       );
     this.watchdog = setInterval(() => {
       const now = performance.now();
-      for (const t of this.threads) if (t.stalled(now)) t.fail();
+      for (const t of this.threads) if (t.stalled(now)) t.fail("stalled");
     }, 1000);
     this.watchdog.unref();
   }
@@ -318,7 +318,7 @@ class ReplyVerifierPool {
 
   /** Makes every thread fail as a crash would (tests). */
   failAll(): void {
-    for (const t of this.threads) t.fail();
+    for (const t of this.threads) t.fail("failed on purpose (test)");
   }
 
   idle(): Promise<void> {
@@ -334,8 +334,13 @@ class ReplyVerifierPool {
       (job.thens[i] as (o: OpenedReply) => void)(openReply(job.items[i] as Uint8Array, this.inline));
   }
 
-  private failed(t: VerifierThread): void {
+  private failed(t: VerifierThread, why: string): void {
     poolFailures++;
+    // the pool has no logger of its own; a process warning reaches stderr by default
+    process.emitWarning(
+      `reply verifier thread ${why}; its replies are verified on the main thread instead`,
+      "ChorusWarning",
+    );
     for (const job of t.jobs.splice(0)) {
       this.openInline(job);
       this.done();

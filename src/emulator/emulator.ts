@@ -59,6 +59,11 @@ export interface EmulatorOptions {
   logger?: Logger;
   /** Called while nodes are created (long for big fleets). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * A worker shard that reports nothing (no progress, not ready) for this long while
+   * starting fails start() instead of leaving it waiting forever (default 60 000 ms).
+   */
+  startTimeoutMs?: number;
 }
 
 /** Per-thread figures: one entry per shard (a single entry when in-process). */
@@ -237,10 +242,27 @@ export class Emulator {
         this.remote.reduce((s, w) => s + w.done, 0),
         o.nodes,
       );
+    const silentMs = o.startTimeoutMs ?? 60_000;
+    const timers: NodeJS.Timeout[] = [];
     const ready = this.remote.map(
-      (w) =>
+      (w, k) =>
         new Promise<void>((resolve, reject) => {
+          const watch = (): void => {
+            clearTimeout(timers[k]);
+            timers[k] = setTimeout(
+              () =>
+                reject(
+                  new EmulatorError(
+                    "worker",
+                    `${w.spec.name} reported nothing for ${silentMs} ms while starting (is the broker at ${w.spec.servers.join(", ")} answering?)`,
+                  ),
+                ),
+              silentMs,
+            );
+          };
+          watch();
           const onMessage = (m: FromWorker): void => {
+            watch();
             if (m.type === "progress") {
               w.done = m.done;
               progress();
@@ -267,6 +289,8 @@ export class Emulator {
       await Promise.allSettled(this.remote.map((w) => w.worker.terminate()));
       this.remote.length = 0;
       throw err;
+    } finally {
+      for (const t of timers) clearTimeout(t);
     }
   }
 

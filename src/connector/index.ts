@@ -75,14 +75,9 @@ function describeStatus(s: Status): [keyof ConnectorLogger, string] {
 }
 
 /**
- * Connects to the Chorus/Choria broker: TLS (verified against the CA), JWT auth
- * whose nonce is signed with the nkey form of our ed25519 seed, and endless
- * reconnects with jitter so a fleet does not stampede a restarted broker.
- */
-/**
  * NATS user-JWT auth: the server's nonce signed with the user's ed25519 key. Same answer
  * as nats.js's jwtAuthenticator, but signed with Chorus's ed25519 backend instead of the
- * pure-JS tweetnacl (whose first, cold key derivation and sign cost ~100 ms of start-up).
+ * pure-JS tweetnacl (whose cold first key derivation and sign took ~50 ms at start-up).
  */
 function userJwtAuthenticator(jwt: string, seedHex: string): Authenticator {
   const nkey = nkeyPublicFromEd25519Public(publicHexFromSeed(seedHex), "user");
@@ -93,6 +88,11 @@ function userJwtAuthenticator(jwt: string, seedHex: string): Authenticator {
   });
 }
 
+/**
+ * Connects to the Chorus/Choria broker: TLS (verified against the CA), JWT auth
+ * whose nonce is signed with the nkey form of our ed25519 seed, and endless
+ * reconnects with jitter so a fleet does not stampede a restarted broker.
+ */
 export async function connectNats(opts: ConnectOptions): Promise<NatsConnection> {
   const log = opts.logger ?? stderrLogger;
   if (opts.natsJwt && !opts.seedHex)

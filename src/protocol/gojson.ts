@@ -19,10 +19,10 @@ interface WellFormed {
   toWellFormed(): string;
 }
 
-/** A JSON string literal as Go's json.Marshal writes it. */
 // Tokens, ids, identities and subjects are plain ASCII: skip the three escaping scans.
 const PLAIN = /^[\w.:\-+/=@ ]*$/;
 
+/** A JSON string literal as Go's json.Marshal writes it. */
 export function goString(s: string): string {
   if (PLAIN.test(s)) return `"${s}"`;
   // Go strings are UTF-8, so a lone surrogate becomes U+FFFD there; mirror that.

@@ -1,4 +1,5 @@
 import { isIP, isIPv4, isIPv6 } from "node:net";
+import { compileRegex } from "../protocol/index.js";
 import { DDLError, findAction, type ActionDDL, type AgentDDL, type InputDDL } from "./ddl.js";
 
 export interface InputIssue {
@@ -142,27 +143,13 @@ function checkValidation(validation: string, value: string): string | undefined 
     case "ipaddress":
       return isIP(value) !== 0 ? undefined : "is not an IP address";
     default: {
-      let re: RegExp;
-      try {
-        re = regexFor(validation);
-      } catch {
-        return `cannot be validated: the DDL regex /${validation}/ is invalid`;
-      }
+      // RE2 syntax, as go-choria's validator (Go regexp), on the linear-time engine:
+      // the input is the caller's. RE2 reads forms like ^{.+}$ as literal braces too.
+      const re = compileRegex(validation);
+      if (!re) return `cannot be validated: the DDL regex /${validation}/ is invalid`;
       return re.test(value) ? undefined : `does not match /${validation}/`;
     }
   }
-}
-
-const regexCache = new Map<string, RegExp>();
-
-// No "u" flag: Choria DDLs use forms like ^{.+}$ that only non-unicode mode accepts.
-function regexFor(src: string): RegExp {
-  let re = regexCache.get(src);
-  if (!re) {
-    re = new RegExp(src);
-    regexCache.set(src, re);
-  }
-  return re;
 }
 
 function typeName(v: unknown): string {

@@ -2,21 +2,18 @@ import { emptyFilter, type Filter } from "../protocol/index.js";
 import { FilterError } from "./errors.js";
 import { parseCompoundFilter } from "./compound.js";
 import { parseFactFilter } from "./facts.js";
-import { isSlashRegex } from "./regex.js";
+import { isSlashRegex, regexProblem } from "./regex.js";
 
 function checked(kind: string, input: string): string {
   const v = input.trim();
   if (v === "") throw new FilterError("bad_filter", `empty ${kind} filter`);
   if (isSlashRegex(v)) {
-    try {
-      new RegExp(v.slice(1, -1));
-    } catch (err) {
+    // the same engine the nodes use: what is refused here would match nothing there
+    const why = regexProblem(v.slice(1, -1));
+    if (why !== undefined) {
       throw new FilterError(
         "bad_filter",
-        `invalid regular expression in ${kind} filter ${JSON.stringify(input)}`,
-        {
-          cause: err,
-        },
+        `invalid regular expression in ${kind} filter ${JSON.stringify(input)}: ${why}`,
       );
     }
   }

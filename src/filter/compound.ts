@@ -3,7 +3,7 @@ import { lookupFact, matchFact, parseFactFilter } from "./facts.js";
 import { FilterError } from "./errors.js";
 import { matchClasses, type NodeInfo } from "./match.js";
 import { compileSemVerRange, semverSatisfies } from "./semver.js";
-import { isSlashRegex } from "./regex.js";
+import { isSlashRegex, regexProblem } from "./regex.js";
 import type { FactFilter } from "../protocol/index.js";
 
 /** `with("x")` reads its word like `-W` does: a fact filter when it parses as one, else a class. */
@@ -26,12 +26,8 @@ function parseWith(word: string): WithTest {
 
 function checkRegexWord(word: string): string | undefined {
   if (!isSlashRegex(word)) return undefined;
-  try {
-    new RegExp(word.slice(1, -1));
-    return undefined;
-  } catch (err) {
-    return `bad regular expression: ${(err as Error).message}`;
-  }
+  const why = regexProblem(word.slice(1, -1));
+  return why === undefined ? undefined : `bad regular expression: ${why}`;
 }
 
 /** semver(value, range), with the range checked when it is a constant. */

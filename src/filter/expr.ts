@@ -1,5 +1,5 @@
 import { FilterError } from "./errors.js";
-import { compileRegex } from "./regex.js";
+import { compileRegex, isSafeRegex, regexProblem, stripSlashes, type SafeRegex } from "./regex.js";
 
 /**
  * A small expression language (a subset of expr-lang as Choria's `-S` and
@@ -113,12 +113,8 @@ function tokenize(src: string, fail: (col: number, why: string) => never): Token
       let k = j + 1;
       while (k < src.length && /[imsu]/.test(src[k] as string)) k++;
       const flags = src.slice(j + 1, k);
-      let re: RegExp;
-      try {
-        re = new RegExp(body, flags);
-      } catch (err) {
-        fail(col, `bad regular expression: ${(err as Error).message}`);
-      }
+      const re = compileRegex(body, flags);
+      if (!re) fail(col, `bad regular expression: ${regexProblem(body, flags) ?? "invalid"}`);
       out.push({ kind: "regex", text: src.slice(i, k), value: re, col });
       i = k;
       continue;
@@ -207,10 +203,9 @@ function order(a: unknown, b: unknown): number | undefined {
   return undefined;
 }
 
-function toRegex(v: unknown): RegExp | null {
-  if (v instanceof RegExp) return v;
-  if (typeof v === "string")
-    return compileRegex(v.length >= 2 && v.startsWith("/") && v.endsWith("/") ? v.slice(1, -1) : v);
+function toRegex(v: unknown): SafeRegex | null {
+  if (isSafeRegex(v)) return v;
+  if (typeof v === "string") return compileRegex(stripSlashes(v));
   return null;
 }
 
@@ -218,9 +213,7 @@ function toRegex(v: unknown): RegExp | null {
 export function regexTest(subject: unknown, pattern: unknown): boolean {
   if (subject === undefined || subject === null || typeof subject === "object") return false;
   const re = toRegex(pattern);
-  if (!re) return false;
-  re.lastIndex = 0;
-  return re.test(String(subject));
+  return re !== null && re.test(String(subject));
 }
 
 export function contains(haystack: unknown, needle: unknown): boolean {
@@ -248,8 +241,17 @@ function member(obj: unknown, key: unknown): unknown {
 
 // ---- parser ------------------------------------------------------------------
 
+/**
+ * Bounds on an expression, which may come from any caller inside a request: parsing
+ * recurses once per nesting level and evaluation once per operator, so both are capped
+ * far below the stack's limit (a real filter has a few dozen tokens).
+ */
+export const MAX_EXPR_TOKENS = 1000;
+export const MAX_EXPR_DEPTH = 64;
+
 class Parser<C> {
   private pos = 0;
+  private depth = 0;
   private readonly toks: Token[];
 
   constructor(
@@ -257,6 +259,14 @@ class Parser<C> {
     private readonly env: ExprEnv<C>,
   ) {
     this.toks = tokenize(src, (col, why) => this.fail(col, why));
+    if (this.toks.length > MAX_EXPR_TOKENS + 1) {
+      this.fail(1, `expression has more than ${MAX_EXPR_TOKENS} tokens`);
+    }
+  }
+
+  private enter(): void {
+    if (++this.depth > MAX_EXPR_DEPTH)
+      this.fail(this.peek().col, `nested deeper than ${MAX_EXPR_DEPTH} levels`);
   }
 
   fail(col: number, why: string): never {
@@ -296,6 +306,7 @@ class Parser<C> {
   }
 
   private or(): Eval<C> {
+    this.enter();
     let left = this.and();
     while (this.isOp("||") || this.isWord("or")) {
       this.pos++;
@@ -303,6 +314,7 @@ class Parser<C> {
       const r = this.and();
       left = (c) => truthy(l(c)) || truthy(r(c));
     }
+    this.depth--;
     return left;
   }
 
@@ -320,7 +332,9 @@ class Parser<C> {
   private unary(): Eval<C> {
     if (this.isOp("!") || this.isWord("not")) {
       this.pos++;
+      this.enter();
       const e = this.unary();
+      this.depth--;
       return (c) => !truthy(e(c));
     }
     return this.compare();

@@ -1,4 +1,13 @@
 export { FilterError, type FilterErrorCode } from "./errors.js";
+export {
+  MAX_REGEX_LENGTH,
+  MAX_REGEX_PROGRAM,
+  type SafeRegex,
+  compileRegex,
+  regexProblem,
+  isSafeRegex,
+  isSlashRegex,
+} from "./regex.js";
 export { FACT_OPERATORS, type FactOperator, parseFactFilter, lookupFact, matchFact } from "./facts.js";
 export { type NodeInfo, matchFilter, matchIdentity, matchClasses, matchAgents } from "./match.js";
 export {

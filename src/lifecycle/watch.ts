@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Counter, Gauge, Registry } from "prom-client";
+import { compileRegex, regexProblem } from "../protocol/index.js";
 import {
   LIFECYCLE_TYPES,
   LifecycleError,
@@ -29,7 +30,12 @@ export function identityMatcher(pattern: string | undefined): (identity: string)
   if (!pattern) return () => true;
   const m = /^\/(.*)\/$/.exec(pattern);
   if (!m) return (id) => id === pattern;
-  const re = new RegExp(m[1] as string);
+  // Linear-time engine, RE2 syntax (as go-choria); a bad pattern is the watcher's own mistake.
+  const re = compileRegex(m[1] as string);
+  if (!re) {
+    const why = regexProblem(m[1] as string) ?? "invalid";
+    throw new LifecycleError("identity", `invalid identity regular expression ${pattern}: ${why}`);
+  }
   return (id) => re.test(id);
 }
 

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { matchClasses, matchFact, parseFactFilter } from "../../filter/index.js";
+import { compileRegex, isSlashRegex, matchClasses, matchFact, parseFactFilter } from "../../filter/index.js";
 import { ChorusError, type FactFilter } from "../../protocol/index.js";
 
 /** A policy file that cannot be used; `line` is 1-based (0 when the whole file is at fault). */
@@ -136,24 +136,20 @@ export function readGroups(file: string): Map<string, string[]> {
   return parseGroups(text, file);
 }
 
-function regexOf(s: string): RegExp | undefined {
-  if (!(s.length >= 2 && s.startsWith("/") && s.endsWith("/"))) return undefined;
-  try {
-    return new RegExp(s.slice(1, -1));
-  } catch {
-    // A caller regex that does not compile matches nobody, as in Choria.
-    return /(?!)/;
-  }
+/**
+ * A `/regex/` caller or group member, run on the linear-time engine. One that does
+ * not compile (or is too large) matches nobody, as in Choria.
+ */
+function regexMatches(s: string, caller: string): boolean {
+  return isSlashRegex(s) && compileRegex(s.slice(1, -1))?.test(caller) === true;
 }
 
 function callerMatches(rule: PolicyRule, caller: string, groups: Map<string, string[]>): boolean {
   if (!rule.callers) return true;
   for (const c of rule.callers) {
-    if (c === caller) return true;
-    const re = regexOf(c);
-    if (re?.test(caller)) return true;
+    if (c === caller || regexMatches(c, caller)) return true;
     const members = groups.get(c);
-    if (members?.some((m) => m === caller || regexOf(m)?.test(caller) === true)) return true;
+    if (members?.some((m) => m === caller || regexMatches(m, caller))) return true;
   }
   return false;
 }

@@ -22,7 +22,14 @@ export interface Summary {
 }
 
 function keyOf(v: unknown): string {
-  return typeof v === "string" ? v : JSON.stringify(v);
+  if (typeof v === "string") return v;
+  try {
+    return JSON.stringify(v);
+  } catch (err) {
+    // only data built outside Client.request can be too deep to print
+    if (err instanceof RangeError) return "(nested too deep)";
+    throw err;
+  }
 }
 
 /** printf-ish `%s`, `%d`, `%i`, `%.Nf` for aggregate `format` options. */

@@ -15,7 +15,9 @@ import {
   replyPrefix,
   replySubject,
   serviceSubject,
+  StatusCode,
   type Filter,
+  isCallerReplySubject,
 } from "../protocol/index.js";
 import { ChoriaSecurity } from "../security/index.js";
 import { ReplyCollector } from "./collect.js";
@@ -23,7 +25,14 @@ import { findAgentDDL } from "./ddl.js";
 import { checkMethod, discoverOffline, isNetworkMethod, type DiscoveryMethod } from "./discovery/index.js";
 import { applyLimit, limitCount, planBatches } from "./pacing.js";
 import { ClientError } from "./errors.js";
-import { emptyDropCounts, openReply, parseRpcReplyBody, replyOpener, type ReplyTrust } from "./replies.js";
+import {
+  emptyDropCounts,
+  openReply,
+  parseRpcReplyBody,
+  replyOpener,
+  type ReplyTrust,
+  type RpcReplyFields,
+} from "./replies.js";
 import type {
   ClientLogger,
   ClientOptions,
@@ -60,6 +69,10 @@ function abortableSleep(ms: number, signal: AbortSignal | undefined): Promise<vo
 // Choria's discovery agent gets base64("ping") as its payload, which the message
 // field base64-encodes once more on the wire.
 const DISCOVERY_MESSAGE = encodeMessage(encodeMessage("ping"));
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
 
 const quietLogger: ClientLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -295,6 +308,10 @@ export class Client {
         collector.touch();
       },
       replyOpener(trust),
+      (err) => {
+        dropped.malformed++;
+        this.log.warn(`discovery reply could not be handled: ${errorText(err)}`);
+      },
     );
     try {
       const bytes = this.signedRequest("discovery", DISCOVERY_MESSAGE, filter, requestId);
@@ -451,6 +468,14 @@ export class Client {
         `--reply-to: "${opts.replyTo}" is not a NATS subject without wildcards`,
       );
     }
+    // Nodes answer only inside the caller's private inbox (anything else could be a
+    // re-wrapped request answering a third party), so say so before sending.
+    if (opts.replyTo !== undefined && !isCallerReplySubject(opts.replyTo, this.callerId)) {
+      throw new ClientError(
+        "bad_option",
+        `--reply-to: "${opts.replyTo}" is not under this caller's inbox ${replyPrefix(this.collective, this.callerId)}.; nodes refuse any other reply subject`,
+      );
+    }
     const filter = mode === "service" ? emptyFilter() : completeFilter(opts.filter);
     const discoveryTimeoutMs = opts.discoveryTimeoutMs ?? this.discoveryTimeoutMs;
     const startTime = new Date();
@@ -546,15 +571,9 @@ export class Client {
             return;
           }
           seen.add(sender);
-          const f = parseRpcReplyBody(o.message);
-          if (hasOutputDefaults) applyOutputDefaults(ddl, action, f.data);
-          const r: RpcReply = {
-            sender,
-            statuscode: f.statuscode,
-            statusmsg: f.statusmsg,
-            data: f.data,
-            time: new Date(o.timeNs / 1e6),
-          };
+          const r = this.rpcReply(sender, o.message, new Date(o.timeNs / 1e6), (data) => {
+            if (hasOutputDefaults) applyOutputDefaults(ddl, action, data);
+          });
           replies.push(r);
           stats.responses++;
           if (r.statuscode === 0) stats.ok++;
@@ -574,6 +593,10 @@ export class Client {
           }
         },
         replyOpener(trust),
+        (err) => {
+          dropped.malformed++;
+          this.log.warn(`reply could not be handled: ${errorText(err)}`);
+        },
       );
       const t0 = performance.now();
       try {
@@ -638,6 +661,31 @@ export class Client {
     stats.noResponses.sort();
     stats.unexpected.sort();
     return result;
+  }
+
+  /**
+   * One accepted reply's body as an RpcReply. A body that cannot be used (nested too
+   * deep, or anything else that throws while it is read) becomes a failed reply
+   * from its sender instead of an exception in the subscription callback, which would
+   * lose the other replies; a warning names the sender.
+   */
+  private rpcReply(
+    sender: string,
+    message: Buffer,
+    time: Date,
+    fill: (data: Record<string, unknown>) => void,
+  ): RpcReply {
+    let f: RpcReplyFields;
+    try {
+      f = parseRpcReplyBody(message);
+      if (f.tooDeep) this.log.warn(`reply from ${sender} rejected: ${f.statusmsg}`);
+      else fill(f.data);
+    } catch (err) {
+      const statusmsg = `reply could not be processed: ${errorText(err)}`;
+      this.log.warn(`reply from ${sender} rejected: ${statusmsg}`);
+      f = { statuscode: StatusCode.UnknownError, statusmsg, data: {} };
+    }
+    return { sender, statuscode: f.statuscode, statusmsg: f.statusmsg, data: f.data, time };
   }
 
   private publishTo(

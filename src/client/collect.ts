@@ -1,12 +1,24 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { OpenedReply, ReplyOpener } from "./replies.js";
 
+function warnHandlerFailed(err: unknown): void {
+  process.emitWarning(
+    `a reply could not be handled: ${(err as Error)?.message ?? String(err)}`,
+    "ChorusWarning",
+  );
+}
+
 /**
  * One reply-collection window on a subject: ends at the cap, at `finish()`, or
  * (windowed) `quietMs` after the last `touch()`. Uses a callback subscription so
  * each reply costs one function call and no promise. With an opener, replies are
  * opened (signature-checked) off-thread and handed over with `opened` set; `done`
  * then waits until every reply that arrived in time has been delivered.
+ *
+ * `onMessage` must not throw; if it does anyway, the error goes to `onError` (default:
+ * a process warning) and collection goes on. Left alone, it would unwind into the NATS
+ * client's message dispatch or a verifier thread's message event, and a single bad
+ * reply could end the whole request.
  */
 export class ReplyCollector {
   readonly done: Promise<void>;
@@ -24,16 +36,28 @@ export class ReplyCollector {
     subject: string,
     onMessage: (data: Uint8Array, opened?: OpenedReply) => void,
     private readonly opener?: ReplyOpener,
+    onError: (err: unknown) => void = warnHandlerFailed,
   ) {
     this.done = new Promise<void>((r) => (this.resolve = r));
+    const handle = (data: Uint8Array, opened?: OpenedReply): void => {
+      try {
+        onMessage(data, opened);
+      } catch (err) {
+        try {
+          onError(err);
+        } catch {
+          // nothing more can be done for this reply
+        }
+      }
+    };
     this.sub = nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err || this.finished) return;
         const data = msg.data;
         // Replies still being opened when the caller ends collection itself (all answered,
         // first service reply) are dropped, as they would have been had they come later.
-        if (opener) opener.open(data, (o) => this.closedByCaller || onMessage(data, o));
-        else onMessage(data);
+        if (opener) opener.open(data, (o) => this.closedByCaller || handle(data, o));
+        else handle(data);
       },
     });
   }

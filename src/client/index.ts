@@ -7,6 +7,7 @@ export {
   issuerTrust,
   openReply,
   parseRpcReplyBody,
+  TOO_DEEP_STATUSMSG,
   type DropReason,
   type OpenedReply,
   type ReplyTrust,

@@ -1,6 +1,18 @@
 import { findAction, type AgentDDL } from "../ddl/index.js";
-import { StatusCode } from "../protocol/index.js";
+import { MAX_JSON_DEPTH, StatusCode, valueDepthExceeds } from "../protocol/index.js";
 import type { RpcReply, RpcResult } from "./types.js";
+
+/**
+ * A reply fit for JSON.stringify: one whose data nests deeper than MAX_JSON_DEPTH gets
+ * `{}` and says so in its statusmsg. Client.request never returns such data (it turns
+ * it into a failed reply); this is for results built some other way, and only runs
+ * after printing the whole result failed.
+ */
+export function printableReply(r: RpcReply): RpcReply {
+  if (!valueDepthExceeds(r.data, MAX_JSON_DEPTH)) return r;
+  const note = `data nested more than ${MAX_JSON_DEPTH} levels deep not shown`;
+  return { ...r, data: {}, statusmsg: r.statusmsg ? `${r.statusmsg} (${note})` : note };
+}
 
 /** Replies ordered by sender (`--sort`); arrival order otherwise. */
 export function sortReplies(result: RpcResult): RpcResult {
@@ -24,7 +36,16 @@ function replyRecord(action: string, r: RpcReply): Record<string, unknown> {
 /** `--jsonl`: one reply per line, the same record `--json` lists; `--dm results` reads it back. */
 export function renderJsonl(result: RpcResult): string {
   let s = "";
-  for (const r of result.replies) s += JSON.stringify(replyRecord(result.action, r)) + "\n";
+  for (const r of result.replies) {
+    let line: string;
+    try {
+      line = JSON.stringify(replyRecord(result.action, r));
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      line = JSON.stringify(replyRecord(result.action, printableReply(r)));
+    }
+    s += line + "\n";
+  }
   return s;
 }
 
@@ -35,7 +56,14 @@ export function renderSenders(result: RpcResult): string {
 
 function cell(v: unknown): string {
   if (v === undefined || v === null) return "";
-  const s = typeof v === "string" ? v : JSON.stringify(v);
+  let s: string;
+  try {
+    s = typeof v === "string" ? v : JSON.stringify(v);
+  } catch (err) {
+    // only data built outside Client.request can be too deep to print
+    if (!(err instanceof RangeError)) throw err;
+    s = "(not shown: nested too deep)";
+  }
   // Table cells stay on one line and readable in width.
   const flat = s.replace(/\s+/g, " ");
   return flat.length > 60 ? flat.slice(0, 57) + "..." : flat;

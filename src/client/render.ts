@@ -2,6 +2,7 @@ import type { ActionDDL, AgentDDL } from "../ddl/index.js";
 import { findAction } from "../ddl/index.js";
 import { StatusCode } from "../protocol/index.js";
 import { renderSummaries, type Summary } from "./aggregate.js";
+import { printableReply } from "./output.js";
 import type { PingResult, RpcReply, RpcResult, RpcStats } from "./types.js";
 
 /** Which replies the text output shows; "ddl" follows the action's `display` hint. */
@@ -79,7 +80,14 @@ export function toChoriaJson(result: RpcResult, summaries?: readonly Summary[]):
 }
 
 export function renderJson(result: RpcResult, summaries?: readonly Summary[]): string {
-  return JSON.stringify(toChoriaJson(result, summaries), null, 2) + "\n";
+  try {
+    return JSON.stringify(toChoriaJson(result, summaries), null, 2) + "\n";
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    // data too deep for JSON.stringify (only possible for results not from Client.request)
+    const printable = { ...result, replies: result.replies.map(printableReply) };
+    return JSON.stringify(toChoriaJson(printable, summaries), null, 2) + "\n";
+  }
 }
 
 const STATUS_TEXT: Record<number, string> = {
@@ -130,7 +138,15 @@ function prettyValue(v: unknown, pad: string): string {
 function valueText(v: unknown, pad: string): string {
   if (typeof v === "string") return v;
   if (v === undefined) return "";
-  if (v !== null && typeof v === "object") return prettyValue(v, pad);
+  if (v !== null && typeof v === "object") {
+    try {
+      return prettyValue(v, pad);
+    } catch (err) {
+      // only data built outside Client.request can be too deep to print
+      if (err instanceof RangeError) return "(not shown: nested too deep)";
+      throw err;
+    }
+  }
   return String(v);
 }
 

@@ -1,6 +1,13 @@
 import { availableParallelism } from "node:os";
 import { parentPort, Worker, workerData } from "node:worker_threads";
-import { decodeReply, decodeSecureReply, decodeTransport, StatusCode } from "../protocol/index.js";
+import {
+  decodeReply,
+  decodeSecureReply,
+  decodeTransport,
+  jsonDepthExceeds,
+  MAX_JSON_DEPTH,
+  StatusCode,
+} from "../protocol/index.js";
 import { ChoriaSecurity, SecurityError, verify, verifyToken } from "../security/index.js";
 import type { DropCounts } from "./types.js";
 
@@ -72,6 +79,9 @@ const LIGHT = { strict: false } as const;
  * Unwraps one reply message (transport → secure reply → reply). The hash is always
  * checked; the signature only when `trust` is given. This is the whole per-reply
  * crypto cost, behind a bytes-in/data-out boundary so it can move to workers.
+ * The codecs refuse a layer nested deeper than MAX_JSON_DEPTH before parsing it
+ * (counted as malformed here); the RPC body inside is checked by parseRpcReplyBody,
+ * where the sender is known.
  */
 export function openReply(bytes: Uint8Array, trust?: ReplyTrust): OpenedReply {
   let secureBytes: Buffer;
@@ -110,14 +120,24 @@ export interface RpcReplyFields {
   statuscode: number;
   statusmsg: string;
   data: Record<string, unknown>;
+  /** set when the body was refused unparsed for nesting deeper than MAX_JSON_DEPTH */
+  tooDeep?: true;
 }
+
+/** The statusmsg of a reply whose body nests deeper than MAX_JSON_DEPTH. */
+export const TOO_DEEP_STATUSMSG = `reply data is nested more than ${MAX_JSON_DEPTH} levels deep: not processed`;
 
 /**
  * Parses an mcorpc reply body with Choria's defaults (0, "OK", {}). Only cheap type
  * checks: a body that is not an object counts as an unknown error rather than a drop,
- * so the operator sees that the node answered.
+ * so the operator sees that the node answered. So does a body nested deeper than
+ * MAX_JSON_DEPTH, checked before parsing: nothing downstream (rendering, JSON output,
+ * aggregates, reply filters) then ever sees data deep enough to overflow the stack.
  */
 export function parseRpcReplyBody(message: Buffer): RpcReplyFields {
+  if (jsonDepthExceeds(message, MAX_JSON_DEPTH)) {
+    return { statuscode: StatusCode.UnknownError, statusmsg: TOO_DEEP_STATUSMSG, data: {}, tooDeep: true };
+  }
   let doc: unknown;
   try {
     doc = JSON.parse(message.toString("utf8"));

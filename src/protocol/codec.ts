@@ -1,6 +1,7 @@
 import { hash } from "node:crypto";
 import type { ValidateFunction } from "ajv";
 import { MAX_MESSAGE_BYTES, PROTOCOL_V2 } from "./constants.js";
+import { MAX_JSON_DEPTH, jsonDepthExceeds } from "./depth.js";
 import { ProtocolError } from "./errors.js";
 import type { Filter } from "./filter.js";
 import { goInt, goString, goStringArray, goStringMap } from "./gojson.js";
@@ -175,6 +176,11 @@ function parseLayer<T>(
       "too_large",
       `${what} of ${bytes.byteLength} bytes exceeds the ${MAX_MESSAGE_BYTES} byte limit`,
     );
+  }
+  // A linear scan before JSON.parse: nothing recursive (schema checks, freezing, rendering)
+  // ever sees a document deeper than this, whoever sent it.
+  if (jsonDepthExceeds(bytes, MAX_JSON_DEPTH)) {
+    throw new ProtocolError("too_deep", `${what} is nested deeper than ${MAX_JSON_DEPTH} levels`);
   }
   let doc: unknown;
   try {

@@ -8,7 +8,7 @@ export class ChorusError extends Error {
   }
 }
 
-export type ProtocolErrorCode = "malformed" | "schema" | "protocol" | "too_large";
+export type ProtocolErrorCode = "malformed" | "schema" | "protocol" | "too_large" | "too_deep";
 
 /** Raised by the wire codecs; `code` tells counters why a message was dropped. */
 export class ProtocolError extends ChorusError {

@@ -3,7 +3,15 @@ export { PROTOCOL_V2, MAX_MESSAGE_BYTES } from "./constants.js";
 export type { Transport, TransportHeaders, SecureRequest, Request, SecureReply, Reply } from "./types.js";
 export { type FactFilter, type Filter, emptyFilter, isEmptyFilter } from "./filter.js";
 export { newRequestId, nowNanos, ksuidFromParts, parseKsuid, KSUID_EPOCH } from "./ksuid.js";
-export { replySubject, replyPrefix, broadcastSubject, serviceSubject, directSubject } from "./subjects.js";
+export {
+  replySubject,
+  replyPrefix,
+  broadcastSubject,
+  serviceSubject,
+  directSubject,
+  isCallerReplySubject,
+  isFederationReplySubject,
+} from "./subjects.js";
 export {
   encodeRequest,
   encodeSecureRequest,
@@ -20,3 +28,15 @@ export {
   type DecodeOptions,
 } from "./codec.js";
 export { type RpcRequestBody, type RpcReplyBody, StatusCode } from "./mcorpc.js";
+export { MAX_JSON_DEPTH, jsonDepth, jsonDepthExceeds, valueDepthExceeds } from "./depth.js";
+export {
+  MAX_REGEX_LENGTH,
+  MAX_REGEX_PROGRAM,
+  REGEX_CACHE_ENTRIES,
+  REGEX_CACHE_PROGRAM,
+  type SafeRegex,
+  compileRegex,
+  regexProblem,
+  isSafeRegex,
+  regexCacheStats,
+} from "./regex.js";

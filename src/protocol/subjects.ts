@@ -28,3 +28,40 @@ export function serviceSubject(collective: string, agent: string): string {
 export function directSubject(collective: string, identity: string): string {
   return `${collective}.node.${identity}`;
 }
+
+const sha256hex = (s: string): string => createHash("sha256").update(s, "utf8").digest("hex");
+
+/**
+ * Whether `subject` is under the private inbox of `callerId`:
+ * `<collective>.reply.<md5hex|sha256hex(callerid)>.<more>`. Only that caller may
+ * subscribe there, so a node answering a request only to such a subject cannot be
+ * made to answer someone else, or to publish into lifecycle, submission or
+ * registration subjects, whatever the unsigned transport header says.
+ */
+export function isCallerReplySubject(subject: string, callerId: string): boolean {
+  const first = subject.indexOf(".");
+  if (first <= 0 || !subject.startsWith(".reply.", first)) return false;
+  const hashStart = first + 7;
+  const hashEnd = subject.indexOf(".", hashStart);
+  if (hashEnd < 0 || hashEnd === subject.length - 1) return false;
+  for (let i = 0; i < subject.length; i++) {
+    const c = subject.charCodeAt(i);
+    // wildcards, whitespace and control characters are never a publishable subject
+    if (c === 42 || c === 62 || c <= 32 || c === 127) return false;
+    if (c === 46 && i > 0 && subject.charCodeAt(i - 1) === 46) return false;
+  }
+  const h = subject.slice(hashStart, hashEnd);
+  return h.length === 32 ? h === md5hex(callerId) : h.length === 64 && h === sha256hex(callerId);
+}
+
+/** `choria.federation.<network>.collective`: where federation brokers collect replies. */
+export function isFederationReplySubject(subject: string): boolean {
+  const parts = subject.split(".");
+  return (
+    parts.length === 4 &&
+    parts[0] === "choria" &&
+    parts[1] === "federation" &&
+    parts[3] === "collective" &&
+    /^[A-Za-z0-9_-]+$/.test(parts[2] as string)
+  );
+}

@@ -125,6 +125,8 @@ export interface ResponderOptions {
   delayMs?: number;
   /** reply to agent requests: returns the mcorpc reply body */
   handler?: (action: string, data: Record<string, unknown>) => Record<string, unknown>;
+  /** like handler, but returns the reply body's JSON text as is (for bodies JSON.stringify cannot make) */
+  rawHandler?: (action: string, data: Record<string, unknown>) => string;
 }
 
 export interface Responder {
@@ -183,7 +185,9 @@ export async function startResponder(
       payload = "pong";
     } else {
       const body = JSON.parse(message.toString()) as { action: string; data: Record<string, unknown> };
-      payload = JSON.stringify(handler(body.action, body.data));
+      payload = o.rawHandler
+        ? o.rawHandler(body.action, body.data)
+        : JSON.stringify(handler(body.action, body.data));
     }
     const replyBytes = encodeReply({
       message: encodeMessage(payload),

@@ -221,6 +221,14 @@ describe("targeting on an emulated fleet", () => {
     expect(got).toHaveLength(want);
   });
 
+  it("--reply-to outside the caller's inbox is refused before anything is sent (nodes would refuse it)", async () => {
+    for (const subject of ["choria.lifecycle.event.alive.x", `${client.collective}.reply.someoneelse.x`]) {
+      await expect(
+        client.request("rpcutil", "ping", {}, { nodes: ["node-00001.emulated.chorus"], replyTo: subject }),
+      ).rejects.toThrow(/not under this caller's inbox/);
+    }
+  });
+
   it("--retry re-sends to nodes that did not answer", async () => {
     const nodes = ["ghost-1.example", "ghost-2.example", ...(await inventory({ classes: ["role::db"] }))];
     const r = await client.request("rpcutil", "ping", {}, { nodes, retries: 2, timeoutMs: 400 });

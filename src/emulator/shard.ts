@@ -5,6 +5,7 @@ import { createServerToken, ed25519, type Issuer, type SigningKey } from "../sec
 import {
   CHORUS_VERSION,
   NodeRuntime,
+  ReplayGuard,
   type AgentRegistry,
   type DecodeResult,
   type HostInfo,
@@ -72,6 +73,8 @@ export class FleetShard {
   private readonly conns: NatsConnection[] = [];
   private next = 0;
   private inflight = 0;
+  // one per shard: a bit per node per request id instead of a cache per node
+  private readonly replay = new ReplayGuard();
   private idle: (() => void) | undefined;
 
   constructor(
@@ -132,6 +135,7 @@ export class FleetShard {
         signReplies: s.signReplies,
         host,
         events,
+        replayGuard: this.replay,
       });
       this.nodes.push(node);
       this.byIdentity.set(identity, node);
@@ -162,7 +166,7 @@ export class FleetShard {
     for (const agent of this.deps.registry.names()) {
       inbound.subscribe(broadcastSubject(s.collective, agent), {
         callback: (err, msg) => {
-          if (!err) void this.fanOut(this.deps.decoder.decode(msg.data));
+          if (!err) this.guard(msg.subject, () => void this.fanOut(this.deps.decoder.decode(msg.data)));
         },
       });
     }
@@ -172,23 +176,43 @@ export class FleetShard {
         if (err) return;
         // Every shard sees every direct request; the ownership check comes before any hashing.
         const node = this.byIdentity.get(msg.subject.slice(prefix));
-        if (node) this.dispatch(node, this.deps.decoder.decode(msg.data));
+        if (node) this.guard(msg.subject, () => this.dispatch(node, this.deps.decoder.decode(msg.data)));
       },
     });
     await inbound.flush();
   }
 
+  /** A NATS callback must never throw: one bad message would cost the subscription. */
+  private guard(subject: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.deps.log.error({ subject, err: (err as Error).message }, "message failed");
+    }
+  }
+
   private async fanOut(decoded: DecodeResult): Promise<void> {
     // decoded once, then shared read-only by every node
     this.inflight++;
+    let wanted = false;
     try {
       const nodes = this.nodes;
       for (let i = 0; i < nodes.length; i += FANOUT_CHUNK) {
         const end = Math.min(nodes.length, i + FANOUT_CHUNK);
-        for (let j = i; j < end; j++) this.dispatch(nodes[j] as NodeRuntime, decoded);
+        for (let j = i; j < end; j++) {
+          const node = nodes[j] as NodeRuntime;
+          const passed = node.counters.passed;
+          this.dispatch(node, decoded);
+          // handle() filters synchronously, so the counter already tells
+          if (node.counters.passed !== passed) wanted = true;
+        }
         if (end < nodes.length) await yieldToIo();
       }
+    } catch (err) {
+      this.deps.log.error({ err: (err as Error).message }, "fan-out failed");
     } finally {
+      // a broadcast none of these nodes wanted is not kept in the decoder cache
+      if (!wanted) this.deps.decoder.forget(decoded);
       this.settle();
     }
   }

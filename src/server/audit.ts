@@ -12,6 +12,9 @@ export interface AuditEntry {
   agent: string;
   action: string;
   data: Record<string, unknown>;
+  /** Chorus adds these after Choria's fields: what the node decided, and why. */
+  decision?: "allow" | "deny";
+  reason?: string;
 }
 
 /** Takes audit records on the request path; must not block it. */
@@ -79,7 +82,8 @@ export class AuditLog implements Auditor {
 
   private handle(): Promise<FileHandle> {
     this.fh ??= (async () => {
-      mkdirSync(dirname(this.file), { recursive: true });
+      // private: an audit trail names callers and carries request data
+      mkdirSync(dirname(this.file), { recursive: true, mode: 0o700 });
       const h = await open(this.file, "a", this.mode);
       // The mode given to open() only applies to new files; an existing log is tightened too.
       await h.chmod(this.mode);

@@ -1,7 +1,12 @@
 import { createHash } from "node:crypto";
 import {
+  MAX_JSON_DEPTH,
   MAX_MESSAGE_BYTES,
   ProtocolError,
+  isCallerReplySubject,
+  isFederationReplySubject,
+  jsonDepthExceeds,
+  replySubject,
   decodeRequest,
   decodeSecureRequest,
   decodeTransport,
@@ -34,6 +39,13 @@ export interface DecodedRequest {
   callerClaims: ClientClaims;
   /** Claims of the delegated signer, when one signed on the caller's behalf. */
   signerClaims?: ClientClaims;
+  /** Where replies go: the transport's reply header, or the caller's inbox when it has none. */
+  replyTo: string;
+  /**
+   * Set when the reply header is not under the caller's private inbox: nodes refuse
+   * such a request rather than answer a third party or publish into a protected subject.
+   */
+  replyError?: string;
 }
 
 export interface DecodeRejection {
@@ -56,6 +68,8 @@ export interface RequestDecoderOptions {
   maxBytes?: number;
   /** Distinct messages whose outcome is remembered (default 10 000). */
   cacheSize?: number;
+  /** Bytes of messages whose outcome is remembered, estimated (default 32 MiB). */
+  cacheBytes?: number;
   /** How long an outcome is remembered, ms (default 60 000; never past the caller token's expiry). */
   cacheTtlMs?: number;
 }
@@ -67,21 +81,33 @@ export interface DecoderStats {
   cacheHits: number;
   /** full decodes (parse + token + signature checks) */
   verifications: number;
+  /** outcomes remembered now, and their estimated bytes */
+  cacheEntries: number;
+  cacheBytes: number;
   rejected: Record<RejectReason, number>;
 }
 
 interface CacheEntry {
   result: DecodeResult;
   expiresAt: number;
+  bytes: number;
 }
 
+/** Freezes a parsed document; iterative, though depth is already bounded by MAX_JSON_DEPTH. */
 function deepFreeze<T>(o: T): T {
-  if (o !== null && typeof o === "object" && !Object.isFrozen(o)) {
-    Object.freeze(o);
-    for (const v of Object.values(o)) deepFreeze(v);
+  const stack: unknown[] = [o];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v !== null && typeof v === "object" && !Object.isFrozen(v)) {
+      Object.freeze(v);
+      for (const c of Object.values(v)) stack.push(c);
+    }
   }
   return o;
 }
+
+// What a remembered outcome costs besides the message bytes it holds.
+const ENTRY_OVERHEAD = 512;
 
 function securityReason(err: SecurityError): RejectReason {
   switch (err.code) {
@@ -110,15 +136,19 @@ export class RequestDecoder {
   readonly maxBytes: number;
   readonly cacheSize: number;
   readonly cacheTtlMs: number;
+  readonly cacheBytes: number;
   private readonly security: DecoderSecurity;
   private readonly cache = new Map<string, CacheEntry>();
-  private readonly counters: DecoderStats;
+  private readonly keys = new WeakMap<DecodeResult, string>();
+  private cachedBytes = 0;
+  private readonly counters: Omit<DecoderStats, "cacheEntries" | "cacheBytes">;
 
   constructor(opts: RequestDecoderOptions) {
     this.security = opts.security;
     this.maxBytes = opts.maxBytes ?? MAX_MESSAGE_BYTES;
     this.cacheSize = Math.max(1, opts.cacheSize ?? 10_000);
     this.cacheTtlMs = opts.cacheTtlMs ?? 60_000;
+    this.cacheBytes = Math.max(1024 * 1024, opts.cacheBytes ?? 32 * 1024 * 1024);
     this.counters = {
       messages: 0,
       cacheHits: 0,
@@ -128,12 +158,37 @@ export class RequestDecoder {
   }
 
   get stats(): DecoderStats {
-    return { ...this.counters, rejected: { ...this.counters.rejected } };
+    return {
+      ...this.counters,
+      cacheEntries: this.cache.size,
+      cacheBytes: this.cachedBytes,
+      rejected: { ...this.counters.rejected },
+    };
   }
 
   /** Forgets every cached outcome (e.g. after the trusted issuers change). */
   clear(): void {
     this.cache.clear();
+    this.cachedBytes = 0;
+  }
+
+  /**
+   * Forgets one outcome: callers do this when no node of theirs wanted the request,
+   * so bodies nobody matched are not held (a flood of big unmatched broadcasts would
+   * otherwise sit in memory until they expire).
+   */
+  forget(result: DecodeResult): void {
+    // rejections hold no body and keep a flood of the same bad bytes cheap: kept
+    if (!result.ok) return;
+    const key = this.keys.get(result);
+    if (key === undefined) return;
+    const e = this.cache.get(key);
+    if (e?.result === result) this.evict(key, e);
+  }
+
+  private evict(key: string, e: CacheEntry): void {
+    this.cache.delete(key);
+    this.cachedBytes -= e.bytes;
   }
 
   decode(bytes: Uint8Array): DecodeResult {
@@ -148,9 +203,10 @@ export class RequestDecoder {
     const now = Date.now();
     const hit = this.cache.get(key);
     if (hit) {
-      this.cache.delete(key);
+      this.evict(key, hit);
       if (hit.expiresAt > now) {
         this.cache.set(key, hit); // most recently used goes last
+        this.cachedBytes += hit.bytes;
         this.counters.cacheHits++;
         return this.count(hit.result);
       }
@@ -162,11 +218,20 @@ export class RequestDecoder {
       const exp = tokenExpiry(result.callerClaims);
       if (exp !== undefined) expiresAt = Math.min(expiresAt, exp * 1000);
     }
-    if (this.cache.size >= this.cacheSize) {
-      const oldest = this.cache.keys().next();
-      if (!oldest.done) this.cache.delete(oldest.value);
+    // Rejections keep no message bytes; a good result holds every layer (measured ~3.5x the bytes).
+    const size = ENTRY_OVERHEAD + (result.ok ? bytes.byteLength * 4 : 0);
+    if (size <= this.cacheBytes / 4) {
+      while (
+        this.cache.size > 0 &&
+        (this.cache.size >= this.cacheSize || this.cachedBytes + size > this.cacheBytes)
+      ) {
+        const oldest = this.cache.entries().next().value as [string, CacheEntry];
+        this.evict(oldest[0], oldest[1]);
+      }
+      this.cache.set(key, { result, expiresAt, bytes: size });
+      this.cachedBytes += size;
+      this.keys.set(result, key);
     }
-    this.cache.set(key, { result, expiresAt });
     return this.count(result);
   }
 
@@ -220,6 +285,13 @@ export class RequestDecoder {
     } catch (err) {
       return this.protocolRejection(err);
     }
+    // before JSON.parse and everything recursive after it (freezing, validation, handlers)
+    if (jsonDepthExceeds(message, MAX_JSON_DEPTH)) {
+      return reject(
+        "too_deep",
+        `request body from ${request.caller} is nested deeper than ${MAX_JSON_DEPTH} levels`,
+      );
+    }
     if (request.caller !== callerClaims.callerid) {
       return reject(
         "caller_mismatch",
@@ -227,8 +299,17 @@ export class RequestDecoder {
       );
     }
 
-    const out: DecodedRequest = { ok: true, transport, secure, request, message, callerClaims };
+    const out: DecodedRequest = {
+      ok: true,
+      transport,
+      secure,
+      request,
+      message,
+      callerClaims,
+      replyTo: replySubject(request.collective, request.caller, request.id),
+    };
     if (signerClaims) out.signerClaims = signerClaims;
+    checkReply(out);
     const parsed = parseBody(message);
     if (typeof parsed === "string") out.bodyError = parsed;
     else out.body = deepFreeze(parsed);
@@ -250,6 +331,27 @@ export class RequestDecoder {
     if (err instanceof ProtocolError) return reject(err.code, err.message);
     return reject("malformed", (err as Error).message);
   }
+}
+
+/**
+ * Decides where the reply may go. The reply header is not signed, so anyone who saw a
+ * request could re-wrap it; only the caller's own inbox (or a federation broker's
+ * collector, carrying a saved reply that is itself the caller's inbox) is accepted.
+ */
+function checkReply(d: DecodedRequest): void {
+  const h = d.transport.headers;
+  const caller = d.request.caller;
+  if (!h.reply) return;
+  if (isCallerReplySubject(h.reply, caller)) {
+    d.replyTo = h.reply;
+    return;
+  }
+  const saved = h.federation?.reply;
+  if (isFederationReplySubject(h.reply) && saved !== undefined && isCallerReplySubject(saved, caller)) {
+    d.replyTo = h.reply;
+    return;
+  }
+  d.replyError = `reply subject ${JSON.stringify(h.reply.slice(0, 200))} is not under the inbox of caller ${caller}`;
 }
 
 /** Parses an mcorpc body; returns a reason string when the payload is not one. */

@@ -7,7 +7,8 @@ export {
   type DecoderStats,
   type RequestDecoderOptions,
 } from "./decoder.js";
-export { NodeRuntime, type NodeEvents, type NodeRuntimeOptions } from "./node.js";
+export { MAX_REQUEST_TTL, NodeRuntime, type NodeEvents, type NodeRuntimeOptions } from "./node.js";
+export { ReplayGuard, type ReplayGuardOptions, type ReplayGuardStats, type ReplayVerdict } from "./replay.js";
 export { AgentRegistry, ServerError, type RegisterOptions } from "./registry.js";
 export {
   Server,
@@ -73,6 +74,7 @@ export {
   type AgentDefinition,
   type AgentHandler,
   type Authorizer,
+  type AuthzDecision,
   type HostInfo,
   type NodeCredential,
   type NodeReply,

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import type { Counter, Histogram, Registry } from "prom-client";
 import type { SpoolStats } from "../submission/index.js";
 import type { RequestDecoder } from "./decoder.js";
+import type { ReplayGuard } from "./replay.js";
 import type { NodeRuntime } from "./node.js";
 import { ServerError } from "./registry.js";
 import type { ServerStats } from "./stats.js";
@@ -15,6 +16,7 @@ export interface ServerMetricsOptions {
   /** The nodes to report, read at every scrape. */
   nodes: () => Iterable<NodeRuntime>;
   decoder?: RequestDecoder;
+  replay?: ReplayGuard;
   /** Node.js process metrics (CPU, memory, event loop...); default true. */
   processMetrics?: boolean;
   /** The submission spool's stats, read at every scrape; undefined while no spool runs. */
@@ -123,6 +125,34 @@ export class ServerMetrics {
         collect() {
           this.reset();
           this.inc(decoder.stats.cacheHits);
+        },
+      });
+      new Gauge({
+        name: "chorus_server_decoder_cache_bytes",
+        help: "Estimated bytes held by the verification cache (bounded by its byte limit)",
+        registers: reg,
+        collect() {
+          this.set(decoder.stats.cacheBytes);
+        },
+      });
+    }
+    const replay = opts.replay;
+    if (replay) {
+      new Gauge({
+        name: "chorus_server_replay_cache_bytes",
+        help: "Estimated bytes of remembered request ids (replay protection)",
+        registers: reg,
+        collect() {
+          this.set(replay.stats.bytes);
+        },
+      });
+      new Counter({
+        name: "chorus_server_replay_cache_evictions",
+        help: "Request ids forgotten before their TTL window closed because the replay cache was full",
+        registers: reg,
+        collect() {
+          this.reset();
+          this.inc(replay.stats.evicted);
         },
       });
     }

@@ -13,13 +13,13 @@ import {
   encodeSecureReply,
   encodeTransport,
   nowNanos,
-  replySubject,
   type RpcReplyBody,
   type TransportHeaders,
 } from "../protocol/index.js";
 import { auditTime, type Auditor } from "./audit.js";
 import type { DecodeResult, DecodedRequest } from "./decoder.js";
 import type { AgentRegistry } from "./registry.js";
+import { ReplayGuard } from "./replay.js";
 import { NodeStats, type DropReason, type ServerStats } from "./stats.js";
 import {
   ActionReply,
@@ -27,6 +27,7 @@ import {
   type ActionRequest,
   type AgentDefinition,
   type Authorizer,
+  type AuthzDecision,
   type HostInfo,
   type NodeCredential,
   type NodeReply,
@@ -57,10 +58,24 @@ export interface NodeRuntimeOptions {
   authorizer?: Authorizer;
   /** Process-wide facts for rpcutil and choria_util. */
   host?: HostInfo;
-  /** rpcaudit: gets every request that reaches authorization, allowed or denied. */
+  /** rpcaudit: gets every request that reaches authorization, allowed or denied, and refused replays and reply subjects. */
   auditor?: Auditor;
   events?: NodeEvents;
+  /**
+   * Remembers request ids until their TTL window closes so each runs once; share one
+   * between the nodes of a process (default: a guard of the node's own).
+   */
+  replayGuard?: ReplayGuard;
+  /** Requests with a longer TTL (seconds) are refused (default MAX_REQUEST_TTL). */
+  maxTtl?: number;
 }
+
+/**
+ * The longest TTL a node accepts by default, in seconds: 5 h, the most go-choria's
+ * client ever sends (batched requests with a cached transport). Choria has no cap, so a
+ * captured request with ttl=1e9 runs forever after.
+ */
+export const MAX_REQUEST_TTL = 5 * 3600;
 
 const NOT_AUTHORIZED = "You are not authorized to call this agent or action";
 
@@ -96,7 +111,10 @@ export class NodeRuntime {
   auditor: Auditor | undefined;
   events: NodeEvents;
   readonly counters = new NodeStats();
+  readonly maxTtl: number;
   private credential: NodeCredential;
+  private readonly replay: ReplayGuard;
+  private readonly replaySlot: number;
 
   constructor(opts: NodeRuntimeOptions) {
     if (opts.collectives.length === 0) throw new Error("a node needs at least one collective");
@@ -112,6 +130,9 @@ export class NodeRuntime {
     this.auditor = opts.auditor;
     this.host = opts.host ?? defaultHost();
     this.events = opts.events ?? {};
+    this.maxTtl = opts.maxTtl ?? MAX_REQUEST_TTL;
+    this.replay = opts.replayGuard ?? new ReplayGuard({ maxBytes: 4 * 1024 * 1024 });
+    this.replaySlot = this.replay.slot();
   }
 
   /** A copy of the counters. */
@@ -144,6 +165,10 @@ export class NodeRuntime {
       this.drop("wrong_collective", `request for collective ${req.collective}`);
       return undefined;
     }
+    if (decoded.replyError !== undefined) {
+      this.refuse(decoded, "reply_not_caller", decoded.replyError);
+      return undefined;
+    }
     let matched: boolean;
     try {
       matched = matchFilter(req.filter, this);
@@ -156,10 +181,30 @@ export class NodeRuntime {
       return undefined;
     }
     c.passed++;
+    if (!(req.ttl <= this.maxTtl)) {
+      this.refuse(
+        decoded,
+        "ttl_too_long",
+        `request ${req.id} has ttl ${req.ttl}s, above the ${this.maxTtl}s cap`,
+      );
+      return undefined;
+    }
     const now = nowNanos();
     const ttlNs = req.ttl * 1e9;
     if (!(now - ttlNs < req.time && req.time < now + ttlNs)) {
       c.ttlexpired++;
+      return undefined;
+    }
+    // After the signature (a forger cannot burn ids) and the window (old ids are gone).
+    const verdict = this.replay.check(req.id, this.replaySlot, (req.time + ttlNs) / 1e6);
+    if (verdict !== "fresh") {
+      this.refuse(
+        decoded,
+        verdict === "replayed" ? "replayed" : "replay_forgotten",
+        verdict === "replayed"
+          ? `request ${req.id} from ${req.caller} was already received: replay refused`
+          : `request ${req.id} from ${req.caller} is older than the replay cache remembers: refused`,
+      );
       return undefined;
     }
     const agent = this.registry.get(req.agent);
@@ -188,6 +233,33 @@ export class NodeRuntime {
   private drop(reason: DropReason, detail: string): void {
     this.counters.drop(reason);
     this.events.drop?.(reason, detail, this);
+  }
+
+  /** A drop that is also an attempt worth an audit line (replays, foreign reply subjects, huge TTLs). */
+  private refuse(d: DecodedRequest, reason: DropReason, detail: string): void {
+    this.drop(reason, detail);
+    this.audit(d, d.body?.action ?? "", d.body?.data ?? {}, "deny", detail);
+  }
+
+  private audit(
+    d: DecodedRequest,
+    action: string,
+    data: Record<string, unknown>,
+    decision: "allow" | "deny",
+    reason: string,
+  ): void {
+    this.auditor?.record({
+      timestamp: auditTime(Date.now()),
+      request_id: d.request.id,
+      request_time: auditTime(Math.floor(d.request.time / 1e6)),
+      caller: d.request.caller,
+      sender: d.request.sender,
+      agent: d.request.agent,
+      action,
+      data,
+      decision,
+      reason,
+    });
   }
 
   private async runRaw(agent: AgentDefinition, d: DecodedRequest): Promise<Uint8Array | undefined> {
@@ -229,33 +301,27 @@ export class NodeRuntime {
         formatIssues(issues),
       );
     }
-    this.auditor?.record({
-      timestamp: auditTime(Date.now()),
-      request_id: d.request.id,
-      request_time: auditTime(Math.floor(d.request.time / 1e6)),
-      caller: d.request.caller,
-      sender: d.request.sender,
-      agent: d.request.agent,
-      action,
-      data,
-    });
+    let decision: AuthzDecision = { allowed: true, reason: "agent is not subject to authorization" };
     if (agent.authorize) {
-      let allowed = false;
+      decision = { allowed: false, reason: "authorizer failed" };
       try {
-        allowed = await this.authorizer.authorize({
-          agent: d.request.agent,
-          action,
-          caller: d.request.caller,
-          callerClaims: d.callerClaims,
-          collective: d.request.collective,
-          data,
-          node: this,
-        });
+        decision = toDecision(
+          await this.authorizer.authorize({
+            agent: d.request.agent,
+            action,
+            caller: d.request.caller,
+            callerClaims: d.callerClaims,
+            collective: d.request.collective,
+            data,
+            node: this,
+          }),
+        );
       } catch (err) {
         this.events.handlerError?.(err, d.request.agent, action, this);
       }
-      if (!allowed) return rpcReply(action, StatusCode.Aborted, NOT_AUTHORIZED);
     }
+    this.audit(d, action, data, decision.allowed ? "allow" : "deny", decision.reason);
+    if (!decision.allowed) return rpcReply(action, StatusCode.Aborted, NOT_AUTHORIZED);
     const req = new HandlerRequest(this, d, action, data);
     const onAction = this.events.action;
     const t0 = onAction ? performance.now() : 0;
@@ -331,9 +397,15 @@ export class NodeRuntime {
     const fed = d.transport.headers.federation;
     // Federation brokers route the reply back by these, so they travel with it.
     if (fed) headers.federation = { ...fed, ...(fed.targets ? { targets: [...fed.targets] } : {}) };
-    const subject = d.transport.headers.reply || replySubject(r.collective, r.caller, r.id);
-    return { subject, data: encodeTransport(secure, headers) };
+    return { subject: d.replyTo, data: encodeTransport(secure, headers) };
   }
+}
+
+function toDecision(v: boolean | AuthzDecision): AuthzDecision {
+  if (typeof v !== "boolean") return v;
+  return v
+    ? { allowed: true, reason: "allowed by the authorizer" }
+    : { allowed: false, reason: "denied by the authorizer" };
 }
 
 function rpcReply(

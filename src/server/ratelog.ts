@@ -1,6 +1,7 @@
 /** Logger shape the server needs; pino's Logger fits. */
 export interface WarnLogger {
   warn(obj: Record<string, unknown>, msg: string): void;
+  error(obj: Record<string, unknown>, msg: string): void;
 }
 
 /**
@@ -16,6 +17,15 @@ export class RateLimitedLog {
   ) {}
 
   warn(kind: string, fields: Record<string, unknown>, msg: string): void {
+    this.emit("warn", kind, fields, msg);
+  }
+
+  /** For what looks like an attack or a fault that stops work (deep nesting, a thrown callback). */
+  error(kind: string, fields: Record<string, unknown>, msg: string): void {
+    this.emit("error", kind, fields, msg);
+  }
+
+  private emit(level: "warn" | "error", kind: string, fields: Record<string, unknown>, msg: string): void {
     const now = Date.now();
     const seen = this.last.get(kind);
     if (seen && now - seen.at < this.windowMs) {
@@ -24,6 +34,6 @@ export class RateLimitedLog {
     }
     const suppressed = seen?.suppressed ?? 0;
     this.last.set(kind, { at: now, suppressed: 0 });
-    this.log.warn(suppressed > 0 ? { ...fields, kind, suppressed } : { ...fields, kind }, msg);
+    this.log[level](suppressed > 0 ? { ...fields, kind, suppressed } : { ...fields, kind }, msg);
   }
 }

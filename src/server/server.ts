@@ -14,13 +14,28 @@ import { RequestDecoder } from "./decoder.js";
 import { loadClasses, loadFacts } from "./facts.js";
 import { startNodeMetadata, type NodeMetadata, type ServerLifecycleOptions } from "./metadata.js";
 import { ServerMetrics } from "./metrics.js";
-import { NodeRuntime } from "./node.js";
+import { MAX_REQUEST_TTL, NodeRuntime } from "./node.js";
 import { RateLimitedLog } from "./ratelog.js";
+import { ReplayGuard } from "./replay.js";
 import { AgentRegistry, ServerError, type RegisterOptions } from "./registry.js";
-import type { ServerStats } from "./stats.js";
+import type { DropReason, ServerStats } from "./stats.js";
 import { StatusFileWriter } from "./status.js";
 import type { AgentHandler, Authorizer, HostInfo } from "./types.js";
 import { CHORUS_VERSION } from "./version.js";
+
+function positive(cfg: Config, key: string, v: number): number {
+  if (!(v > 0)) throw cfg.error(key, `${key} must be positive`);
+  return v;
+}
+
+/** Drops that are attacks or worse: logged at error level. */
+const ATTACK_REASONS: ReadonlySet<DropReason> = new Set<DropReason>([
+  "too_deep",
+  "replayed",
+  "replay_forgotten",
+  "reply_not_caller",
+  "ttl_too_long",
+]);
 
 /** Adds agents to a registry; the built-in agents module installs one for every Server. */
 export type AgentInstaller = (registry: AgentRegistry) => void;
@@ -69,6 +84,10 @@ export interface ServerOptions {
   config?: Config;
   /** Share a decoder (and its verification cache) between servers in one process. */
   decoder?: RequestDecoder;
+  /** Longest request TTL accepted, seconds (plugin.chorus.security.max_request_ttl; default 5 h). */
+  maxRequestTtl?: number;
+  /** Memory for remembered request ids, bytes (plugin.chorus.security.replay_cache_mb; default 32 MiB). */
+  replayCacheBytes?: number;
   maxMessageBytes?: number;
   /** Keep retrying the first broker connection instead of failing start() (daemons want this). */
   waitOnFirstConnect?: boolean;
@@ -112,6 +131,8 @@ export class Server {
   readonly registry = new AgentRegistry();
   readonly node: NodeRuntime;
   readonly decoder: RequestDecoder;
+  /** Request ids seen within their TTL window (replay protection). */
+  readonly replay: ReplayGuard;
   readonly log: Logger;
   readonly security: ChoriaSecurity;
   private readonly opts: ServerOptions;
@@ -161,6 +182,9 @@ export class Server {
         security: sec,
         ...(opts.maxMessageBytes !== undefined && { maxBytes: opts.maxMessageBytes }),
       });
+    this.replay = new ReplayGuard(
+      opts.replayCacheBytes !== undefined ? { maxBytes: opts.replayCacheBytes } : {},
+    );
     const startTime = Date.now();
     const host: HostInfo = {
       version: CHORUS_VERSION,
@@ -191,10 +215,15 @@ export class Server {
       ...(opts.authorizer && { authorizer: opts.authorizer }),
       host,
       ...(opts.audit && { auditor: opts.audit }),
+      ...(opts.maxRequestTtl !== undefined && { maxTtl: opts.maxRequestTtl }),
+      replayGuard: this.replay,
       events: {
         action: (agent, action, statuscode, seconds) =>
           this.metricsServer?.observeAction(this.identity, agent, action, statuscode, seconds),
-        drop: (reason, detail) => this.rateLog.warn(reason, { reason }, `dropped message: ${detail}`),
+        drop: (reason, detail) =>
+          ATTACK_REASONS.has(reason)
+            ? this.rateLog.error(reason, { reason }, `refused message: ${detail}`)
+            : this.rateLog.warn(reason, { reason }, `dropped message: ${detail}`),
         handlerError: (err, agent, action) =>
           this.rateLog.warn(
             `handler:${agent}#${action}`,
@@ -276,6 +305,19 @@ export class Server {
       ...(audit && { audit }),
       ...(statusFile && { statusFile: resolve(s.configDir, statusFile) }),
       statusIntervalMs: cfg.duration("plugin.choria.status_update_interval", 30_000),
+      maxRequestTtl: positive(
+        cfg,
+        "plugin.chorus.security.max_request_ttl",
+        cfg.duration("plugin.chorus.security.max_request_ttl", MAX_REQUEST_TTL * 1000) / 1000,
+      ),
+      replayCacheBytes:
+        positive(
+          cfg,
+          "plugin.chorus.security.replay_cache_mb",
+          cfg.int("plugin.chorus.security.replay_cache_mb", 32),
+        ) *
+        1024 *
+        1024,
       reloadOnSighup: true,
       ...(sub.spool && {
         submission: { spool: sub.spool, maxSpoolSize: sub.maxSpoolSize, minFreeBytes: sub.minFreeBytes },
@@ -317,6 +359,7 @@ export class Server {
         host: o.statsAddress ?? "127.0.0.1",
         nodes: () => [this.node],
         decoder: this.decoder,
+        replay: this.replay,
         ...(o.submission && { spool: () => this.submissionSpool?.stats() }),
       });
       await this.metricsServer.start();
@@ -392,6 +435,11 @@ export class Server {
     await this.metricsServer?.stop();
     this.metricsServer = undefined;
     this.log.info({ identity: this.identity }, "server stopped");
+  }
+
+  /** The audit log (rpcaudit), when configured. */
+  get audit(): AuditLog | undefined {
+    return this.opts.audit;
   }
 
   /** The submission spool, when configured and running. */
@@ -524,15 +572,27 @@ export class Server {
     this.subs.set(subject, sub);
   }
 
-  /** One message through the shared decoder and this node; publishes the reply if any. */
+  /**
+   * One message through the shared decoder and this node; publishes the reply if any.
+   * Never throws: an exception here would escape into the NATS callback and could
+   * stop the subscription, so one bad message must cost only itself.
+   */
   private process(subject: string, data: Uint8Array): void {
-    const p = this.node
-      .handle(this.decoder.decode(data), subject)
-      .then((reply) => {
-        if (reply && this.nc) this.nc.publish(reply.subject, reply.data);
-      })
-      .catch((err: Error) => this.rateLog.warn("publish", {}, `could not send reply: ${err.message}`))
-      .finally(() => this.inflight.delete(p));
-    this.inflight.add(p);
+    try {
+      const decoded = this.decoder.decode(data);
+      const passed = this.node.counters.passed;
+      const p = this.node
+        .handle(decoded, subject)
+        .then((reply) => {
+          if (reply && this.nc) this.nc.publish(reply.subject, reply.data);
+        })
+        .catch((err: Error) => this.rateLog.warn("publish", {}, `could not send reply: ${err.message}`))
+        .finally(() => this.inflight.delete(p));
+      this.inflight.add(p);
+      // handle() filters synchronously: a request this node did not want is not kept
+      if (this.node.counters.passed === passed) this.decoder.forget(decoded);
+    } catch (err) {
+      this.rateLog.error("process", { subject }, `message on ${subject} failed: ${(err as Error).message}`);
+    }
   }
 }

@@ -4,6 +4,7 @@ export type RejectReason =
   | "schema"
   | "protocol"
   | "too_large"
+  | "too_deep"
   | "bad_signature"
   | "untrusted_caller"
   | "expired_token"
@@ -12,7 +13,15 @@ export type RejectReason =
 
 /** Why a node dropped a verified request without answering it. */
 export type NodeDropReason =
-  "wrong_collective" | "unknown_agent" | "unsupported_filter" | "timeout" | "reply_error";
+  | "wrong_collective"
+  | "unknown_agent"
+  | "unsupported_filter"
+  | "timeout"
+  | "reply_error"
+  | "replayed"
+  | "replay_forgotten"
+  | "reply_not_caller"
+  | "ttl_too_long";
 
 export type DropReason = RejectReason | NodeDropReason;
 
@@ -21,6 +30,7 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "schema",
   "protocol",
   "too_large",
+  "too_deep",
   "bad_signature",
   "untrusted_caller",
   "expired_token",
@@ -35,6 +45,10 @@ export const DROP_REASONS: readonly DropReason[] = [
   "unsupported_filter",
   "timeout",
   "reply_error",
+  "replayed",
+  "replay_forgotten",
+  "reply_not_caller",
+  "ttl_too_long",
 ];
 
 /** A copy of a node's counters; names follow go-choria's server statistics. */

@@ -66,7 +66,13 @@ export interface AgentDefinition {
   authorize: boolean;
 }
 
-/** Decides whether a validated request may run; a later issue adds action_policy. */
+/** An authorizer's answer with why, for the audit line. */
+export interface AuthzDecision {
+  allowed: boolean;
+  reason: string;
+}
+
+/** Decides whether a validated request may run (a bare boolean is audited with a generic reason). */
 export interface Authorizer {
   authorize(req: {
     agent: string;
@@ -76,7 +82,7 @@ export interface Authorizer {
     collective: string;
     data: Record<string, unknown>;
     node: NodeRuntime;
-  }): boolean | Promise<boolean>;
+  }): boolean | AuthzDecision | Promise<boolean | AuthzDecision>;
 }
 
 /** Default authorizer until action_policy lands: every verified caller may call every action. */

@@ -123,7 +123,8 @@ describe("rpcaudit on a server", () => {
       join(cfgDir, "policies", "rpcutil.policy"),
       ["policy default deny", "allow\tchoria=tester\t*\t*\t*", ""].join("\n"),
     );
-    const auditFile = join(cfgDir, "audit.log");
+    // a directory the server creates: private, as the audit trail names callers
+    const auditFile = join(cfgDir, "private", "audit.log");
     const conf = join(cfgDir, "server.conf");
     writeFileSync(
       conf,
@@ -136,7 +137,7 @@ describe("rpcaudit on a server", () => {
         "plugin.security.issuer.names = dev",
         `plugin.security.issuer.dev.public = ${fx.orgKp.publicHex}`,
         "rpcaudit = 1",
-        "plugin.rpcaudit.logfile = audit.log",
+        "plugin.rpcaudit.logfile = private/audit.log",
       ].join("\n"),
     );
     const server = await Server.fromConfigFile(conf, { logger: quietLogger });
@@ -159,6 +160,7 @@ describe("rpcaudit on a server", () => {
     expect(r1[0]?.body?.statuscode).toBe(0);
     expect(r2[0]?.body?.statuscode).toBe(1);
     expect(statSync(auditFile).mode & 0o777).toBe(0o600);
+    expect(statSync(join(cfgDir, "private")).mode & 0o777).toBe(0o700);
     const got = lines(auditFile);
     expect(got).toHaveLength(2);
     expect(Object.keys(got[0]!)).toEqual([
@@ -170,6 +172,8 @@ describe("rpcaudit on a server", () => {
       "agent",
       "action",
       "data",
+      "decision",
+      "reason",
     ]);
     expect(got[0]).toMatchObject({
       request_id: allowed.id,
@@ -180,6 +184,13 @@ describe("rpcaudit on a server", () => {
       data: { fact: "os" },
     });
     expect(got[0]?.timestamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+0000$/);
-    expect(got[1]).toMatchObject({ request_id: denied.id, caller: "choria=eve", action: "ping" });
+    expect(got[0]).toMatchObject({ decision: "allow" });
+    expect(got[1]).toMatchObject({
+      request_id: denied.id,
+      caller: "choria=eve",
+      action: "ping",
+      decision: "deny",
+    });
+    expect(got[1]?.reason).toMatch(/rpcutil\.policy|no policy file|default is deny/);
   });
 });

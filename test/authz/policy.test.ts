@@ -175,7 +175,7 @@ describe("action_policy rules", () => {
     expect(ask({ agent: "other" }).reason).toMatch(/other\.policy:2: .*fact filter/);
     // the authorize() path logs the denial with caller, agent and action
     const node = { facts: {}, classes: [] } as unknown as NodeRuntime;
-    const allowed = a.authorize({
+    const decision = a.authorize({
       agent: "puppet",
       action: "status",
       caller: "choria=alice",
@@ -184,7 +184,8 @@ describe("action_policy rules", () => {
       data: {},
       node,
     });
-    expect(allowed).toBe(false);
+    expect(decision.allowed).toBe(false);
+    expect(decision.reason).toMatch(/broken policy/);
     expect(warnings.at(-1)).toMatch(/denying choria=alice access to puppet#status: broken policy/);
   });
 

@@ -12,7 +12,10 @@ describe("RateLimitedLog", () => {
     vi.useFakeTimers();
     try {
       const lines: [Record<string, unknown>, string][] = [];
-      const log = new RateLimitedLog({ warn: (o, m) => lines.push([o, m]) }, 10_000);
+      const log = new RateLimitedLog(
+        { warn: (o, m) => lines.push([o, m]), error: (o, m) => lines.push([o, `error: ${m}`]) },
+        10_000,
+      );
       for (let i = 0; i < 5; i++) log.warn("bad_signature", { reason: "bad_signature" }, "dropped");
       log.warn("malformed", {}, "dropped");
       expect(lines).toHaveLength(2);

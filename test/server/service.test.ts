@@ -2,7 +2,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client } from "../../src/client/index.js";
 import type { AgentDDL } from "../../src/ddl/index.js";
-import { serviceSubject, broadcastSubject } from "../../src/protocol/index.js";
+import { serviceSubject, broadcastSubject, replyPrefix } from "../../src/protocol/index.js";
 import { Server } from "../../src/server/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import {
@@ -64,7 +64,8 @@ describe("service agents", () => {
   it("one of three servers answers each request, exactly once", async () => {
     const N = 60;
     const replies = new Map<string, string[]>();
-    const prefix = `${COLLECTIVE}.reply.svctest`;
+    // nodes answer only under the caller's own inbox
+    const prefix = `${replyPrefix(COLLECTIVE, fx.client.callerid)}.svctest`;
     const sub = nc.subscribe(`${prefix}.>`, {
       callback: (_e, m) => {
         const r = parseReply(m.data);

@@ -55,7 +55,7 @@ export class ActionPolicyAuthorizer implements Authorizer {
     this.cache.clear();
   }
 
-  authorize(req: Parameters<Authorizer["authorize"]>[0]): boolean {
+  authorize(req: Parameters<Authorizer["authorize"]>[0]): PolicyDecision {
     const d = this.decide({
       agent: req.agent,
       action: req.action,
@@ -69,7 +69,7 @@ export class ActionPolicyAuthorizer implements Authorizer {
         `denying ${req.caller} access to ${req.agent}#${req.action}: ${d.reason}`,
       );
     }
-    return d.allowed;
+    return d;
   }
 
   /** The decision with its reason (exposed for tests and tooling). */

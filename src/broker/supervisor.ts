@@ -11,9 +11,10 @@ import {
   writeFileSync,
 } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { constants as osConstants, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
 import type { BrokerSettings } from "../config/index.js";
 import { connectNats, type NatsConnection } from "../connector/index.js";
 import { replyPrefix } from "../protocol/index.js";
@@ -21,6 +22,8 @@ import { decodeTokenUnverified, loadSeedFile } from "../security/index.js";
 import { ensureManagedStreams, type EnsureResult } from "../streams/index.js";
 import { AdapterManager } from "./adapters.js";
 import { renderNatsConfig } from "./nats-config.js";
+import { NATS_WRAPPER_NAME, writeNatsWrapper } from "./nats-wrapper.js";
+import { ensurePidFileDir, natsPidFile, removePidFile, takeOverOrphan, writePidFile } from "./orphan.js";
 import { BrokerError, loadNatsTrust, renderTrustFragment } from "./trust.js";
 
 export type BrokerLogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal";
@@ -40,11 +43,16 @@ export interface BrokerSupervisorOptions {
   readyTimeoutMs?: number;
   /** Restart delay: starts at initialMs, doubles up to maxMs, resets after resetAfterMs healthy. */
   backoff?: { initialMs?: number; maxMs?: number; resetAfterMs?: number };
-  /** How long stop() waits after SIGTERM before SIGKILL. */
+  /**
+   * How long stop() waits after SIGTERM before SIGKILL. An orphaned nats-server taken over
+   * at start gets the same grace, and so does nats-server when the supervisor dies
+   * (rounded up to whole seconds by the wrapper).
+   */
   stopGraceMs?: number;
 }
 
 export interface BrokerExit {
+  /** nats-server's pid (not the wrapper's). */
   pid: number | undefined;
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -130,9 +138,49 @@ export async function freeLoopbackPort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Resolves with the pid the wrapper reports on fd 3, or undefined if it closes without one. */
+function readPid(stream: Readable | null | undefined): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    if (!stream) return resolve(undefined);
+    let text = "";
+    const done = () => {
+      const pid = Number(text.trim());
+      resolve(Number.isInteger(pid) && pid > 1 ? pid : undefined);
+      stream.destroy();
+    };
+    stream.setEncoding("utf8");
+    stream.on("data", (d: string) => {
+      text += d;
+      if (text.includes("\n")) done();
+    });
+    stream.once("end", done);
+    stream.once("close", done);
+    stream.once("error", done);
+  });
+}
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>();
+for (const [name, n] of Object.entries(osConstants.signals) as [NodeJS.Signals, number][]) {
+  if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name);
+}
+
+/** nats-server's exit as the wrapper reports it: it exits 128+N when nats-server died of signal N. */
+function natsExit(
+  code: number | null,
+  signal: NodeJS.Signals | null,
+): { code: number | null; signal: NodeJS.Signals | null } {
+  const byWrapper = code !== null && code > 128 ? SIGNAL_NAMES.get(code - 128) : undefined;
+  return byWrapper ? { code: null, signal: byWrapper } : { code, signal };
+}
+
 /**
  * Runs nats-server as a child process: writes its config, waits for /healthz, forwards
  * its log, restarts it with exponential backoff when it dies, and stops it cleanly.
+ *
+ * nats-server runs under a small sh wrapper (nats-wrapper.ts) that stops it when this
+ * process dies, even by SIGKILL; `pid` and every signal the supervisor sends are
+ * nats-server's own. A pidfile (orphan.ts) lets the next start take over a nats-server
+ * that was orphaned anyway.
  */
 export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   readonly settings: BrokerSettings;
@@ -141,7 +189,9 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   private readonly initialBackoff: number;
   private readonly maxBackoff: number;
   private readonly resetAfter: number;
+  /** The wrapper process; nats-server is its child, natsPid. */
   private child: ChildProcess | undefined;
+  private natsPid: number | undefined;
   private childExit: Promise<void> | undefined;
   private stopping = false;
   private running = false;
@@ -154,6 +204,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   private scheduledDelayMs = 0;
   private recentLog: string[] = [];
   private ownRuntimeDir = false;
+  private wroteWrapper = false;
   private _runtimeDir = "";
   private _monitorPort = 0;
   private _binary = "";
@@ -171,9 +222,17 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     this.backoffMs = this.initialBackoff;
   }
 
+  /** nats-server's pid while it runs. */
   get pid(): number | undefined {
     const c = this.child;
-    return c && c.exitCode === null && c.signalCode === null ? c.pid : undefined;
+    return c && c.exitCode === null && c.signalCode === null ? this.natsPid : undefined;
+  }
+  /**
+   * The nats-server pidfile: `<runtime_dir>/nats-server.pid`, or with no runtime_dir a file
+   * named after the listen address and client port in `$TMPDIR/chorus-broker-<uid>/`.
+   */
+  get pidFile(): string {
+    return natsPidFile(this.settings);
   }
   get restarts(): number {
     return this.restartCount;
@@ -213,16 +272,22 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     if (!trust)
       this.logger("warn", "no NATS trust material configured: the broker accepts unauthenticated clients");
     this.prepareRuntimeDir();
-    this._monitorPort = this.settings.monitorPort || (await freeLoopbackPort());
-    const conf = renderNatsConfig(this.settings, trust, { monitorPort: this._monitorPort });
-    // The config can hold the system password; keep it private to this user.
-    writeFileSync(this.configPath, conf, { mode: 0o600 });
-    chmodSync(this.configPath, 0o600);
     this.stopping = false;
     // Not "running" until the first launch succeeds, so a failed start is not restarted.
     try {
+      ensurePidFileDir(this.settings);
+      // Before anything is written: a broker that is already running keeps its files.
+      await this.takeOverOrphan();
+      this._monitorPort = this.settings.monitorPort || (await freeLoopbackPort());
+      const conf = renderNatsConfig(this.settings, trust, { monitorPort: this._monitorPort });
+      // The config can hold the system password; keep it private to this user.
+      writeFileSync(this.configPath, conf, { mode: 0o600 });
+      chmodSync(this.configPath, 0o600);
+      writeNatsWrapper(this._runtimeDir);
+      this.wroteWrapper = true;
       await this.launch();
     } catch (err) {
+      if (this.natsPid !== undefined) removePidFile(this.pidFile, this.natsPid);
       this.cleanupRuntimeDir();
       throw err;
     }
@@ -340,7 +405,17 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     this.restartPending = false;
     await this.stopServices();
     await this.killChild(this.opts.stopGraceMs ?? 10_000);
+    if (this.natsPid !== undefined) removePidFile(this.pidFile, this.natsPid);
     this.cleanupRuntimeDir();
+  }
+
+  private async takeOverOrphan(): Promise<void> {
+    await takeOverOrphan({
+      pidFile: this.pidFile,
+      binary: this._binary,
+      graceMs: this.opts.stopGraceMs ?? 10_000,
+      log: (level, line) => this.logger(level, line),
+    });
   }
 
   private prepareRuntimeDir(): void {
@@ -357,21 +432,40 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
 
   private cleanupRuntimeDir(): void {
     if (this.ownRuntimeDir && this._runtimeDir) rmSync(this._runtimeDir, { recursive: true, force: true });
+    else if (this.wroteWrapper) rmSync(join(this._runtimeDir, NATS_WRAPPER_NAME), { force: true });
+    this.wroteWrapper = false;
   }
 
   private async killChild(graceMs: number): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = this.childExit as Promise<void>;
-    child.kill("SIGTERM");
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs)));
-    // cleared, not left pending: a live grace timer would keep the caller's process up
-    const timedOut = await Promise.race([exited.then(() => false), grace]).finally(() => clearTimeout(timer));
-    if (timedOut) {
-      this.logger("warn", `nats-server did not exit within ${graceMs}ms of SIGTERM, sending SIGKILL`);
-      child.kill("SIGKILL");
-      await exited;
+    // cleared, not left pending: a live timer would keep the caller's process up
+    const within = async (ms: number): Promise<boolean> => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
+      return Promise.race([exited.then(() => true), timeout]).finally(() => clearTimeout(timer));
+    };
+    this.signalNats(child, "SIGTERM");
+    if (await within(graceMs)) return;
+    this.logger("warn", `nats-server did not exit within ${graceMs}ms of SIGTERM, sending SIGKILL`);
+    this.signalNats(child, "SIGKILL");
+    // The wrapper exits as soon as nats-server is gone; one that does not is killed too.
+    if (await within(5000)) return;
+    child.kill("SIGKILL");
+    await exited;
+  }
+
+  /** Signals go to nats-server itself; the wrapper then exits with its status. */
+  private signalNats(child: ChildProcess, signal: NodeJS.Signals): void {
+    if (this.natsPid === undefined) {
+      child.kill(signal); // not reported yet: the wrapper forwards what it can
+      return;
+    }
+    try {
+      process.kill(this.natsPid, signal);
+    } catch {
+      // already gone; the wrapper's exit follows
     }
   }
 
@@ -390,8 +484,34 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   private async launch(): Promise<void> {
     this.recentLog = [];
     this.healthy = false;
-    const child = spawn(this._binary, ["-c", this.configPath], { stdio: ["ignore", "pipe", "pipe"] });
+    this.natsPid = undefined;
+    // Readiness is judged by /healthz: a server already answering there is not ours.
+    if (await this.healthz()) {
+      throw new BrokerError(
+        "port_in_use",
+        `something already answers on the nats-server monitoring port ${this._monitorPort} ` +
+          "(a nats-server this supervisor did not start?)",
+      );
+    }
+    const graceS = Math.max(1, Math.ceil((this.opts.stopGraceMs ?? 10_000) / 1000));
+    const child = spawn(
+      "/bin/sh",
+      [
+        join(this._runtimeDir, NATS_WRAPPER_NAME),
+        String(process.pid),
+        String(graceS),
+        this.ownRuntimeDir ? this._runtimeDir : "",
+        this.pidFile,
+        this._binary,
+        "-c",
+        this.configPath,
+      ],
+      // stdin is the lifeline (never written to), fd 3 reports nats-server's pid
+      { stdio: ["pipe", "pipe", "pipe", "pipe"] },
+    );
     this.child = child;
+    child.stdin?.on("error", () => undefined);
+    const launched: { natsPid?: number } = {};
     let spawnError: Error | undefined;
     this.childExit = new Promise<void>((resolve) => {
       child.once("error", (err) => {
@@ -399,21 +519,30 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
         resolve();
       });
       child.once("exit", (code, signal) => {
-        this.onExit(child, code, signal);
+        this.onExit(child, launched.natsPid, code, signal);
         resolve();
       });
     });
     this.forward(child.stdout);
     this.forward(child.stderr);
+    const reported = readPid(child.stdio[3] as Readable | null);
+    launched.natsPid = await Promise.race([
+      reported,
+      this.childExit.then(() => Promise.race([reported, sleep(200).then(() => undefined)])),
+    ]);
+    this.natsPid = launched.natsPid;
+    if (this.natsPid !== undefined) writePidFile(this.pidFile, this.natsPid);
 
     const timeoutMs = this.opts.readyTimeoutMs ?? 10_000;
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (spawnError) throw new BrokerError("spawn", `cannot run ${this._binary}: ${spawnError.message}`);
+      if (spawnError)
+        throw new BrokerError("spawn", `cannot run ${this._binary} through /bin/sh: ${spawnError.message}`);
       if (child.exitCode !== null || child.signalCode !== null) {
+        const e = natsExit(child.exitCode, child.signalCode);
         throw new BrokerError(
           "exited",
-          `nats-server exited during startup (${child.exitCode ?? child.signalCode})${this.logTail()}`,
+          `nats-server exited during startup (${e.code ?? e.signal})${this.logTail()}`,
         );
       }
       if (await this.healthz()) {
@@ -448,12 +577,18 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     this.resetTimer.unref();
   }
 
-  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+  private onExit(
+    child: ChildProcess,
+    natsPid: number | undefined,
+    wrapperCode: number | null,
+    wrapperSignal: NodeJS.Signals | null,
+  ): void {
     if (child !== this.child) return;
     this.healthy = false;
     clearTimeout(this.resetTimer);
     const expected = this.stopping;
-    this.emit("exited", { pid: child.pid, code, signal, expected });
+    const { code, signal } = natsExit(wrapperCode, wrapperSignal);
+    this.emit("exited", { pid: natsPid, code, signal, expected });
     if (expected || !this.running) return;
     this.logger("error", `nats-server exited unexpectedly (${code ?? signal})${this.logTail()}`);
     this.scheduleRestart();
@@ -475,13 +610,16 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   private async restart(): Promise<void> {
     if (this.stopping || !this.running) return;
     try {
+      // A nats-server left running (its wrapper killed on its own) would hold the ports.
+      await this.takeOverOrphan();
       await this.launch();
     } catch (err) {
       if (this.stopping || !this.running) return;
       const error = err as Error;
       this.logger("error", `nats-server restart failed: ${error.message}`);
       // An exit during startup (or after we killed a hung one) already scheduled the
-      // next attempt in onExit; a spawn error has no exit, so schedule it here.
+      // next attempt in onExit; a spawn error, a refused takeover or a busy monitoring
+      // port has no exit, so schedule it here.
       if (!this.restartPending) this.scheduleRestart();
       this.emit("restartFailed", { error, delayMs: this.scheduledDelayMs });
       return;

@@ -11,10 +11,10 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { BrokerSupervisor, brokerSettings, freeLoopbackPort } from "../src/broker/index.js";
-import { loadConfig } from "../src/config/index.js";
-import { encodeRegistrationMessage, inventoryContentPayload } from "../src/registration/index.js";
-import { loadSeedFile, sign } from "../src/security/index.js";
-import { createDevSetup } from "../src/setup/index.js";
+import { loadConfig } from "../src/core/config/index.js";
+import { encodeRegistrationMessage, inventoryContentPayload } from "../src/services/registration/index.js";
+import { loadSeedFile, sign } from "../src/core/security/index.js";
+import { createDevSetup } from "../src/apps/setup/index.js";
 import { connectAs } from "./credentials.js";
 
 const { values: opt } = parseArgs({

@@ -1,5 +1,5 @@
 import { pino } from "pino";
-import { Emulator } from "../dist/emulator/index.js";
+import { Emulator } from "../dist/apps/emulator/index.js";
 import { now, procMem, serveParent, sleep } from "./lib.js";
 
 let em;

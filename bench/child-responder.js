@@ -1,7 +1,7 @@
 // Child process for scenario (b): M nodes whose replies are built (signed) before any
 // is sent, then published back to back, so the client's reply processing is isolated.
 import { pino } from "pino";
-import { registerBuiltinAgents } from "../dist/agents/index.js";
+import { registerBuiltinAgents } from "../dist/server/agents/index.js";
 import { AgentRegistry, NodeRuntime, RequestDecoder } from "../dist/server/index.js";
 import {
   ChoriaSecurity,
@@ -10,9 +10,9 @@ import {
   loadSeedFile,
   orgIssuer,
   sign,
-} from "../dist/security/index.js";
-import { loadConfig, serverSettings } from "../dist/config/index.js";
-import { emulatedFacts, emulatedIdentity } from "../dist/emulator/index.js";
+} from "../dist/core/security/index.js";
+import { loadConfig, serverSettings } from "../dist/core/config/index.js";
+import { emulatedFacts, emulatedIdentity } from "../dist/apps/emulator/index.js";
 import { rawConnect, serveParent } from "./lib.js";
 
 let nc;

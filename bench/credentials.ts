@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { connectNats, type NatsConnection } from "../src/connector/index.js";
-import { replyPrefix } from "../src/protocol/index.js";
-import { decodeTokenUnverified, loadSeedFile } from "../src/security/index.js";
-import type { DevSetup } from "../src/setup/index.js";
+import { connectNats, type NatsConnection } from "../src/core/connector/index.js";
+import { replyPrefix } from "../src/core/protocol/index.js";
+import { decodeTokenUnverified, loadSeedFile } from "../src/core/security/index.js";
+import type { DevSetup } from "../src/apps/setup/index.js";
 
 /**
  * Connects with one of a dev setup's credentials (`credentials/<name>.*`). The inbox

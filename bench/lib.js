@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { connect, jwtAuthenticator } from "@nats-io/transport-node";
 import { BrokerSupervisor, brokerSettings, createDevSetup, loadConfig, security } from "../dist/index.js";
-import { clientSettings, serverSettings } from "../dist/config/index.js";
+import { clientSettings, serverSettings } from "../dist/core/config/index.js";
 
 export const now = () => performance.now();
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

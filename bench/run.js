@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 import { protocol } from "../dist/index.js";
-import { ed25519 } from "../dist/security/index.js";
+import { ed25519 } from "../dist/core/security/index.js";
 import { loadavg, rawConnect, rawCredentials, startSecuredBroker } from "./lib.js";
 import * as S from "./scenarios.js";
 import { renderDoc } from "./report.js";

@@ -11,8 +11,8 @@ import {
   registerBuiltinAgents,
   security,
 } from "../dist/index.js";
-import { loadConfig, clientSettings, serverSettings } from "../dist/config/index.js";
-import { emulatedIdentity } from "../dist/emulator/index.js";
+import { loadConfig, clientSettings, serverSettings } from "../dist/core/config/index.js";
+import { emulatedIdentity } from "../dist/apps/emulator/index.js";
 import { now, procCpuMs, procMem, sleep, startChild, summarize } from "./lib.js";
 
 const CHORUS_BIN = fileURLToPath(new URL("../bin/chorus.js", import.meta.url));
@@ -55,7 +55,7 @@ export async function chorusSizes(ctx, agent, action) {
   });
   const registry = new AgentRegistry();
   registerBuiltinAgents(registry);
-  const { emulatedFacts } = await import("../dist/emulator/index.js");
+  const { emulatedFacts } = await import("../dist/apps/emulator/index.js");
   const kp = security.generateKeyPair();
   const node = new NodeRuntime({
     identity: emulatedIdentity(12345),

@@ -9,10 +9,10 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { BrokerSupervisor, brokerSettings, freeLoopbackPort } from "../src/broker/index.js";
-import { loadConfig } from "../src/config/index.js";
-import { createDevSetup } from "../src/setup/index.js";
+import { loadConfig } from "../src/core/config/index.js";
+import { createDevSetup } from "../src/apps/setup/index.js";
 import { connectAs } from "./credentials.js";
-import { Spool } from "../src/submission/index.js";
+import { Spool } from "../src/services/submission/index.js";
 
 const { values: opt } = parseArgs({
   options: {

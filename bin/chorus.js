@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // launch.js loads only the command being run (see src/cli/launch.ts).
-import("../dist/cli/launch.js")
+import("../dist/apps/cli/launch.js")
   .then((m) => m.main(process.argv))
   .catch((err) => {
     console.error(`chorus: ${err instanceof Error ? err.message : String(err)}`);

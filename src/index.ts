@@ -1,13 +1,11 @@
 // Library entry: `import { Server, Client } from "chorus"`.
-// Importing the agents module installs the built-in agents into every Server.
-import "./agents/index.js";
 
-export { ChorusError } from "./protocol/errors.js";
-export * as protocol from "./protocol/index.js";
-export * as security from "./security/index.js";
-export { ChoriaSecurity } from "./security/index.js";
-export { loadConfig, parseConfig, Config, ConfigError } from "./config/index.js";
-export { parseDDL, loadDDL, builtinDDL, type AgentDDL, type ActionDDL } from "./ddl/index.js";
+export { ChorusError } from "./core/protocol/errors.js";
+export * as protocol from "./core/protocol/index.js";
+export * as security from "./core/security/index.js";
+export { ChoriaSecurity } from "./core/security/index.js";
+export { loadConfig, parseConfig, Config, ConfigError } from "./core/config/index.js";
+export { parseDDL, loadDDL, builtinDDL, type AgentDDL, type ActionDDL } from "./core/ddl/index.js";
 export {
   Server,
   NodeRuntime,
@@ -17,9 +15,9 @@ export {
   type ServerOptions,
   type AgentHandler,
   type ActionRequest,
+  registerBuiltinAgents,
 } from "./server/index.js";
-export { registerBuiltinAgents } from "./agents/index.js";
 export { Client, type ClientOptions, type RequestOptions, type RpcResult } from "./client/index.js";
 export { BrokerSupervisor, brokerSettings } from "./broker/index.js";
-export { createDevSetup, type DevSetup } from "./setup/index.js";
-export { Emulator, type EmulatorOptions } from "./emulator/index.js";
+export { createDevSetup, type DevSetup } from "./apps/setup/index.js";
+export { Emulator, type EmulatorOptions } from "./apps/emulator/index.js";

@@ -5,7 +5,7 @@ import {
   decodeSecureReply,
   decodeSecureRequest,
   decodeTransport,
-} from "../protocol/index.js";
+} from "../core/protocol/index.js";
 import type { AdapterOutput } from "./adapters.js";
 
 /** What converting one ingest message needs: plain data, so a worker thread can get it. */

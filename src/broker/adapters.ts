@@ -2,7 +2,7 @@ import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { availableParallelism } from "node:os";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { AdapterSettings } from "../config/index.js";
+import type { AdapterSettings } from "../core/config/index.js";
 import { decodeIngest, IngestPool, type IngestDecodeOptions, type IngestItem } from "./adapter-worker.js";
 
 /** One message as adapters write it into a stream (choria:adapters:<type>:output:1). */

@@ -1,4 +1,4 @@
-export { brokerSettings, type BrokerSettings } from "../config/index.js";
+export { brokerSettings, type BrokerSettings } from "../core/config/index.js";
 export { renderNatsConfig, type RenderOptions } from "./nats-config.js";
 export {
   BrokerSupervisor,

@@ -1,4 +1,4 @@
-import type { BrokerSettings } from "../config/index.js";
+import type { BrokerSettings } from "../core/config/index.js";
 import { BrokerError } from "./trust.js";
 
 export interface RenderOptions {

@@ -1,7 +1,7 @@
 import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import type { BrokerSettings } from "../config/index.js";
+import type { BrokerSettings } from "../core/config/index.js";
 import { NATS_WRAPPER_NAME } from "./nats-wrapper.js";
 import { BrokerError } from "./trust.js";
 

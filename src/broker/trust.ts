@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { ChorusError } from "../protocol/errors.js";
+import { ChorusError } from "../core/protocol/errors.js";
 
 /** Problems starting, configuring or supervising the broker. */
 export class BrokerError extends ChorusError {}

@@ -1,5 +1,5 @@
-import type { ActionDDL, AggregateDDL } from "../ddl/index.js";
-import { StatusCode } from "../protocol/index.js";
+import type { ActionDDL, AggregateDDL } from "../core/ddl/index.js";
+import { StatusCode } from "../core/protocol/index.js";
 import { ClientError } from "./errors.js";
 import type { RpcReply } from "./types.js";
 

@@ -1,7 +1,13 @@
 import { hostname } from "node:os";
-import { clientSettings, loadConfig } from "../config/index.js";
-import { closeNats, connectNats, type NatsConnection } from "../connector/index.js";
-import { applyOutputDefaults, findAction, InputError, validateInputs, type AgentDDL } from "../ddl/index.js";
+import { clientSettings, loadConfig } from "../core/config/index.js";
+import { closeNats, connectNats, type NatsConnection } from "../core/connector/index.js";
+import {
+  applyOutputDefaults,
+  findAction,
+  InputError,
+  validateInputs,
+  type AgentDDL,
+} from "../core/ddl/index.js";
 import {
   broadcastSubject,
   directSubject,
@@ -18,8 +24,8 @@ import {
   StatusCode,
   type Filter,
   isCallerReplySubject,
-} from "../protocol/index.js";
-import { ChoriaSecurity } from "../security/index.js";
+} from "../core/protocol/index.js";
+import { ChoriaSecurity } from "../core/security/index.js";
 import { ReplyCollector } from "./collect.js";
 import { findAgentDDL } from "./ddl.js";
 import { checkMethod, discoverOffline, isNetworkMethod, type DiscoveryMethod } from "./discovery/index.js";

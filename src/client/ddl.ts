@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { builtinDDL, DDLError, loadDDL, type AgentDDL } from "../ddl/index.js";
+import { builtinDDL, DDLError, loadDDL, type AgentDDL } from "../core/ddl/index.js";
 
 /**
  * Finds an agent's DDL: `<libdir>/mcollective/agent/<agent>.json` (Choria's layout)

@@ -1,4 +1,4 @@
-import { ChorusError } from "../protocol/index.js";
+import { ChorusError } from "../core/protocol/index.js";
 
 export type ClientErrorCode = "closed" | "bad_option" | "connect_failed" | "usage" | "discovery_failed";
 

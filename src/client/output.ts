@@ -1,5 +1,5 @@
-import { findAction, type AgentDDL } from "../ddl/index.js";
-import { MAX_JSON_DEPTH, StatusCode, valueDepthExceeds } from "../protocol/index.js";
+import { findAction, type AgentDDL } from "../core/ddl/index.js";
+import { MAX_JSON_DEPTH, StatusCode, valueDepthExceeds } from "../core/protocol/index.js";
 import type { RpcReply, RpcResult } from "./types.js";
 
 /**

@@ -1,6 +1,6 @@
-import type { ActionDDL, AgentDDL } from "../ddl/index.js";
-import { findAction } from "../ddl/index.js";
-import { StatusCode } from "../protocol/index.js";
+import type { ActionDDL, AgentDDL } from "../core/ddl/index.js";
+import { findAction } from "../core/ddl/index.js";
+import { StatusCode } from "../core/protocol/index.js";
 import { renderSummaries, type Summary } from "./aggregate.js";
 import { printableReply } from "./output.js";
 import type { PingResult, RpcReply, RpcResult, RpcStats } from "./types.js";

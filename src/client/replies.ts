@@ -7,8 +7,8 @@ import {
   jsonDepthExceeds,
   MAX_JSON_DEPTH,
   StatusCode,
-} from "../protocol/index.js";
-import { ChoriaSecurity, SecurityError, verify, verifyToken } from "../security/index.js";
+} from "../core/protocol/index.js";
+import { ChoriaSecurity, SecurityError, verify, verifyToken } from "../core/security/index.js";
 import type { DropCounts } from "./types.js";
 
 /**

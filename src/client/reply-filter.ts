@@ -1,5 +1,5 @@
-import { COMMON_FUNCTIONS, compileExpression, lookupFact, type ExprEnv } from "../filter/index.js";
-import { StatusCode } from "../protocol/index.js";
+import { COMMON_FUNCTIONS, compileExpression, lookupFact, type ExprEnv } from "../core/filter/index.js";
+import { StatusCode } from "../core/protocol/index.js";
 import type { RpcReply } from "./types.js";
 
 /**

@@ -1,5 +1,5 @@
-import type { AgentDDL, InputDDL } from "../ddl/index.js";
-import { StatusCode } from "../protocol/index.js";
+import type { AgentDDL, InputDDL } from "../core/ddl/index.js";
+import { StatusCode } from "../core/protocol/index.js";
 import type { RpcReply } from "./types.js";
 
 export interface FactReport {

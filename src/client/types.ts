@@ -1,7 +1,7 @@
-import type { NatsConnection } from "../connector/index.js";
-import type { AgentDDL } from "../ddl/index.js";
-import type { Filter } from "../protocol/index.js";
-import type { ChoriaSecurity } from "../security/index.js";
+import type { NatsConnection } from "../core/connector/index.js";
+import type { AgentDDL } from "../core/ddl/index.js";
+import type { Filter } from "../core/protocol/index.js";
+import type { ChoriaSecurity } from "../core/security/index.js";
 
 /** pino's methods fit; every method is optional to call sites through `log()`. */
 export interface ClientLogger {

@@ -2,7 +2,7 @@ import { constants, existsSync, readdirSync, statSync } from "node:fs";
 import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { loadDDL, type AgentDDL } from "../ddl/index.js";
+import { loadDDL, type AgentDDL } from "../core/ddl/index.js";
 import { activationCheck, externalAgentHandlers, type ExternalAgentOptions } from "./external.js";
 import type { AgentHandler } from "./types.js";
 

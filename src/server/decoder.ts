@@ -14,14 +14,14 @@ import {
   type RpcRequestBody,
   type SecureRequest,
   type Transport,
-} from "../protocol/index.js";
+} from "../core/protocol/index.js";
 import {
   SecurityError,
   tokenExpiry,
   verifyToken,
   type ChoriaSecurity,
   type ClientClaims,
-} from "../security/index.js";
+} from "../core/security/index.js";
 import { REJECT_REASONS, type RejectReason } from "./stats.js";
 
 /** A request whose bytes parsed and whose caller and signature verified. */

@@ -2,8 +2,8 @@ import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AgentDDL } from "../ddl/index.js";
-import { ChorusError, StatusCode } from "../protocol/index.js";
+import type { AgentDDL } from "../core/ddl/index.js";
+import { ChorusError, StatusCode } from "../core/protocol/index.js";
 import type { ActionRequest, AgentHandler } from "./types.js";
 
 export const EXTERNAL_PROTOCOLS = {

@@ -10,13 +10,7 @@ export {
 export { MAX_REQUEST_TTL, NodeRuntime, type NodeEvents, type NodeRuntimeOptions } from "./node.js";
 export { ReplayGuard, type ReplayGuardOptions, type ReplayGuardStats, type ReplayVerdict } from "./replay.js";
 export { AgentRegistry, ServerError, type RegisterOptions } from "./registry.js";
-export {
-  Server,
-  addDefaultAgents,
-  type AgentInstaller,
-  type AgentReloadResult,
-  type ServerOptions,
-} from "./server.js";
+export { Server, type AgentReloadResult, type ServerOptions } from "./server.js";
 export {
   agentDirs,
   defineActions,
@@ -81,3 +75,13 @@ export {
   type RawAgentHandler,
 } from "./types.js";
 export { CHORUS_VERSION } from "./version.js";
+export {
+  DISCOVERY_DDL,
+  choriaUtilActions,
+  discoveryHandler,
+  registerBuiltinAgents,
+  registerChoriaUtil,
+  registerDiscovery,
+  registerRpcutil,
+  rpcutilActions,
+} from "./agents/index.js";

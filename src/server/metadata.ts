@@ -1,13 +1,13 @@
 import type { Logger } from "pino";
-import type { Config } from "../config/index.js";
-import { LifecycleReporter } from "../lifecycle/index.js";
+import type { Config } from "../core/config/index.js";
+import { LifecycleReporter } from "../services/lifecycle/index.js";
 import {
   FileContentSource,
   RegistrationPublisher,
   inventoryContentPayload,
   registrationSettings,
   type RegistrationSettings,
-} from "../registration/index.js";
+} from "../services/registration/index.js";
 import type { NodeRuntime } from "./node.js";
 
 /** Lifecycle knobs a Server takes; false turns lifecycle events off. */

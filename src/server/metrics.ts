@@ -2,7 +2,7 @@ import { createServer, type Server as HttpServer } from "node:http";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import type { Counter, Histogram, Registry } from "prom-client";
-import type { SpoolStats } from "../submission/index.js";
+import type { SpoolStats } from "../services/submission/index.js";
 import type { RequestDecoder } from "./decoder.js";
 import type { ReplayGuard } from "./replay.js";
 import type { NodeRuntime } from "./node.js";

@@ -4,8 +4,8 @@ import {
   formatIssues,
   validateInputs,
   type AgentDDL,
-} from "../ddl/index.js";
-import { matchFilter } from "../filter/index.js";
+} from "../core/ddl/index.js";
+import { matchFilter } from "../core/filter/index.js";
 import {
   StatusCode,
   encodeMessage,
@@ -15,7 +15,7 @@ import {
   nowNanos,
   type RpcReplyBody,
   type TransportHeaders,
-} from "../protocol/index.js";
+} from "../core/protocol/index.js";
 import { auditTime, type Auditor } from "./audit.js";
 import type { DecodeResult, DecodedRequest } from "./decoder.js";
 import type { AgentRegistry } from "./registry.js";

@@ -1,5 +1,5 @@
-import { findAction, type AgentDDL } from "../ddl/index.js";
-import { ChorusError } from "../protocol/index.js";
+import { findAction, type AgentDDL } from "../core/ddl/index.js";
+import { ChorusError } from "../core/protocol/index.js";
 import type { AgentDefinition, AgentHandler, RawAgentHandler } from "./types.js";
 
 export class ServerError extends ChorusError {}

@@ -1,12 +1,13 @@
 import { resolve } from "node:path";
 import { pino, type Logger } from "pino";
-import { loadConfig, serverSettings, type Config } from "../config/index.js";
-import { closeNats, connectNats, type NatsConnection } from "../connector/index.js";
-import type { AgentDDL } from "../ddl/index.js";
-import type { RegistrationSettings } from "../registration/index.js";
-import { broadcastSubject, directSubject, replyPrefix, serviceSubject } from "../protocol/index.js";
-import { ChoriaSecurity } from "../security/index.js";
-import { Spool, submissionSettings } from "../submission/index.js";
+import { loadConfig, serverSettings, type Config } from "../core/config/index.js";
+import { closeNats, connectNats, type NatsConnection } from "../core/connector/index.js";
+import type { AgentDDL } from "../core/ddl/index.js";
+import type { RegistrationSettings } from "../services/registration/index.js";
+import { broadcastSubject, directSubject, replyPrefix, serviceSubject } from "../core/protocol/index.js";
+import { ChoriaSecurity } from "../core/security/index.js";
+import { Spool, submissionSettings } from "../services/submission/index.js";
+import { registerBuiltinAgents } from "./agents/index.js";
 import { scanAgentDirs, type AgentLoadProblem } from "./agents-loader.js";
 import { AuditLog } from "./audit.js";
 import { authorizerFromSettings } from "./authz/index.js";
@@ -37,20 +38,6 @@ const ATTACK_REASONS: ReadonlySet<DropReason> = new Set<DropReason>([
   "ttl_too_long",
 ]);
 
-/** Adds agents to a registry; the built-in agents module installs one for every Server. */
-export type AgentInstaller = (registry: AgentRegistry) => void;
-
-const defaultInstallers: AgentInstaller[] = [];
-
-/**
- * Makes `installer` run for every Server created afterwards (unless it opts out
- * with `defaultAgents: false`). src/agents registers Choria's built-in agents this
- * way, since the server module may not import the agents module.
- */
-export function addDefaultAgents(installer: AgentInstaller): void {
-  if (!defaultInstallers.includes(installer)) defaultInstallers.push(installer);
-}
-
 export interface ServerOptions {
   identity: string;
   collectives: string[];
@@ -77,7 +64,7 @@ export interface ServerOptions {
   logLevel?: string;
   /** Sign replies with the server key (default true, as Choria). */
   signReplies?: boolean;
-  /** Install agents registered with addDefaultAgents (the built-ins); default true. */
+  /** Install the built-in agents (discovery, rpcutil, choria_util); default true. */
   defaultAgents?: boolean;
   authorizer?: Authorizer;
   /** The parsed config, for rpcutil#get_config_item. */
@@ -236,7 +223,7 @@ export class Server {
       if (this.nc && !this.stopping) this.subscribeAgent(name);
     });
     this.registry.onUnregister((name) => this.subscribeAgent(name));
-    if (opts.defaultAgents ?? true) for (const install of defaultInstallers) install(this.registry);
+    if (opts.defaultAgents ?? true) registerBuiltinAgents(this.registry);
   }
 
   /**

@@ -1,6 +1,6 @@
-import type { AgentDDL } from "../ddl/index.js";
-import { StatusCode } from "../protocol/index.js";
-import type { ClientClaims } from "../security/index.js";
+import type { AgentDDL } from "../core/ddl/index.js";
+import { StatusCode } from "../core/protocol/index.js";
+import type { ClientClaims } from "../core/security/index.js";
 import type { NodeRuntime } from "./node.js";
 
 /** What an action handler learns about the request it serves. */

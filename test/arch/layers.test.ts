@@ -3,31 +3,31 @@ import { dirname, join, normalize, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
-// docs/design/modules.md: imports point only downwards in this list, and only
-// through a folder's index.ts (protocol/errors.ts is the shared error base).
-const ORDER = [
-  "protocol",
-  "security",
-  "config",
-  "connector",
-  "streams",
-  "lifecycle",
-  "registration",
-  "submission",
-  "ddl",
-  "filter",
-  "server",
-  "agents",
-  "client",
-  "codegen",
-  "clients",
-  "broker",
-  "setup",
-  "emulator",
-  "demo",
-  "cli",
+// docs/design/modules.md: the tiers, lowest first. A module may import only modules of
+// an earlier group, and only through their index.ts (core/protocol/errors.ts is the
+// shared error base). Modules in one group are peers and do not import each other.
+const GROUPS: string[][] = [
+  ["core/util"],
+  ["core/protocol"],
+  ["core/security"],
+  ["core/config"],
+  ["core/connector"],
+  ["core/ddl"],
+  ["core/filter"],
+  // lifecycle events are the vocabulary other services speak (governors emit them)
+  ["services/lifecycle"],
+  ["services/streams", "services/registration", "services/submission"],
+  ["server", "client", "broker"],
+  ["apps/setup", "apps/codegen"],
+  ["apps/emulator"],
+  ["apps/demo"],
+  ["apps/cli"],
 ];
+const TIERED = new Set(["core", "services", "apps"]);
 const SRC = fileURLToPath(new URL("../../src", import.meta.url));
+const TEST = fileURLToPath(new URL("..", import.meta.url));
+
+const rank = new Map<string, number>(GROUPS.flatMap((g, i) => g.map((m) => [m, i] as [string, number])));
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
@@ -36,26 +36,50 @@ function files(dir: string): string[] {
   });
 }
 
+/** The module a src-relative path belongs to, and the path inside it. */
+function moduleOf(parts: string[]): { mod: string; inner: string[] } {
+  const n = TIERED.has(parts[0] as string) ? 2 : 1;
+  return { mod: parts.slice(0, n).join("/"), inner: parts.slice(n) };
+}
+
 describe("module layering", () => {
-  it("every src folder is in the documented order and imports only downwards through index.ts", () => {
+  it("every src folder is in a documented tier and imports only earlier tiers through index.ts", () => {
     const problems: string[] = [];
     for (const file of files(SRC)) {
       const rel = relative(SRC, file).split(sep);
       if (rel.length < 2) continue; // src/index.ts, the library entry, may import anything
-      const mod = rel[0] as string;
-      if (!ORDER.includes(mod)) problems.push(`${mod}: folder not in docs/design/modules.md`);
+      const { mod, inner } = moduleOf(rel);
+      if (inner.length === 0 || !rank.has(mod)) {
+        problems.push(`${rel.join("/")}: ${mod} is not a module in docs/design/modules.md`);
+        continue;
+      }
       const text = readFileSync(file, "utf8");
       for (const m of text.matchAll(/(?:from|import\(?)\s*"(\.\.?\/[^"]+)"/g)) {
         const target = relative(SRC, normalize(join(dirname(file), m[1] as string))).split(sep);
-        const tmod = target[0] as string;
-        if (target.length < 2 || tmod === mod) continue;
-        const where = `${relative(SRC, file)} imports ${m[1]}`;
-        if (ORDER.indexOf(tmod) > ORDER.indexOf(mod)) problems.push(`${where}: points upwards`);
-        const entry = target.slice(1).join("/");
-        if (entry !== "index.js" && !(tmod === "protocol" && entry === "errors.js")) {
-          problems.push(`${where}: bypasses ${tmod}/index.ts`);
+        const t = moduleOf(target);
+        if (t.inner.length === 0 || t.mod === mod) continue;
+        const where = `${rel.join("/")} imports ${m[1]}`;
+        const tr = rank.get(t.mod);
+        if (tr === undefined) problems.push(`${where}: ${t.mod} is not a module`);
+        else if (tr === rank.get(mod)) problems.push(`${where}: ${t.mod} is a peer`);
+        else if (tr > (rank.get(mod) as number)) problems.push(`${where}: points upwards`);
+        const entry = t.inner.join("/");
+        if (entry !== "index.js" && !(t.mod === "core/protocol" && entry === "errors.js")) {
+          problems.push(`${where}: bypasses ${t.mod}/index.ts`);
         }
       }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it("test/ mirrors src/: every test folder names a src module (or is shared test infrastructure)", () => {
+    const shared = new Set(["arch", "e2e", "fixtures", "helpers", "lib"]);
+    const problems: string[] = [];
+    for (const file of files(TEST)) {
+      const rel = relative(TEST, file).split(sep);
+      if (rel.length < 2 || shared.has(rel[0] as string)) continue;
+      const { mod } = moduleOf(rel);
+      if (!rank.has(mod)) problems.push(`test/${rel.join("/")}: no src/${mod}`);
     }
     expect(problems).toEqual([]);
   });

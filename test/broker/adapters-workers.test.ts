@@ -7,8 +7,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import * as srcBroker from "../../src/broker/index.js";
 import type { AdapterOutput, StreamAdapter, StreamAdapterOptions } from "../../src/broker/index.js";
-import type { AdapterSettings } from "../../src/config/index.js";
-import { encodeRegistrationMessage } from "../../src/registration/index.js";
+import type { AdapterSettings } from "../../src/core/config/index.js";
+import { encodeRegistrationMessage } from "../../src/services/registration/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 
 // Ingest worker threads only run from the built JS (worker threads cannot load the

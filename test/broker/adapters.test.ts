@@ -5,7 +5,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { StreamAdapter, type AdapterOutput } from "../../src/broker/index.js";
-import { brokerSettings, parseConfig, type AdapterSettings } from "../../src/config/index.js";
+import { brokerSettings, parseConfig, type AdapterSettings } from "../../src/core/config/index.js";
 import {
   encodeMessage,
   encodeReply,
@@ -13,8 +13,8 @@ import {
   encodeTransport,
   newRequestId,
   nowNanos,
-} from "../../src/protocol/index.js";
-import { encodeRegistrationMessage } from "../../src/registration/index.js";
+} from "../../src/core/protocol/index.js";
+import { encodeRegistrationMessage } from "../../src/services/registration/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 
 const settings = (o: Partial<AdapterSettings> = {}): AdapterSettings => ({

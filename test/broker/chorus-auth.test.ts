@@ -14,7 +14,7 @@ import {
   orgIssuer,
   renderNatsTrustConfig,
   type ClientClaims,
-} from "../../src/security/index.js";
+} from "../../src/core/security/index.js";
 import { testBrokerSettings } from "./helpers.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];

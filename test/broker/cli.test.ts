@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { register } from "../../src/cli/broker.js";
+import { register } from "../../src/apps/cli/broker.js";
 
 afterEach(() => vi.restoreAllMocks());
 

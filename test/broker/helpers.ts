@@ -8,7 +8,7 @@ import {
   encodeOperator,
   encodeUser,
 } from "@nats-io/jwt";
-import { parseConfig, brokerSettings, type BrokerSettings } from "../../src/config/index.js";
+import { parseConfig, brokerSettings, type BrokerSettings } from "../../src/core/config/index.js";
 import { freePort } from "../helpers/nats.js";
 
 /** Broker settings on random loopback ports, from a Choria-style config snippet. */

@@ -3,16 +3,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { register as registerDiscover } from "../../src/cli/discover.js";
-import { register as registerPing } from "../../src/cli/ping.js";
-import { register as registerReq } from "../../src/cli/req.js";
+import { register as registerDiscover } from "../../src/apps/cli/discover.js";
+import { register as registerPing } from "../../src/apps/cli/ping.js";
+import { register as registerReq } from "../../src/apps/cli/req.js";
 import {
   filterFromFlags,
   parseKeyValues,
   parseSeconds,
   readNodesFile,
   resolveConfigPath,
-} from "../../src/cli/common.js";
+} from "../../src/apps/cli/common.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import { COLLECTIVE, makeTrust, startResponder, type Responder, type TestTrust } from "./fleet.js";
 

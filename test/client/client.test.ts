@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Client, exitCodeFor, type RpcReply } from "../../src/client/index.js";
-import { InputError } from "../../src/ddl/index.js";
-import { buildFilter } from "../../src/filter/index.js";
-import { directSubject, emptyFilter } from "../../src/protocol/index.js";
+import { InputError } from "../../src/core/ddl/index.js";
+import { buildFilter } from "../../src/core/filter/index.js";
+import { directSubject, emptyFilter } from "../../src/core/protocol/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import {
   COLLECTIVE,

@@ -1,7 +1,6 @@
 import { connect } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import "../../src/agents/index.js";
 import {
   Client,
   TOO_DEEP_STATUSMSG,
@@ -20,17 +19,17 @@ import {
   type RpcResult,
 } from "../../src/client/index.js";
 import { ReplyCollector } from "../../src/client/collect.js";
-import { loadConfig, serverSettings } from "../../src/config/index.js";
-import { connectNats } from "../../src/connector/index.js";
-import { Emulator, emulatedIdentity } from "../../src/emulator/index.js";
+import { loadConfig, serverSettings } from "../../src/core/config/index.js";
+import { connectNats } from "../../src/core/connector/index.js";
+import { Emulator, emulatedIdentity } from "../../src/apps/emulator/index.js";
 import {
   MAX_JSON_DEPTH,
   encodeMessage,
   encodeReply,
   encodeSecureReply,
   encodeTransport,
-} from "../../src/protocol/index.js";
-import { ChoriaSecurity } from "../../src/security/index.js";
+} from "../../src/core/protocol/index.js";
+import { ChoriaSecurity } from "../../src/core/security/index.js";
 import { Server } from "../../src/server/index.js";
 import { chorusAsync, type CliResult } from "../helpers/cli.js";
 import { startNats } from "../helpers/nats.js";
@@ -244,7 +243,7 @@ describe("the pieces, without a fleet", () => {
   const withField = (json: Buffer, field: string) =>
     Buffer.from(`${json.toString().slice(0, -1)},"x":${field}}`);
 
-  // the layer check itself is parseLayer's (src/protocol/codec.ts), shared with the server
+  // the layer check itself is parseLayer's (src/core/protocol/codec.ts), shared with the server
   it("drops a reply whose outer layers nest too deep as malformed", () => {
     const good = encodeSecureReply(replyBytes("{}"));
     const cases: [Buffer, string][] = [

@@ -5,8 +5,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { Client, ClientError, discoverOffline, type DiscoveryMethod } from "../../src/client/index.js";
 import { makeTrust } from "./fleet.js";
-import { buildFilter } from "../../src/filter/index.js";
-import { emptyFilter, type Filter } from "../../src/protocol/index.js";
+import { buildFilter } from "../../src/core/filter/index.js";
+import { emptyFilter, type Filter } from "../../src/core/protocol/index.js";
 
 const FIX = fileURLToPath(new URL("../fixtures/discovery/", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "chorus-disc-"));

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import type { AgentDDL } from "../../src/ddl/index.js";
-import { matchFilter } from "../../src/filter/index.js";
+import type { AgentDDL } from "../../src/core/ddl/index.js";
+import { matchFilter } from "../../src/core/filter/index.js";
 import {
   broadcastSubject,
   decodeRequest,
@@ -16,7 +16,7 @@ import {
   encodeTransport,
   nowNanos,
   type Request,
-} from "../../src/protocol/index.js";
+} from "../../src/core/protocol/index.js";
 import {
   ChoriaSecurity,
   createClientToken,
@@ -29,7 +29,7 @@ import {
   writeSeedFile,
   type Issuer,
   type KeyPair,
-} from "../../src/security/index.js";
+} from "../../src/core/security/index.js";
 
 export const COLLECTIVE = "mcollective";
 

@@ -17,8 +17,8 @@ import {
   limitCount,
   type RpcResult,
 } from "../../src/client/index.js";
-import { builtinDDL, findAction } from "../../src/ddl/index.js";
-import { ExpressionError } from "../../src/filter/index.js";
+import { builtinDDL, findAction } from "../../src/core/ddl/index.js";
+import { ExpressionError } from "../../src/core/filter/index.js";
 
 const FIX = (name: string) => fileURLToPath(new URL(`../fixtures/output/${name}`, import.meta.url));
 

@@ -6,14 +6,14 @@ import {
   encodeSecureReply,
   encodeTransport,
   nowNanos,
-} from "../../src/protocol/index.js";
+} from "../../src/core/protocol/index.js";
 import {
   createClientToken,
   createServerToken,
   generateKeyPair,
   orgIssuer,
   sign,
-} from "../../src/security/index.js";
+} from "../../src/core/security/index.js";
 
 const org = orgIssuer(generateKeyPair());
 const kp = generateKeyPair();

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, exitCodeFor } from "../../src/client/index.js";
-import { loadConfig, serverSettings } from "../../src/config/index.js";
-import { connectNats } from "../../src/connector/index.js";
-import { ChoriaSecurity } from "../../src/security/index.js";
+import { loadConfig, serverSettings } from "../../src/core/config/index.js";
+import { connectNats } from "../../src/core/connector/index.js";
+import { ChoriaSecurity } from "../../src/core/security/index.js";
 import { startSecureFleet, type SecureFleet } from "../helpers/fleet.js";
 import { startResponder, type Responder } from "./fleet.js";
 

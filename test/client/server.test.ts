@@ -1,6 +1,5 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import "../../src/agents/index.js";
 import { Client, exitCodeFor, renderText } from "../../src/client/index.js";
 import { Server } from "../../src/server/index.js";
 import { startSecureFleet, type SecureFleet } from "../helpers/fleet.js";

@@ -11,7 +11,7 @@ import {
   encodeTransport,
   nowNanos,
   serviceSubject,
-} from "../../src/protocol/index.js";
+} from "../../src/core/protocol/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import { COLLECTIVE, TEST_DDL, makeTrust, startSniffer, type TestTrust } from "./fleet.js";
 

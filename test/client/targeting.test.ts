@@ -6,10 +6,10 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client, inventoryFromReplies, type RpcReply } from "../../src/client/index.js";
-import { builtinDDL, type AgentDDL } from "../../src/ddl/index.js";
-import { Emulator } from "../../src/emulator/index.js";
-import { buildFilter } from "../../src/filter/index.js";
-import { replyPrefix } from "../../src/protocol/index.js";
+import { builtinDDL, type AgentDDL } from "../../src/core/ddl/index.js";
+import { Emulator } from "../../src/apps/emulator/index.js";
+import { buildFilter } from "../../src/core/filter/index.js";
+import { replyPrefix } from "../../src/core/protocol/index.js";
 import { chorusAsync, type CliResult } from "../helpers/cli.js";
 import { startSecureFleet, type SecureFleet } from "../helpers/fleet.js";
 
@@ -64,7 +64,7 @@ describe("targeting on an emulated fleet", () => {
     client.discover({ filter: buildFilter(f), method: "inventory", options: { file: inventoryFile } });
 
   // Each case: the filter, and how many of the 50 emulated nodes it should select
-  // (from src/emulator/facts.ts's deterministic facts).
+  // (from src/apps/emulator/facts.ts's deterministic facts).
   const cases: [string, Parameters<typeof buildFilter>[0]][] = [
     ["fact ==", { facts: ["role==web"] }],
     ["fact = (alias)", { facts: ["os=linux"] }],

@@ -2,8 +2,8 @@ import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BrokerSupervisor, brokerSettings } from "../../src/broker/index.js";
-import { loadConfig } from "../../src/config/index.js";
-import { createDevSetup, type DevSetup } from "../../src/setup/index.js";
+import { loadConfig } from "../../src/core/config/index.js";
+import { createDevSetup, type DevSetup } from "../../src/apps/setup/index.js";
 import { freePort } from "./nats.js";
 
 export interface SecureFleet {

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Client } from "../../src/client/index.js";
-import { register } from "../../src/cli/server.js";
+import { register } from "../../src/apps/cli/server.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import { COLLECTIVE, makeFixture, sleep, type Fixture } from "./helpers.js";
 

@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { registerBuiltinAgents } from "../../src/agents/index.js";
-import { StatusCode, type RpcReplyBody } from "../../src/protocol/index.js";
+import { registerBuiltinAgents } from "../../src/server/index.js";
+import { StatusCode, type RpcReplyBody } from "../../src/core/protocol/index.js";
 import {
   AgentRegistry,
   NodeRuntime,

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import type { AgentDDL } from "../../src/ddl/index.js";
+import type { AgentDDL } from "../../src/core/ddl/index.js";
 import {
   decodeReply,
   decodeSecureReply,
@@ -16,7 +16,7 @@ import {
   replySubject,
   type Filter,
   type RpcReplyBody,
-} from "../../src/protocol/index.js";
+} from "../../src/core/protocol/index.js";
 import {
   ChoriaSecurity,
   createClientToken,
@@ -28,7 +28,7 @@ import {
   type ClientPermissions,
   type Issuer,
   type KeyPair,
-} from "../../src/security/index.js";
+} from "../../src/core/security/index.js";
 
 export const COLLECTIVE = "mcollective";
 export const quietLogger = pino({ level: "silent" });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { registerBuiltinAgents } from "../../src/agents/index.js";
+import { registerBuiltinAgents } from "../../src/server/index.js";
 import {
   MAX_MESSAGE_BYTES,
   StatusCode,
@@ -8,14 +8,14 @@ import {
   encodeTransport,
   nowNanos,
   type Filter,
-} from "../../src/protocol/index.js";
+} from "../../src/core/protocol/index.js";
 import {
   generateKeyPair,
   orgIssuer,
   verify,
   verifyStats,
   type ChoriaSecurity,
-} from "../../src/security/index.js";
+} from "../../src/core/security/index.js";
 import {
   AgentRegistry,
   NodeRuntime,
@@ -356,7 +356,7 @@ describe("RequestDecoder rejections", () => {
       signWith: signer.kp.seedHex,
     });
     // rebuild the secure layer with the signer JWT
-    const { decodeTransport, decodeSecureRequest } = await import("../../src/protocol/index.js");
+    const { decodeTransport, decodeSecureRequest } = await import("../../src/core/protocol/index.js");
     const t = decodeTransport(built.bytes);
     const sr = decodeSecureRequest(t.inner);
     const bytes = encodeTransport(

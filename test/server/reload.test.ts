@@ -3,14 +3,13 @@ import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import "../../src/agents/index.js";
-import { register } from "../../src/cli/server.js";
+import { register } from "../../src/apps/cli/server.js";
 import {
   broadcastSubject,
   directSubject,
   serviceSubject,
   type RpcReplyBody,
-} from "../../src/protocol/index.js";
+} from "../../src/core/protocol/index.js";
 import { Server } from "../../src/server/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import {

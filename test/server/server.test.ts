@@ -2,10 +2,9 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import "../../src/agents/index.js";
 import { Client } from "../../src/client/index.js";
-import { StatusCode, broadcastSubject, directSubject, emptyFilter } from "../../src/protocol/index.js";
-import { generateKeyPair, orgIssuer, verify } from "../../src/security/index.js";
+import { StatusCode, broadcastSubject, directSubject, emptyFilter } from "../../src/core/protocol/index.js";
+import { generateKeyPair, orgIssuer, verify } from "../../src/core/security/index.js";
 import { Server, type ServerStats } from "../../src/server/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import {

@@ -1,8 +1,8 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client } from "../../src/client/index.js";
-import type { AgentDDL } from "../../src/ddl/index.js";
-import { serviceSubject, broadcastSubject, replyPrefix } from "../../src/protocol/index.js";
+import type { AgentDDL } from "../../src/core/ddl/index.js";
+import { serviceSubject, broadcastSubject, replyPrefix } from "../../src/core/protocol/index.js";
 import { Server } from "../../src/server/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import {

@@ -2,8 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import "../../src/agents/index.js";
-import { directSubject, type RpcReplyBody } from "../../src/protocol/index.js";
+import { directSubject, type RpcReplyBody } from "../../src/core/protocol/index.js";
 import { Server, type InstanceStatus } from "../../src/server/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import {

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Filter } from "../../protocol/index.js";
+import type { Filter } from "../../core/protocol/index.js";
 import { ClientError } from "../errors.js";
 import { checkExternalReply } from "./schemas.js";
 

@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { matchIdentity } from "../../filter/index.js";
-import type { Filter } from "../../protocol/index.js";
+import { matchIdentity } from "../../core/filter/index.js";
+import type { Filter } from "../../core/protocol/index.js";
 import { ClientError } from "../errors.js";
 import { selectPath } from "./path.js";
 

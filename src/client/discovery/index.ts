@@ -1,4 +1,4 @@
-import type { Filter } from "../../protocol/index.js";
+import type { Filter } from "../../core/protocol/index.js";
 import { ClientError } from "../errors.js";
 import { runExternal } from "./external.js";
 import { applyIdentityFilter, readFlatfile } from "./flatfile.js";

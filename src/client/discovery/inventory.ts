@@ -1,8 +1,8 @@
 import { statSync } from "node:fs";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { buildFilter, matchFilter, matchIdentity, type NodeInfo } from "../../filter/index.js";
-import type { Filter } from "../../protocol/index.js";
+import { buildFilter, matchFilter, matchIdentity, type NodeInfo } from "../../core/filter/index.js";
+import type { Filter } from "../../core/protocol/index.js";
 import { ClientError } from "../errors.js";
 import { readSource } from "./flatfile.js";
 import { checkInventory } from "./schemas.js";

@@ -1,6 +1,12 @@
 import { readFileSync } from "node:fs";
-import { compileRegex, isSlashRegex, matchClasses, matchFact, parseFactFilter } from "../../filter/index.js";
-import { ChorusError, type FactFilter } from "../../protocol/index.js";
+import {
+  compileRegex,
+  isSlashRegex,
+  matchClasses,
+  matchFact,
+  parseFactFilter,
+} from "../../core/filter/index.js";
+import { ChorusError, type FactFilter } from "../../core/protocol/index.js";
 
 /** A policy file that cannot be used; `line` is 1-based (0 when the whole file is at fault). */
 export class PolicyError extends ChorusError {

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import type { ServerSettings } from "../../config/index.js";
+import type { ServerSettings } from "../../core/config/index.js";
 import { ServerError } from "../registry.js";
 import { allowAll, type Authorizer } from "../types.js";
 import { ActionPolicyAuthorizer, type AuthzLogger } from "./actionpolicy.js";

@@ -1,0 +1,182 @@
+import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { Option, type Command } from "commander";
+import { Client, ClientError, DISCOVERY_METHODS, type ClientLogger } from "../../client/index.js";
+import { buildFilter } from "../../core/filter/index.js";
+import type { Filter } from "../../core/protocol/index.js";
+
+/** Filter flags shared by req, ping and discover (Choria's -I -F -C -A -W). */
+export interface FilterFlags {
+  identity?: string[];
+  fact?: string[];
+  class?: string[];
+  agent?: string[];
+  with?: string[];
+  select?: string[];
+}
+
+export interface DiscoveryFlags extends FilterFlags {
+  config?: string;
+  dm?: string;
+  do?: string[];
+  nodes?: string;
+  discoveryTimeout?: string;
+  discoveryWindow?: boolean;
+}
+
+// No default value: commander would print "(default: [])" on every help line.
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function addConfigOption(cmd: Command): Command {
+  return cmd.option("--config <file>", "client config file (default: $CHORUS_CONFIG, then ./chorus.conf)");
+}
+
+export function addFilterOptions(cmd: Command): Command {
+  return cmd
+    .option("-I, --identity <identity>", "match an identity or /regex/ (repeatable, ORed)", collect)
+    .option(
+      "-F, --fact <fact=value>",
+      "match a fact: fact=value, fact=~/re/, fact>10 ... (repeatable)",
+      collect,
+    )
+    .option("-C, --class <class>", "match a class or /regex/ (repeatable)", collect)
+    .option("-A, --agent <agent>", "match nodes that have an agent (repeatable)", collect)
+    .option("-W, --with <filter>", "combined fact and class filter, space separated (repeatable)", collect)
+    .option(
+      "-S, --select <expr>",
+      "compound filter expression, e.g. \"with('role=web') && facts.cores >= 4\" (repeatable, ANDed)",
+      collect,
+    );
+}
+
+export function addDiscoveryOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option("--dm <method>", "discovery method").choices([...DISCOVERY_METHODS]))
+    .option("--do <key=value>", "discovery method option, e.g. file=nodes.json (repeatable)", collect)
+    .option("--nodes <file>", "discover from FILE (text, JSON, YAML or earlier results; - for stdin)")
+    .option("--discovery-timeout <seconds>", "how long broadcast discovery waits")
+    .option("--discovery-window", "end discovery 300 ms after the last reply");
+}
+
+/** A filter from CLI flags; bad filters surface as FilterError naming the input. */
+export function filterFromFlags(o: FilterFlags): Filter {
+  return buildFilter({
+    identity: o.identity ?? [],
+    facts: o.fact ?? [],
+    classes: o.class ?? [],
+    agents: o.agent ?? [],
+    combined: o.with ?? [],
+    compound: o.select ?? [],
+  });
+}
+
+/** The discovery method and its `--do` options from flags; `--nodes FILE` is flatfile with file=FILE. */
+export function discoveryFromFlags(o: DiscoveryFlags): { method?: string; options: Record<string, string> } {
+  const options: Record<string, string> = {};
+  for (const kv of o.do ?? []) {
+    const eq = kv.indexOf("=");
+    if (eq <= 0) throw new ClientError("usage", `--do "${kv}" is not of the form key=value`);
+    options[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  if (o.nodes !== undefined) {
+    if (o.dm !== undefined && o.dm !== "flatfile" && o.dm !== "file" && o.dm !== "results") {
+      throw new ClientError("usage", `--nodes reads a file: it cannot be combined with --dm ${o.dm}`);
+    }
+    options.file = o.nodes;
+    return { method: o.dm ?? "flatfile", options };
+  }
+  return o.dm === undefined ? { options } : { method: o.dm, options };
+}
+
+/**
+ * Which client config to use: --config, then $CHORUS_CONFIG, then ./chorus.conf.
+ * Missing files are reported with how to make one.
+ */
+export function resolveConfigPath(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  cwd: string = process.cwd(),
+): string {
+  if (flag) {
+    if (!existsSync(flag)) throw new ClientError("usage", `--config: ${flag} does not exist`);
+    return flag;
+  }
+  const fromEnv = env.CHORUS_CONFIG;
+  if (fromEnv) {
+    if (!existsSync(fromEnv)) throw new ClientError("usage", `CHORUS_CONFIG: ${fromEnv} does not exist`);
+    return fromEnv;
+  }
+  const local = resolve(cwd, "chorus.conf");
+  if (existsSync(local)) return local;
+  throw new ClientError(
+    "usage",
+    "no client config: pass --config FILE, set CHORUS_CONFIG, or create ./chorus.conf " +
+      "(`chorus setup dev` writes a working client.conf)",
+  );
+}
+
+/** Seconds (decimals allowed) from a flag, as milliseconds. */
+export function parseSeconds(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) {
+    throw new ClientError("usage", `${flag}: "${value}" is not a positive number of seconds`);
+  }
+  return Math.round(n * 1000);
+}
+
+/** `key=value` action inputs; the value may itself contain '='. */
+export function parseKeyValues(args: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const arg of args) {
+    const eq = arg.indexOf("=");
+    if (eq <= 0) throw new ClientError("usage", `argument "${arg}" is not an input of the form key=value`);
+    out[arg.slice(0, eq)] = arg.slice(eq + 1);
+  }
+  return out;
+}
+
+/** Identities from a file, one per line; blank lines and # comments skipped. */
+export function readNodesFile(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ClientError("usage", `--nodes: cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  return text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
+}
+
+/** Connector and client warnings go to stderr so stdout stays parseable. */
+export const stderrLogger: ClientLogger = {
+  debug: () => {},
+  info: () => {},
+  warn: (m) => process.stderr.write(`chorus: ${m}\n`),
+  error: (m) => process.stderr.write(`chorus: ${m}\n`),
+};
+
+/**
+ * Opens a client from the resolved config, runs `fn`, and always closes it. The
+ * first ^C aborts `signal` so the command can print what it has; a second one
+ * gets Node's default (exit).
+ */
+export async function withClient<T>(
+  configFlag: string | undefined,
+  fn: (c: Client, signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const client = await Client.fromConfigFile(resolveConfigPath(configFlag), { logger: stderrLogger });
+  const ac = new AbortController();
+  const onInt = () => ac.abort();
+  process.once("SIGINT", onInt);
+  try {
+    return await fn(client, ac.signal);
+  } finally {
+    process.removeListener("SIGINT", onInt);
+    await client.close();
+  }
+}

@@ -1,0 +1,45 @@
+import type { Command } from "commander";
+import { renderDiscovered } from "../../client/index.js";
+import {
+  addConfigOption,
+  addDiscoveryOptions,
+  addFilterOptions,
+  discoveryFromFlags,
+  filterFromFlags,
+  parseSeconds,
+  withClient,
+  type DiscoveryFlags,
+} from "./common.js";
+import { guarded } from "./errors.js";
+
+interface DiscoverFlags extends DiscoveryFlags {
+  json?: boolean;
+}
+
+/** `chorus discover`: list the identities matching a filter. */
+export function register(program: Command): void {
+  const cmd = program.command("discover").description("List the nodes matching a filter");
+  addConfigOption(cmd);
+  addFilterOptions(cmd);
+  addDiscoveryOptions(cmd);
+  cmd.option("--json", "print a JSON array").action(
+    guarded("discover", async (o: DiscoverFlags) => {
+      const filter = filterFromFlags(o);
+      const { method, options } = discoveryFromFlags(o);
+      const timeoutMs = parseSeconds("--discovery-timeout", o.discoveryTimeout);
+      await withClient(o.config, async (client, signal) => {
+        const ids = await client.discover({
+          signal,
+          filter,
+          ...(method !== undefined && { method }),
+          options,
+          ...(timeoutMs !== undefined && { timeoutMs }),
+          windowed: o.discoveryWindow === true,
+        });
+        process.stdout.write(renderDiscovered(ids, o.json === true));
+        // Choria's convention: 1 when discovery found nothing.
+        if (ids.length === 0) process.exitCode = 1;
+      });
+    }),
+  );
+}

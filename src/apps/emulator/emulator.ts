@@ -1,0 +1,378 @@
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { pino, type Logger } from "pino";
+import { loadConfig, serverSettings } from "../../core/config/index.js";
+import { ChorusError } from "../../core/protocol/errors.js";
+import {
+  ChoriaSecurity,
+  loadSeedFile,
+  orgIssuer,
+  verifyStats,
+  type ChoriaSecurityOptions,
+  type Issuer,
+} from "../../core/security/index.js";
+import {
+  AgentRegistry,
+  NodeRuntime,
+  RequestDecoder,
+  type DecoderStats,
+  type ServerStats,
+  registerBuiltinAgents,
+} from "../../server/index.js";
+import { emulatedFacts, emulatedIdentity } from "./facts.js";
+import { FleetShard, sumStats, type ShardSpec } from "./shard.js";
+import type { FromWorker, ShardStats, ToWorker, WorkerSpec } from "./worker.js";
+
+export class EmulatorError extends ChorusError {}
+
+export interface EmulatorOptions {
+  /** How many virtual nodes. */
+  nodes: number;
+  collective: string;
+  servers: string[];
+  caFile?: string;
+  /** The emulator's own credential: its NATS user may subscribe to every node subject. */
+  security: ChoriaSecurity;
+  /**
+   * The files `security` was built from. Worker shards build their own provider from
+   * them (a ChoriaSecurity cannot cross threads); without them the emulator runs in-process.
+   */
+  securityFiles?: ChoriaSecurityOptions;
+  /** Mints each virtual node's own server token, so every node signs with its own key. */
+  issuer: Issuer;
+  /**
+   * Worker threads to spread the nodes over (0 = all nodes in this thread). Default:
+   * one per core for 2 000+ nodes when running from the built JS, else 0. Workers need
+   * `securityFiles` and the default identity/facts functions (functions cannot cross threads).
+   */
+  workers?: number;
+  /** Connections to spread replies over, per shard (default: 1 per 5 000 nodes, 1..10). */
+  connections?: number;
+  /** Identity of node i (default node-00001.emulated.chorus). */
+  identity?: (i: number) => string;
+  /** Facts of node i (default: varied os, role, location, sizes). */
+  facts?: (i: number) => Record<string, unknown>;
+  signReplies?: boolean;
+  tokenValidityS?: number;
+  logger?: Logger;
+  /** Called while nodes are created (long for big fleets). */
+  onProgress?: (done: number, total: number) => void;
+  /**
+   * A worker shard that reports nothing (no progress, not ready) for this long while
+   * starting fails start() instead of leaving it waiting forever (default 60 000 ms).
+   */
+  startTimeoutMs?: number;
+}
+
+/** Per-thread figures: one entry per shard (a single entry when in-process). */
+export interface EmulatorShardStats {
+  nodes: number;
+  decoder: DecoderStats;
+  /** ed25519 verifications performed by that thread so far */
+  verifies: number;
+  server?: ServerStats;
+}
+
+// Under vitest the sources are TypeScript, which a worker thread cannot load; the
+// built worker beside the dist counterpart is used then (present after `npm run build`).
+function workerUrl(): URL {
+  const here = import.meta.url;
+  if (here.endsWith(".js")) return new URL("./worker.js", here);
+  return new URL("../../../dist/apps/emulator/worker.js", here);
+}
+
+function builtWorkerAvailable(): boolean {
+  return import.meta.url.endsWith(".js") && existsSync(fileURLToPath(workerUrl()));
+}
+
+interface WorkerShard {
+  worker: Worker;
+  spec: WorkerSpec;
+  nodes: number;
+  done: number;
+}
+
+/**
+ * A virtual fleet: N real NodeRuntimes (the same pipeline `chorus server run`
+ * uses, each with its own identity, facts, key and token) answering over a few
+ * shared connections. Each thread has one RequestDecoder, so a request's bytes
+ * are parsed and its signature verified once per thread, however many nodes
+ * receive it. With workers, the signing of replies (the dominant cost) runs on
+ * every core; the main thread only coordinates.
+ */
+export class Emulator {
+  /** In-process mode only: the nodes (empty when the nodes live in worker threads). */
+  readonly nodes: NodeRuntime[] = [];
+  readonly registry = new AgentRegistry();
+  /** The in-process decoder (worker shards have their own; see shardStats()). */
+  readonly decoder: RequestDecoder;
+  readonly log: Logger;
+  readonly workers: number;
+  private readonly opts: EmulatorOptions;
+  private local?: FleetShard;
+  private readonly remote: WorkerShard[] = [];
+  private statsId = 0;
+
+  constructor(opts: EmulatorOptions) {
+    if (!Number.isInteger(opts.nodes) || opts.nodes < 1) {
+      throw new EmulatorError("usage", `--nodes must be a positive integer, got ${opts.nodes}`);
+    }
+    this.opts = opts;
+    this.log = opts.logger ?? pino({ name: "chorus-emulator", level: "info" }, pino.destination(2));
+    this.decoder = new RequestDecoder({ security: opts.security, cacheSize: 1_000 });
+    registerBuiltinAgents(this.registry);
+    this.workers = this.resolveWorkers();
+  }
+
+  private resolveWorkers(): number {
+    const o = this.opts;
+    const shareable = !o.identity && !o.facts && !!o.securityFiles;
+    if (o.workers !== undefined) {
+      if (!Number.isInteger(o.workers) || o.workers < 0)
+        throw new EmulatorError("usage", `workers must be a non-negative integer, got ${o.workers}`);
+      if (o.workers > 0 && !shareable) {
+        throw new EmulatorError(
+          "usage",
+          "worker shards need securityFiles and the default identity/facts functions",
+        );
+      }
+      return Math.min(o.workers, o.nodes);
+    }
+    if (!shareable || o.nodes < 2_000 || !builtWorkerAvailable()) return 0;
+    return Math.min(availableParallelism(), o.nodes);
+  }
+
+  /** Builds an emulator from an emulator config written by `chorus setup dev`. */
+  static fromConfigFile(path: string, overrides: Partial<EmulatorOptions> & { nodes: number }): Emulator {
+    const cfg = loadConfig(path);
+    const s = serverSettings(cfg);
+    const issuerSeed = cfg.get("plugin.chorus.emulator.issuer_seed_file");
+    if (!issuerSeed) {
+      throw cfg.error(
+        "plugin.chorus.emulator.issuer_seed_file",
+        "plugin.chorus.emulator.issuer_seed_file is required: the emulator mints a token per virtual node",
+      );
+    }
+    const issuerPath = new URL(issuerSeed, `file://${s.configDir}/`).pathname;
+    const securityFiles: ChoriaSecurityOptions = {
+      seedFile: s.seedFile,
+      tokenFile: s.tokenFile,
+      issuers: s.issuers,
+      natsJwtFile: s.natsJwtFile,
+      ...(s.caFile && { caFile: s.caFile }),
+    };
+    return new Emulator({
+      collective: s.mainCollective,
+      servers: s.middlewareHosts,
+      ...(s.caFile && { caFile: s.caFile }),
+      security: new ChoriaSecurity(securityFiles),
+      securityFiles,
+      issuer: orgIssuer(loadSeedFile(issuerPath)),
+      ...overrides,
+    });
+  }
+
+  get size(): number {
+    return this.local ? this.local.nodes.length : this.remote.reduce((n, w) => n + w.nodes, 0);
+  }
+
+  private spec(first: number, count: number, name: string, startTime: number): ShardSpec {
+    const o = this.opts;
+    return {
+      first,
+      count,
+      collective: o.collective,
+      servers: [...o.servers],
+      ...(o.caFile && { caFile: o.caFile }),
+      natsSeedHex: o.security.seedHex,
+      ...(o.security.natsJwt && { natsJwt: o.security.natsJwt }),
+      // Issuer is plain data; spread so no prototype or extra fields travel.
+      issuer: { ...o.issuer },
+      tokenValidityS: o.tokenValidityS ?? 86_400,
+      signReplies: o.signReplies ?? true,
+      connections: o.connections ?? Math.min(10, Math.max(1, Math.ceil(count / 5_000))),
+      name,
+      startTime,
+    };
+  }
+
+  async start(): Promise<void> {
+    const o = this.opts;
+    const startTime = Date.now();
+    if (this.workers === 0) {
+      const shard = new FleetShard(this.spec(1, o.nodes, "chorus-emulator", startTime), {
+        decoder: this.decoder,
+        registry: this.registry,
+        log: this.log,
+        identity: o.identity ?? emulatedIdentity,
+        facts: o.facts ?? emulatedFacts,
+        onProgress: (done) => o.onProgress?.(done, o.nodes),
+      });
+      await shard.createNodes();
+      this.nodes.push(...shard.nodes);
+      await shard.connect();
+      this.local = shard;
+      this.log.info({ nodes: this.size, workers: 0 }, "emulator ready");
+      return;
+    }
+    await this.startWorkers(startTime);
+    this.log.info({ nodes: this.size, workers: this.workers }, "emulator ready");
+  }
+
+  private async startWorkers(startTime: number): Promise<void> {
+    const o = this.opts;
+    const n = this.workers;
+    const files = o.securityFiles as ChoriaSecurityOptions;
+    const level = this.log.level;
+    let first = 1;
+    for (let k = 0; k < n; k++) {
+      const count = Math.floor(o.nodes / n) + (k < o.nodes % n ? 1 : 0);
+      const spec: WorkerSpec = {
+        ...this.spec(first, count, `chorus-emulator-w${k}`, startTime),
+        security: { ...files, issuers: [...files.issuers] },
+        logLevel: level,
+      };
+      first += count;
+      this.remote.push({ worker: new Worker(workerUrl(), { workerData: spec }), spec, nodes: 0, done: 0 });
+    }
+    const progress = (): void =>
+      o.onProgress?.(
+        this.remote.reduce((s, w) => s + w.done, 0),
+        o.nodes,
+      );
+    const silentMs = o.startTimeoutMs ?? 60_000;
+    const timers: NodeJS.Timeout[] = [];
+    const ready = this.remote.map(
+      (w, k) =>
+        new Promise<void>((resolve, reject) => {
+          const watch = (): void => {
+            clearTimeout(timers[k]);
+            timers[k] = setTimeout(
+              () =>
+                reject(
+                  new EmulatorError(
+                    "worker",
+                    `${w.spec.name} reported nothing for ${silentMs} ms while starting (is the broker at ${w.spec.servers.join(", ")} answering?)`,
+                  ),
+                ),
+              silentMs,
+            );
+          };
+          watch();
+          const onMessage = (m: FromWorker): void => {
+            watch();
+            if (m.type === "progress") {
+              w.done = m.done;
+              progress();
+            } else if (m.type === "ready") {
+              w.nodes = m.nodes;
+              w.worker.off("message", onMessage);
+              resolve();
+            } else if (m.type === "error") {
+              reject(new EmulatorError("worker", `${w.spec.name}: ${m.message}`));
+            }
+          };
+          w.worker.on("message", onMessage);
+          w.worker.once("error", (err) =>
+            reject(new EmulatorError("worker", `${w.spec.name}: ${err.message}`)),
+          );
+          w.worker.once("exit", (code) =>
+            reject(new EmulatorError("worker", `${w.spec.name} exited (${code})`)),
+          );
+        }),
+    );
+    try {
+      await Promise.all(ready);
+    } catch (err) {
+      await Promise.allSettled(this.remote.map((w) => w.worker.terminate()));
+      this.remote.length = 0;
+      throw err;
+    } finally {
+      for (const t of timers) clearTimeout(t);
+    }
+  }
+
+  /** Per-thread decoder and verification counts (what the regression tests look at). */
+  async shardStats(): Promise<EmulatorShardStats[]> {
+    if (this.local) {
+      const server = this.local.stats();
+      return [
+        {
+          nodes: this.local.nodes.length,
+          decoder: this.decoder.stats,
+          verifies: verifyStats.count,
+          ...(server && { server }),
+        },
+      ];
+    }
+    return Promise.all(
+      this.remote.map(
+        (w) =>
+          new Promise<EmulatorShardStats>((resolve) => {
+            const id = ++this.statsId;
+            const onMessage = (m: FromWorker): void => {
+              if (m.type !== "stats" || m.id !== id) return;
+              w.worker.off("message", onMessage);
+              const s: ShardStats = m.stats;
+              resolve({
+                nodes: s.nodes,
+                decoder: s.decoder,
+                verifies: s.verifies,
+                ...(s.server && { server: s.server }),
+              });
+            };
+            w.worker.on("message", onMessage);
+            w.worker.postMessage({ type: "stats", id } satisfies ToWorker);
+          }),
+      ),
+    );
+  }
+
+  /** Runs the garbage collector in every thread when started with --expose-gc (for RSS figures). */
+  async collectGarbage(): Promise<void> {
+    (globalThis as { gc?: () => void }).gc?.();
+    await Promise.all(
+      this.remote.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const id = ++this.statsId;
+            const onMessage = (m: FromWorker): void => {
+              if (m.type !== "gc" || m.id !== id) return;
+              w.worker.off("message", onMessage);
+              resolve();
+            };
+            w.worker.on("message", onMessage);
+            w.worker.postMessage({ type: "gc", id } satisfies ToWorker);
+          }),
+      ),
+    );
+  }
+
+  /** Every node's counters summed over all shards. */
+  async totalStats(): Promise<ServerStats | undefined> {
+    const parts = await this.shardStats();
+    return sumStats(parts.flatMap((p) => (p.server ? [p.server] : [])));
+  }
+
+  async stop(): Promise<void> {
+    if (this.local) {
+      await this.local.stop();
+      return;
+    }
+    await Promise.allSettled(
+      this.remote.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            w.worker.once("exit", () => resolve());
+            w.worker.on("message", (m: FromWorker) => {
+              if (m.type === "stopped") void w.worker.terminate();
+            });
+            w.worker.postMessage({ type: "stop" } satisfies ToWorker);
+          }),
+      ),
+    );
+    this.remote.length = 0;
+  }
+}

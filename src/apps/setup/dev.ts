@@ -1,0 +1,224 @@
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import {
+  createCA,
+  createNatsTrust,
+  generateKeyPair,
+  issueCert,
+  orgIssuer,
+  writeSeedFile,
+} from "../../core/security/index.js";
+import { SetupError } from "./errors.js";
+import {
+  issueClientCredential,
+  issueServerCredential,
+  type CredentialFiles,
+  type IssuingAuthority,
+} from "./credentials.js";
+
+export interface DevSetupOptions {
+  dir: string;
+  collective?: string;
+  /** servers to create credentials and configs for */
+  serverIdentities?: string[];
+  /** client caller id, Choria's "kind=name" form */
+  callerId?: string;
+  brokerPort?: number;
+  brokerStatsPort?: number;
+  /** token validity; dev tokens default to 30 days */
+  validityS?: number;
+  /** refuse to overwrite an existing non-empty dir unless set */
+  force?: boolean;
+  /** Choria Streams (JetStream) in the broker, store in `<dir>/streams`; default true */
+  streams?: boolean;
+}
+
+export interface DevSetup {
+  dir: string;
+  collective: string;
+  brokerUrl: string;
+  issuerPublic: string;
+  issuerSeedFile: string;
+  caFile: string;
+  brokerConfig: string;
+  clientConfig: string;
+  emulatorConfig: string;
+  serverConfigs: Record<string, string>;
+  client: CredentialFiles;
+}
+
+const DAY = 86_400;
+
+function conf(lines: Record<string, string | number | boolean | undefined>, header: string): string {
+  const out = [`# ${header}`, "# written by `chorus setup dev`; paths are relative to this file", ""];
+  for (const [k, v] of Object.entries(lines)) if (v !== undefined) out.push(`${k} = ${String(v)}`);
+  return `${out.join("\n")}\n`;
+}
+
+/**
+ * A complete local trust setup: org issuer, NATS operator/accounts, CA and broker TLS
+ * certificate, client/server/emulator credentials, and configs wired together so a
+ * broker, servers, an emulator and a client run with full security on.
+ */
+export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
+  const dir = resolve(opts.dir);
+  if (existsSync(dir) && readdirSync(dir).length > 0 && !opts.force) {
+    throw new SetupError("exists", `${dir} is not empty: choose another --dir or pass --force to overwrite`);
+  }
+  const collective = opts.collective ?? "mcollective";
+  const port = opts.brokerPort ?? 4222;
+  const validityS = opts.validityS ?? 30 * DAY;
+  const callerId = opts.callerId ?? `choria=${process.env.USER || "developer"}`;
+  const identities = opts.serverIdentities ?? ["node1.example.net"];
+  mkdirSync(join(dir, "tls"), { recursive: true, mode: 0o700 });
+  mkdirSync(join(dir, "credentials"), { recursive: true, mode: 0o700 });
+
+  const issuerKp = generateKeyPair();
+  const issuerSeedFile = join(dir, "issuer.seed");
+  writeSeedFile(issuerSeedFile, issuerKp);
+  writeFileSync(join(dir, "issuer.public"), `${issuerKp.publicHex}\n`);
+  const issuer = orgIssuer(issuerKp);
+  const trust = await createNatsTrust(issuer);
+  writeFileSync(join(dir, "nats-trust.json"), JSON.stringify(trust, null, 2), { mode: 0o600 });
+  const authority: IssuingAuthority = { issuer, trust };
+
+  const ca = await createCA("Chorus development CA", 365);
+  const broker = await issueCert(ca, "broker.chorus.local", { localhost: true }, 365, "both");
+  const caFile = join(dir, "tls", "ca.pem");
+  writeFileSync(caFile, ca.certPem);
+  writeFileSync(join(dir, "tls", "ca.key"), ca.keyPem, { mode: 0o600 });
+  writeFileSync(join(dir, "tls", "broker.pem"), broker.certPem);
+  writeFileSync(join(dir, "tls", "broker.key"), broker.keyPem, { mode: 0o600 });
+
+  const credDir = join(dir, "credentials");
+  const cred = (name: string) => ({
+    seedFile: join(credDir, `${name}.seed`),
+    tokenFile: join(credDir, `${name}.jwt`),
+  });
+  const client = await issueClientCredential(authority, cred("client"), {
+    callerid: callerId,
+    validityS,
+    permissions: { fleet_management: true, events_viewer: true, streams_user: true },
+  });
+  // The broker's own client: it creates the managed streams (streams_admin) and runs
+  // adapters, whose ingest and output subjects are whatever the operator configures,
+  // so it is an org_admin like go-choria's in-process broker connections.
+  await issueClientCredential(authority, cred("broker"), {
+    callerid: "choria=broker.chorus.local",
+    validityS,
+    permissions: { streams_admin: true, events_viewer: true, org_admin: true },
+  });
+  const brokerUrl = `tls://127.0.0.1:${port}`;
+  const common = {
+    collectives: collective,
+    main_collective: collective,
+    "plugin.choria.middleware_hosts": brokerUrl,
+    "plugin.security.provider": "choria",
+    "plugin.security.choria.ca": "tls/ca.pem",
+    "plugin.security.issuer.names": "dev",
+    "plugin.security.issuer.dev.public": issuerKp.publicHex,
+  };
+
+  const brokerConfig = join(dir, "broker.conf");
+  writeFileSync(
+    brokerConfig,
+    conf(
+      {
+        identity: "broker.chorus.local",
+        "plugin.choria.broker_network": true,
+        "plugin.choria.network.listen_address": "127.0.0.1",
+        "plugin.choria.network.client_port": port,
+        "plugin.choria.stats_port": opts.brokerStatsPort,
+        "plugin.security.choria.certificate": "tls/broker.pem",
+        "plugin.security.choria.key": "tls/broker.key",
+        "plugin.security.choria.ca": "tls/ca.pem",
+        "plugin.choria.network.nats_trust_file": "nats-trust.json",
+        "plugin.choria.network.stream.store": opts.streams === false ? undefined : "streams",
+        "plugin.security.choria.seed_file": "credentials/broker.seed",
+        "plugin.security.choria.token_file": "credentials/broker.jwt",
+      },
+      "Chorus broker",
+    ),
+  );
+
+  const clientConfig = join(dir, "client.conf");
+  writeFileSync(
+    clientConfig,
+    conf(
+      {
+        ...common,
+        "plugin.security.choria.seed_file": "credentials/client.seed",
+        "plugin.security.choria.token_file": "credentials/client.jwt",
+      },
+      "Chorus client",
+    ),
+  );
+
+  const facts = join(dir, "facts.json");
+  writeFileSync(facts, `${JSON.stringify({ os: "linux", role: "dev", location: "lab" }, null, 2)}\n`);
+  const serverConfigs: Record<string, string> = {};
+  for (const identity of identities) {
+    const name = `server-${identity}`;
+    await issueServerCredential(authority, cred(name), {
+      identity,
+      collectives: [collective],
+      validityS,
+      permissions: { submission: true, service_host: true },
+    });
+    const path = join(dir, `${name}.conf`);
+    writeFileSync(
+      path,
+      conf(
+        {
+          ...common,
+          identity,
+          "plugin.security.choria.seed_file": `credentials/${name}.seed`,
+          "plugin.security.choria.token_file": `credentials/${name}.jwt`,
+          "plugin.yaml": "facts.json",
+          "plugin.actionpolicy.allow_unconfigured": true,
+        },
+        `Chorus server ${identity}`,
+      ),
+    );
+    serverConfigs[identity] = path;
+  }
+
+  // The emulator hosts many identities on one NATS user, so its user may subscribe
+  // to every node subject; each virtual node still signs replies with its own key.
+  await issueServerCredential(authority, cred("emulator"), {
+    identity: "emulator.chorus.local",
+    collectives: [collective],
+    validityS,
+    permissions: { service_host: true },
+    extraNats: { sub: [`${collective}.node.>`] },
+  });
+  const emulatorConfig = join(dir, "emulator.conf");
+  writeFileSync(
+    emulatorConfig,
+    conf(
+      {
+        ...common,
+        identity: "emulator.chorus.local",
+        "plugin.security.choria.seed_file": "credentials/emulator.seed",
+        "plugin.security.choria.token_file": "credentials/emulator.jwt",
+        "plugin.chorus.emulator.issuer_seed_file": "issuer.seed",
+        "plugin.actionpolicy.allow_unconfigured": true,
+      },
+      "Chorus emulator",
+    ),
+  );
+
+  return {
+    dir,
+    collective,
+    brokerUrl,
+    issuerPublic: issuerKp.publicHex,
+    issuerSeedFile,
+    caFile,
+    brokerConfig,
+    clientConfig,
+    emulatorConfig,
+    serverConfigs,
+    client,
+  };
+}

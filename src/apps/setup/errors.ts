@@ -1,0 +1,3 @@
+import { ChorusError } from "../../core/protocol/errors.js";
+
+export class SetupError extends ChorusError {}

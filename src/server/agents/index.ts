@@ -1,0 +1,15 @@
+import type { AgentRegistry } from "../registry.js";
+import { registerChoriaUtil } from "./choria_util.js";
+import { registerDiscovery } from "./discovery.js";
+import { registerRpcutil } from "./rpcutil.js";
+
+export { DISCOVERY_DDL, discoveryHandler, registerDiscovery } from "./discovery.js";
+export { rpcutilActions, registerRpcutil } from "./rpcutil.js";
+export { choriaUtilActions, registerChoriaUtil } from "./choria_util.js";
+
+/** Installs discovery, rpcutil and choria_util into a registry (a Server gets them by default). */
+export function registerBuiltinAgents(registry: AgentRegistry): void {
+  registerDiscovery(registry);
+  registerRpcutil(registry);
+  registerChoriaUtil(registry);
+}

@@ -1,0 +1,58 @@
+export { StreamsError } from "./errors.js";
+export {
+  LEADER_ELECTION_BUCKET,
+  MANAGED_STREAM_DEFAULTS,
+  ensureManagedStreams,
+  ensureStreams,
+  managedStreamConfigs,
+  nanos,
+  type EnsureResult,
+  type ManagedStreamConfig,
+  type ManagedStreamsOptions,
+} from "./managed.js";
+export {
+  KV_DEFAULTS,
+  bucketStatus,
+  createBucket,
+  entryView,
+  isStreamNotFound,
+  kvOp,
+  kvStreamConfig,
+  listBuckets,
+  openBucket,
+  removeBucket,
+  validateBucketName,
+  type BucketOptions,
+  type BucketSummary,
+} from "./kv.js";
+export {
+  GOVERNOR_FULL_ERR_CODE,
+  acquireGovernorSlot,
+  addGovernor,
+  evictGovernorEntry,
+  governorEntries,
+  governorInfo,
+  governorStreamConfig,
+  governorStreamName,
+  governorSubject,
+  listGovernors,
+  removeGovernor,
+  resetGovernor,
+  validateGovernorName,
+  type AcquireOptions,
+  type GovernorEntry,
+  type GovernorEventType,
+  type GovernorInfo,
+  type GovernorSettings,
+  type GovernorSlot,
+} from "./governor.js";
+export {
+  ELECTION_TTL_MAX_MS,
+  ELECTION_TTL_MIN_MS,
+  Election,
+  electionLeader,
+  type ElectionLogger,
+  type ElectionOptions,
+  type ElectionState,
+} from "./election.js";
+export { publishGovernorEvent, runGoverned, type RunGovernedOptions } from "./governed.js";

@@ -1,3 +1,0 @@
-import { ChorusError } from "../protocol/errors.js";
-
-export class SetupError extends ChorusError {}

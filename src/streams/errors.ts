@@ -1,4 +1,0 @@
-import { ChorusError } from "../protocol/errors.js";
-
-/** Problems creating, checking or using Choria Streams (JetStream). */
-export class StreamsError extends ChorusError {}

@@ -1,0 +1,120 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  brokerSettings,
+  clientSettings,
+  loadConfig,
+  serverSettings,
+} from "../../../src/core/config/index.js";
+import { connectNats } from "../../../src/core/connector/index.js";
+import { ChoriaSecurity } from "../../../src/core/security/index.js";
+import { createDevSetup, SetupError } from "../../../src/apps/setup/index.js";
+import { startSecureFleet, type SecureFleet } from "../../helpers/fleet.js";
+
+function securityFor(configFile: string): ChoriaSecurity {
+  const s = clientSettings(loadConfig(configFile));
+  return new ChoriaSecurity({
+    seedFile: s.seedFile,
+    tokenFile: s.tokenFile,
+    issuers: s.issuers,
+    ...(s.caFile && { caFile: s.caFile }),
+  });
+}
+
+describe("createDevSetup", () => {
+  it("writes configs that parse and tokens that verify against the new issuer", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "chorus-setup-"));
+    try {
+      const s = await createDevSetup({
+        dir,
+        brokerPort: 14999,
+        serverIdentities: ["a.example", "b.example"],
+      });
+      const client = clientSettings(loadConfig(s.clientConfig));
+      expect(client.issuers).toEqual([s.issuerPublic]);
+      expect(client.middlewareHosts).toEqual(["tls://127.0.0.1:14999"]);
+      const broker = brokerSettings(loadConfig(s.brokerConfig));
+      expect(broker.clientPort).toBe(14999);
+      expect(Object.keys(s.serverConfigs)).toEqual(["a.example", "b.example"]);
+      for (const [identity, conf] of Object.entries(s.serverConfigs)) {
+        const ss = serverSettings(loadConfig(conf));
+        expect(ss.identity).toBe(identity);
+        const sec = new ChoriaSecurity({
+          seedFile: ss.seedFile,
+          tokenFile: ss.tokenFile,
+          issuers: ss.issuers,
+        });
+        expect(sec.verifyServerToken(sec.token).identity).toBe(identity);
+      }
+      const sec = securityFor(s.clientConfig);
+      const claims = sec.verifyClientToken(sec.token);
+      expect(claims.permissions?.fleet_management).toBe(true);
+      // secrets are private to the owner
+      expect(statSync(s.issuerSeedFile).mode & 0o077).toBe(0);
+      expect(statSync(s.client.seedFile).mode & 0o077).toBe(0);
+      expect(statSync(join(dir, "nats-trust.json")).mode & 0o077).toBe(0);
+      expect(existsSync(s.client.natsJwtFile)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses to overwrite a non-empty directory without force", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "chorus-setup-"));
+    try {
+      writeFileSync(join(dir, "keep.txt"), "mine");
+      await expect(createDevSetup({ dir })).rejects.toBeInstanceOf(SetupError);
+      expect(readFileSync(join(dir, "keep.txt"), "utf8")).toBe("mine");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("dev setup against a supervised broker", () => {
+  let fleet: SecureFleet;
+  beforeAll(async () => {
+    fleet = await startSecureFleet();
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+  });
+
+  it("lets the client publish a request over TLS that a server's NATS user receives", async () => {
+    const conn = (configFile: string, name: string) => {
+      const sec = securityFor(configFile);
+      return connectNats({
+        servers: [fleet.setup.brokerUrl],
+        name,
+        caFile: fleet.setup.caFile,
+        natsJwt: sec.natsJwt as string,
+        seedHex: sec.seedHex,
+      });
+    };
+    const server = await conn(Object.values(fleet.setup.serverConfigs)[0] as string, "test-server");
+    const client = await conn(fleet.setup.clientConfig, "test-client");
+    try {
+      const sub = server.subscribe("mcollective.broadcast.agent.rpcutil", { max: 1 });
+      await server.flush();
+      client.publish("mcollective.broadcast.agent.rpcutil", "hello");
+      for await (const m of sub) expect(m.string()).toBe("hello");
+      expect(client.info?.tls_required).toBe(true);
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+
+  it("rejects a connection without credentials", async () => {
+    await expect(
+      connectNats({
+        servers: [fleet.setup.brokerUrl],
+        name: "anon",
+        caFile: fleet.setup.caFile,
+        reconnect: false,
+      }),
+    ).rejects.toThrow();
+  });
+});

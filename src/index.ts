@@ -17,7 +17,13 @@ export {
   type ActionRequest,
   registerBuiltinAgents,
 } from "./server/index.js";
-export { Client, type ClientOptions, type RequestOptions, type RpcResult } from "./client/index.js";
+export {
+  Client,
+  ClientError,
+  type ClientOptions,
+  type RequestOptions,
+  type RpcResult,
+} from "./client/index.js";
 export { BrokerSupervisor, brokerSettings } from "./broker/index.js";
 export { createDevSetup, type DevSetup } from "./apps/setup/index.js";
 export { Emulator, type EmulatorOptions } from "./apps/emulator/index.js";

@@ -1,8 +1,9 @@
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { availableParallelism } from "node:os";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { AdapterSettings } from "../core/config/index.js";
+import { Backoff, promClient, sleep, type Logger } from "../core/util/index.js";
 import { decodeIngest, IngestPool, type IngestDecodeOptions, type IngestItem } from "./adapter-worker.js";
 
 /** One message as adapters write it into a stream (choria:adapters:<type>:output:1). */
@@ -75,9 +76,11 @@ export class AdapterMetrics {
   readonly publishTime: Histogram;
   private readonly queues = new Map<string, () => number>();
 
-  constructor(registry = new Registry()) {
-    this.registry = registry;
-    const registers = [registry];
+  constructor(registry?: Registry) {
+    // loaded here, not at import: a broker without adapters or metrics never needs prom-client
+    const { Counter, Gauge, Histogram, Registry } = promClient();
+    this.registry = registry ?? new Registry();
+    const registers = [this.registry];
     const labelNames = ["adapter"];
     const c = (name: string, help: string) => new Counter({ name, help, labelNames, registers });
     this.received = c("choria_adapter_received_total", "Messages received on the ingest subject");
@@ -137,7 +140,7 @@ export interface AdapterStats {
 
 export interface StreamAdapterOptions {
   metrics?: AdapterMetrics;
-  log?: (level: "info" | "warn" | "error", msg: string) => void;
+  logger?: Logger;
   /** first retry delay when Streams are unavailable (doubles to 5 s) */
   retryMs?: number;
   /** ack wait per publish */
@@ -224,7 +227,7 @@ export class StreamAdapter {
   }
 
   get stats(): AdapterStats {
-    return { ...this.s, queued: this.queue.length, decoding: this.pool?.decoding ?? 0 };
+    return { ...this.s, queued: this.queue.length, decoding: this.pool?.inFlight ?? 0 };
   }
 
   start(nc: NatsConnection): void {
@@ -259,7 +262,7 @@ export class StreamAdapter {
       await pool.close();
       this.pool = undefined;
     }
-    while (this.queue.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (this.queue.length > 0 && Date.now() < deadline) await sleep(20);
     this.running = false;
     for (const w of this.waiters.splice(0)) w();
     await Promise.allSettled(this.workers);
@@ -287,18 +290,20 @@ export class StreamAdapter {
       return;
     }
     // queue.len bounds what waits to be decoded as well as what waits to be published
-    if (pool.decoding + this.queue.length >= this.settings.queueLen) {
+    if (pool.inFlight + this.queue.length >= this.settings.queueLen) {
       this.s.dropped++;
       this.m.dropped.inc();
       return;
     }
-    pool.submit(bytes);
+    pool.submit(bytes, this.enqueueOne);
   }
 
   /** The ingest worker pool, when ingest.workers runs one (tests use its failure hooks). */
   get ingestPool(): IngestPool | undefined {
     return this.pool;
   }
+
+  private readonly enqueueOne = (d: IngestItem | undefined): void => this.enqueue(d);
 
   private enqueue(d: IngestItem | undefined): void {
     if (!d) {
@@ -320,8 +325,7 @@ export class StreamAdapter {
     if (want < 2) return;
     const name = this.settings.name;
     if (!import.meta.url.endsWith(".js")) {
-      this.o.log?.(
-        "warn",
+      this.o.logger?.warn(
         `adapter ${name}: ingest.workers = ${want} needs the built JS (worker threads cannot load TypeScript sources); decoding inline`,
       );
       return;
@@ -329,31 +333,24 @@ export class StreamAdapter {
     const cpus = Math.max(1, availableParallelism());
     const size = Math.min(want, cpus);
     if (size < want)
-      this.o.log?.(
-        "warn",
+      this.o.logger?.warn(
         `adapter ${name}: ingest.workers = ${want} capped at ${size}, the number of CPUs available`,
       );
     const failures = this.metrics.workerFailures.labels(this.label);
-    this.pool = new IngestPool(
-      {
-        size,
-        decode: this.decodeOptions,
-        stallMs: this.o.ingestStallMs ?? 10_000,
-        onFailure: (why, messages, disabled) => {
-          this.s.ingestWorkerFailures++;
-          failures.inc();
-          this.o.log?.(
-            disabled ? "error" : "warn",
-            `adapter ${name}: ingest worker failed (${why}); ${messages} pending messages decoded inline; ${
-              disabled ? "too many failures, decoding inline from now on" : "worker replaced"
-            }`,
-          );
-        },
+    this.pool = new IngestPool({
+      size,
+      decode: this.decodeOptions,
+      stallMs: this.o.ingestStallMs ?? 10_000,
+      onFailure: (why, messages, disabled) => {
+        this.s.ingestWorkerFailures++;
+        failures.inc();
+        this.o.logger?.[disabled ? "error" : "warn"](
+          `adapter ${name}: ingest worker failed (${why}); ${messages} pending messages decoded inline; ${
+            disabled ? "too many failures, decoding inline from now on" : "worker replaced"
+          }`,
+        );
       },
-      (items) => {
-        for (const d of items) this.enqueue(d);
-      },
-    );
+    });
   }
 
   private next(): Promise<Item | undefined> {
@@ -363,7 +360,8 @@ export class StreamAdapter {
   }
 
   private async worker(): Promise<void> {
-    let backoff = this.o.retryMs ?? 250;
+    // Streams away: wait before hammering them, longer each time (up to 5 s)
+    const backoff = new Backoff({ initialMs: this.o.retryMs ?? 250, maxMs: 5000 });
     while (this.running) {
       const item = await this.next();
       if (!item) continue;
@@ -373,23 +371,18 @@ export class StreamAdapter {
         this.m.publishTime.observe((performance.now() - t0) / 1000);
         this.s.published++;
         this.m.published.inc();
-        backoff = this.o.retryMs ?? 250;
+        backoff.reset();
       } catch (err) {
         this.s.errors++;
         this.m.errors.inc();
         const again = transient(err) || ++item.tries < (this.o.maxTries ?? 5);
         if (again && this.running) {
           this.queue.unshift(item);
-          if (transient(err)) {
-            // Streams are away: wait before hammering them, longer each time.
-            await new Promise((r) => setTimeout(r, backoff));
-            backoff = Math.min(backoff * 2, 5000);
-          }
+          if (transient(err)) await sleep(backoff.next());
         } else if (!again) {
           this.s.failed++;
           this.m.failed.inc();
-          this.o.log?.(
-            "warn",
+          this.o.logger?.warn(
             `adapter ${this.settings.name}: giving up on ${item.subject}: ${(err as Error).message}`,
           );
         } else {

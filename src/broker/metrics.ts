@@ -1,5 +1,5 @@
-import { createServer, type Server } from "node:http";
-import { Counter, Gauge, Registry } from "prom-client";
+import type { Counter, Gauge, Registry } from "prom-client";
+import { MetricsEndpoint, promClient } from "../core/util/index.js";
 import { BrokerError } from "./trust.js";
 
 /** What the exporter needs from a running broker (BrokerSupervisor satisfies it). */
@@ -54,17 +54,25 @@ interface Varz {
  * /varz at scrape time, plus chorus_broker_up and chorus_broker_restarts_total.
  * nats-server counters are exposed as gauges because they reset when it restarts.
  */
-export class BrokerMetrics {
-  readonly registry = new Registry();
+export class BrokerMetrics extends MetricsEndpoint {
   private readonly opts: BrokerMetricsOptions;
   private readonly gauges = new Map<keyof Varz, Gauge>();
   private readonly upGauge: Gauge;
   private readonly restartsCounter: Counter;
   private countedRestarts = 0;
-  private server: Server | undefined;
 
   constructor(opts: BrokerMetricsOptions) {
+    super({
+      port: opts.port,
+      host: opts.host,
+      listenError: (err) =>
+        new BrokerError(
+          "metrics",
+          `cannot listen on ${opts.host ?? "127.0.0.1"}:${opts.port}: ${err.message}`,
+        ),
+    });
     this.opts = opts;
+    const { Counter, Gauge } = promClient();
     const labelNames = ["identity"];
     for (const [field, name, help] of VARZ_GAUGES) {
       this.gauges.set(field, new Gauge({ name, help, labelNames, registers: [this.registry] }));
@@ -83,8 +91,8 @@ export class BrokerMetrics {
     });
   }
 
-  /** Scrapes /varz and renders the exposition text. */
-  async render(): Promise<string> {
+  /** Scrapes /varz and renders the exposition text (served at /metrics and /choria/metrics). */
+  override async render(): Promise<string> {
     const labels = { identity: this.opts.identity };
     const src = this.opts.source;
     const newRestarts = src.restarts - this.countedRestarts;
@@ -109,47 +117,8 @@ export class BrokerMetrics {
       else gauge.remove(labels); // a stale value would look like a live broker
     }
     const adapters = this.opts.source.adapters?.registry;
-    return adapters ? Registry.merge([this.registry, adapters]).metrics() : this.registry.metrics();
-  }
-
-  /** Serves GET /metrics on host:port. */
-  async start(): Promise<void> {
-    if (this.server) return;
-    const server = createServer((req, res) => {
-      const path = (req.url ?? "/").split("?")[0];
-      if (req.method !== "GET" || (path !== "/metrics" && path !== "/")) {
-        res.writeHead(404).end("not found\n");
-        return;
-      }
-      this.render().then(
-        (body) => res.writeHead(200, { "Content-Type": this.registry.contentType }).end(body),
-        (err: unknown) => res.writeHead(500).end(`${String(err)}\n`),
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (err) =>
-        reject(
-          new BrokerError(
-            "metrics",
-            `cannot listen on ${this.opts.host ?? "127.0.0.1"}:${this.opts.port}: ${err.message}`,
-          ),
-        ),
-      );
-      server.listen(this.opts.port, this.opts.host ?? "127.0.0.1", () => resolve());
-    });
-    this.server = server;
-  }
-
-  get port(): number {
-    const addr = this.server?.address();
-    return typeof addr === "object" && addr ? addr.port : this.opts.port;
-  }
-
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return adapters
+      ? promClient().Registry.merge([this.registry, adapters]).metrics()
+      : this.registry.metrics();
   }
 }

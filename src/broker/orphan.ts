@@ -2,6 +2,7 @@ import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import type { BrokerSettings } from "../core/config/index.js";
+import { sleep, type Logger } from "../core/util/index.js";
 import { NATS_WRAPPER_NAME } from "./nats-wrapper.js";
 import { BrokerError } from "./trust.js";
 
@@ -122,8 +123,6 @@ export function removePidFile(file: string, pid?: number): void {
   rmSync(file, { force: true });
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 function sameProcess(pid: number, startTime: string): boolean {
   const now = procInfo(pid);
   return now !== undefined && now.state !== "Z" && now.startTime === startTime;
@@ -144,7 +143,7 @@ export interface TakeOverOptions {
   binary?: string;
   /** How long the orphan gets after SIGTERM before SIGKILL. */
   graceMs: number;
-  log: (level: "debug" | "info" | "warn", line: string) => void;
+  log: Logger;
 }
 
 /**
@@ -162,7 +161,7 @@ export async function takeOverOrphan(o: TakeOverOptions): Promise<number | undef
   }
   const info = procInfo(pid);
   if (!info || info.state === "Z" || !isNatsServer(info, o.binary)) {
-    o.log("debug", `removing stale nats-server pidfile ${o.pidFile} (pid ${pid} is not a nats-server)`);
+    o.log.debug(`removing stale nats-server pidfile ${o.pidFile} (pid ${pid} is not a nats-server)`);
     removePidFile(o.pidFile);
     return undefined;
   }
@@ -174,7 +173,7 @@ export async function takeOverOrphan(o: TakeOverOptions): Promise<number | undef
         "this broker is already running",
     );
   }
-  o.log("warn", `taking over an orphaned nats-server (pid ${pid}, from ${o.pidFile}): stopping it`);
+  o.log.warn(`taking over an orphaned nats-server (pid ${pid}, from ${o.pidFile}): stopping it`);
   const signal = (sig: NodeJS.Signals): void => {
     if (!sameProcess(pid, info.startTime)) return;
     try {
@@ -187,8 +186,7 @@ export async function takeOverOrphan(o: TakeOverOptions): Promise<number | undef
   };
   signal("SIGTERM");
   if (!(await gone(pid, info.startTime, o.graceMs))) {
-    o.log(
-      "warn",
+    o.log.warn(
       `orphaned nats-server pid ${pid} did not exit within ${o.graceMs}ms of SIGTERM, sending SIGKILL`,
     );
     signal("SIGKILL");
@@ -196,6 +194,6 @@ export async function takeOverOrphan(o: TakeOverOptions): Promise<number | undef
       throw new BrokerError("orphan", `orphaned nats-server pid ${pid} survived SIGKILL`);
   }
   removePidFile(o.pidFile);
-  o.log("warn", `orphaned nats-server pid ${pid} stopped; starting a supervised one`);
+  o.log.warn(`orphaned nats-server pid ${pid} stopped; starting a supervised one`);
   return pid;
 }

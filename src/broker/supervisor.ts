@@ -17,6 +17,7 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import type { BrokerSettings } from "../core/config/index.js";
 import { connectNats, type NatsConnection } from "../core/connector/index.js";
+import { Backoff, lineLogger, sleep, type Logger } from "../core/util/index.js";
 import { replyPrefix } from "../core/protocol/index.js";
 import { decodeTokenUnverified, loadSeedFile } from "../core/security/index.js";
 import { ensureManagedStreams, type EnsureResult } from "../services/streams/index.js";
@@ -27,6 +28,12 @@ import { ensurePidFileDir, natsPidFile, removePidFile, takeOverOrphan, writePidF
 import { BrokerError, loadNatsTrust, renderTrustFragment } from "./trust.js";
 
 export type BrokerLogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal";
+/**
+ * Not core/util's Logger: the supervisor forwards nats-server's own log lines, each with
+ * the level nats-server gave it (trace and fatal included), and the caller decides what
+ * to do with nats-server's prefix. Its own messages (and the adapters', the connector's)
+ * come the same way, through a Logger made with lineLogger.
+ */
 export type BrokerLogger = (level: BrokerLogLevel, line: string) => void;
 
 export interface BrokerSupervisorOptions {
@@ -136,8 +143,6 @@ export async function freeLoopbackPort(): Promise<number> {
   });
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** Resolves with the pid the wrapper reports on fd 3, or undefined if it closes without one. */
 function readPid(stream: Readable | null | undefined): Promise<number | undefined> {
   return new Promise((resolve) => {
@@ -185,9 +190,10 @@ function natsExit(
 export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   readonly settings: BrokerSettings;
   private readonly logger: BrokerLogger;
+  /** the same sink as a Logger, for the connector, the adapters and the orphan takeover */
+  private readonly log: Logger;
   private readonly opts: BrokerSupervisorOptions;
-  private readonly initialBackoff: number;
-  private readonly maxBackoff: number;
+  private readonly backoff: Backoff;
   private readonly resetAfter: number;
   /** The wrapper process; nats-server is its child, natsPid. */
   private child: ChildProcess | undefined;
@@ -196,7 +202,6 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   private stopping = false;
   private running = false;
   private healthy = false;
-  private backoffMs: number;
   private restartTimer: NodeJS.Timeout | undefined;
   private resetTimer: NodeJS.Timeout | undefined;
   private restartCount = 0;
@@ -216,10 +221,12 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     this.opts = opts;
     this.settings = opts.settings;
     this.logger = opts.logger ?? (() => undefined);
-    this.initialBackoff = opts.backoff?.initialMs ?? 250;
-    this.maxBackoff = opts.backoff?.maxMs ?? 10_000;
+    this.log = lineLogger((level, line) => this.logger(level, line));
+    this.backoff = new Backoff({
+      initialMs: opts.backoff?.initialMs ?? 250,
+      maxMs: opts.backoff?.maxMs ?? 10_000,
+    });
     this.resetAfter = opts.backoff?.resetAfterMs ?? 30_000;
-    this.backoffMs = this.initialBackoff;
   }
 
   /** nats-server's pid while it runs. */
@@ -338,11 +345,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
         name: `chorus broker ${s.identity}`,
         ...(s.caFile && { caFile: s.caFile }),
         ...(auth ?? {}),
-        logger: {
-          info: (m) => this.logger("info", m),
-          warn: (m) => this.logger("warn", m),
-          error: (m) => this.logger("error", m),
-        },
+        logger: this.log,
       });
       if (wantStreams) await this.ensureStreams();
       if (s.adapters.length > 0) {
@@ -352,9 +355,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
             "adapters are configured but plugin.choria.network.stream.store is not: they will buffer and drop unless a cluster peer runs Streams",
           );
         }
-        this._adapters = new AdapterManager(s.adapters, {
-          log: (level, m) => this.logger(level, m),
-        });
+        this._adapters = new AdapterManager(s.adapters, { logger: this.log });
         this._adapters.start(this.servicesNc);
         this.logger("info", `adapters started: ${s.adapters.map((a) => a.name).join(", ")}`);
       }
@@ -414,7 +415,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
       pidFile: this.pidFile,
       binary: this._binary,
       graceMs: this.opts.stopGraceMs ?? 10_000,
-      log: (level, line) => this.logger(level, line),
+      log: this.log,
     });
   }
 
@@ -511,7 +512,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     );
     this.child = child;
     child.stdin?.on("error", () => undefined);
-    const launched: { natsPid?: number } = {};
+    const launched: { natsPid?: number | undefined } = {};
     let spawnError: Error | undefined;
     this.childExit = new Promise<void>((resolve) => {
       child.once("error", (err) => {
@@ -573,7 +574,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   // Staying healthy for a while means the last crash was a one-off: back to fast restarts.
   private armBackoffReset(): void {
     clearTimeout(this.resetTimer);
-    this.resetTimer = setTimeout(() => (this.backoffMs = this.initialBackoff), this.resetAfter);
+    this.resetTimer = setTimeout(() => this.backoff.reset(), this.resetAfter);
     this.resetTimer.unref();
   }
 
@@ -595,9 +596,8 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   }
 
   private scheduleRestart(): void {
-    const delay = this.backoffMs;
+    const delay = this.backoff.next();
     this.scheduledDelayMs = delay;
-    this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoff);
     this.logger("info", `restarting nats-server in ${delay}ms`);
     clearTimeout(this.restartTimer);
     this.restartPending = true;

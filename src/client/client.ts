@@ -23,22 +23,23 @@ import {
   serviceSubject,
   StatusCode,
   type Filter,
-  isCallerReplySubject,
 } from "../core/protocol/index.js";
-import { ChoriaSecurity } from "../core/security/index.js";
-import { ReplyCollector } from "./collect.js";
+import { securityFromSettings } from "../core/security/index.js";
 import { findAgentDDL } from "./ddl.js";
-import { checkMethod, discoverOffline, isNetworkMethod, type DiscoveryMethod } from "./discovery/index.js";
-import { applyLimit, limitCount, planBatches } from "./pacing.js";
-import { ClientError } from "./errors.js";
 import {
-  emptyDropCounts,
-  openReply,
-  parseRpcReplyBody,
-  replyOpener,
-  type ReplyTrust,
-  type RpcReplyFields,
-} from "./replies.js";
+  checkMethod,
+  DISCOVER_NAMES,
+  discoverOffline,
+  isNetworkMethod,
+  REQUEST_NAMES,
+  type DiscoveryMethod,
+  type DiscoveryNames,
+} from "./discovery/index.js";
+import { applyLimit, planBatches } from "./pacing.js";
+import { ClientError, badOption, naming, opt } from "./errors.js";
+import { checkReplyTo, checkRequestOptions, DEFAULT_TTL_S } from "./options.js";
+import { emptyDropCounts, parseRpcReplyBody, type ReplyTrust, type RpcReplyFields } from "./replies.js";
+import { ReplyRound } from "./round.js";
 import type {
   ClientLogger,
   ClientOptions,
@@ -55,7 +56,6 @@ import type {
 
 const DEFAULT_DISCOVERY_TIMEOUT_MS = 2000;
 const DEFAULT_WINDOW_MS = 300;
-const DEFAULT_TTL_S = 60;
 const DEFAULT_BATCH_SLEEP_MS = 1000;
 
 /** Resolves after `ms`, or at once when `signal` aborts. */
@@ -115,6 +115,54 @@ interface BroadcastOutcome {
   dropped: DropCounts;
 }
 
+/** A request whose inputs and options passed their checks: what each of its rounds sends, and how. */
+interface PreparedRequest {
+  agent: string;
+  action: string;
+  opts: RequestOptions;
+  mode: RequestMode;
+  ttlS: number;
+  filter: Filter;
+  discoveryTimeoutMs: number;
+  /** the wait for replies of each round */
+  timeoutMs: number;
+  /** the mcorpc body, encoded once for every round */
+  message: string;
+  /** fills the action's DDL output defaults into a reply's data, when it declares any */
+  fillOutputs: ((data: Record<string, unknown>) => void) | undefined;
+}
+
+/** What the rounds (batches, retries) of one request gather into its result. */
+interface Gathering {
+  nc: NatsConnection;
+  req: PreparedRequest;
+  result: RpcResult;
+  trust: ReplyTrust | undefined;
+  /** senders accepted in any round: each counts once */
+  seen: Set<string>;
+  /** every node the request addresses: a reply from anyone else is unexpected */
+  targets: Set<string>;
+  /** performance.now() at which the last round ended */
+  ended: number;
+}
+
+function newStats(requestid: string, discovered: number, discoverMs: number, startTime: Date): RpcStats {
+  return {
+    requestid,
+    discovered,
+    responses: 0,
+    ok: 0,
+    failed: 0,
+    noResponses: [],
+    unexpected: [],
+    discoverMs,
+    publishMs: 0,
+    requestMs: 0,
+    startTime,
+    dropped: emptyDropCounts(),
+  };
+}
+
 /** Fleet RPC client: discovery, signed requests, reply verification and statistics. */
 export class Client {
   readonly collective: string;
@@ -126,7 +174,7 @@ export class Client {
   private readonly opts: ClientOptions;
   private readonly log: ClientLogger;
   private nc?: NatsConnection;
-  private connecting?: Promise<NatsConnection>;
+  private connecting?: Promise<NatsConnection> | undefined;
   private closed = false;
   private readonly ddls = new Map<string, AgentDDL>();
 
@@ -156,17 +204,7 @@ export class Client {
     const externalCommand = cfg.get("plugin.choria.discovery.external.command");
     if (externalCommand) discoveryDefaults.external = { command: externalCommand };
     const defaultMethod = cfg.get("default_discovery_method");
-    const security =
-      overrides.security ??
-      new ChoriaSecurity({
-        seedFile: s.seedFile,
-        tokenFile: s.tokenFile,
-        issuers: s.issuers,
-        natsJwtFile: s.natsJwtFile,
-        ...(s.caFile !== undefined && { caFile: s.caFile }),
-        ...(s.certFile !== undefined && { certFile: s.certFile }),
-        ...(s.keyFile !== undefined && { keyFile: s.keyFile }),
-      });
+    const security = overrides.security ?? securityFromSettings(s);
     return new Client({
       security,
       servers: s.middlewareHosts,
@@ -284,52 +322,28 @@ export class Client {
   ): Promise<BroadcastOutcome> {
     const nc = await this.connect();
     const requestId = newRequestId();
-    const trust = this.trust(verify);
-    const seen = new Set<string>();
     const senders: string[] = [];
     const rtt: number[] = [];
     const dropped = emptyDropCounts();
     let sentAt = 0;
-    const collector = new ReplyCollector(
-      nc,
-      replySubject(this.collective, this.callerId, requestId),
-      (data, opened) => {
-        const o = opened ?? openReply(data, trust);
-        if (!o.ok) {
-          dropped[o.reason]++;
-          this.log.debug(`discovery reply dropped (${o.reason}): ${o.detail}`);
-          return;
-        }
-        if (o.requestId !== requestId) {
-          dropped.request++;
-          return;
-        }
-        if (seen.has(o.sender)) {
-          dropped.duplicate++;
-          return;
-        }
-        seen.add(o.sender);
+    const bytes = this.signedRequest("discovery", DISCOVERY_MESSAGE, filter, requestId);
+    const round = new ReplyRound(nc, replySubject(this.collective, this.callerId, requestId), {
+      requestId,
+      trust: this.trust(verify),
+      seen: new Set(),
+      dropped,
+      log: this.log,
+      what: "discovery reply",
+      accept: (o) => {
         senders.push(o.sender);
         rtt.push(performance.now() - sentAt);
-        collector.touch();
       },
-      replyOpener(trust),
-      (err) => {
-        dropped.malformed++;
-        this.log.warn(`discovery reply could not be handled: ${errorText(err)}`);
-      },
-    );
-    try {
-      const bytes = this.signedRequest("discovery", DISCOVERY_MESSAGE, filter, requestId);
+    });
+    const publish = () => {
       sentAt = performance.now();
       nc.publish(broadcastSubject(this.collective, "discovery"), bytes);
-      collector.start(timeoutMs, windowMs);
-      const release = collector.stopOn(signal);
-      await collector.done;
-      release();
-    } finally {
-      collector.finish();
-    }
+    };
+    await round.run(publish, timeoutMs, { quietMs: windowMs, signal });
     return { requestId, senders, rtt, dropped };
   }
 
@@ -347,6 +361,8 @@ export class Client {
       windowMs: number;
       verify?: boolean | undefined;
       signal?: AbortSignal | undefined;
+      /** what the caller's options call the method and its options */
+      names: DiscoveryNames;
     },
   ): Promise<{ targets: string[]; ms: number }> {
     const name = o.method ?? this.opts.discoveryMethod;
@@ -358,24 +374,29 @@ export class Client {
         filter,
         collective: this.collective,
         timeoutMs: o.timeoutMs,
-        // Configured sources (inventory file, external command) unless --do overrides them.
+        // Configured sources (inventory file, external command) unless the call's options override them.
         options: { ...this.opts.discoveryDefaults?.[method as string], ...o.options },
+        names: o.names,
       });
-      // A list of nodes (flatfile, earlier results) is "nodes given", not discovery: 0 ms keeps
-      // exit code 4 for "nobody answered" as with --nodes before.
+      // A list of nodes (flatfile, earlier results) is "nodes given", not discovery: 0 ms
+      // reports "no discovery was done" (the CLI's exit code 4 when nobody answered).
       const listed = method === "flatfile" || method === "file" || method === "results";
       return { targets, ms: listed ? 0 : performance.now() - t0 };
     }
+    const { names } = o;
     if (o.options && Object.keys(o.options).length > 0) {
-      throw new ClientError(
-        "bad_option",
-        `broadcast discovery takes no --do options (got ${Object.keys(o.options).join(", ")})`,
+      throw badOption(
+        names.options,
+        naming`broadcast discovery takes no ${opt(names.options, "discovery")} options (got ${Object.keys(o.options).join(", ")})`,
       );
     }
     // Named groups live in inventory files; on the wire "group:x" would match no node.
     const group = filter.identity.find((i) => i.startsWith("group:"));
     if (group !== undefined) {
-      throw new ClientError("bad_option", `-I ${group}: groups need inventory discovery (--dm inventory)`);
+      throw badOption(
+        "filter",
+        naming`${opt("filter.identity")} ${group}: groups need inventory discovery (${opt(names.method)} inventory)`,
+      );
     }
     const local = identityOnlyTargets(filter);
     if (local) return { targets: local, ms: 0 };
@@ -395,6 +416,7 @@ export class Client {
       windowMs: opts.windowed ? (opts.windowMs ?? this.windowMs) : 0,
       verify: opts.verifyReplySignatures,
       signal: opts.signal,
+      names: DISCOVER_NAMES,
     });
     return r.targets;
   }
@@ -417,11 +439,11 @@ export class Client {
   }
 
   /**
-   * Validates inputs against the DDL (throwing before anything is sent), discovers
-   * unless `nodes` are given, applies the limit, then publishes one signed request
-   * (to each node in direct mode, in batches when asked; once with the filter in
-   * broadcast mode; once to the service queue in service mode) and gathers replies.
-   * Nodes that did not answer get the request again for each retry.
+   * Validates inputs against the DDL and the options (throwing before anything is
+   * sent), discovers unless `nodes` are given, applies the limit, then publishes one
+   * signed request (to each node in direct mode, in batches when asked; once with the
+   * filter in broadcast mode; once to the service queue in service mode) and gathers
+   * replies. Nodes that did not answer get the request again for each retry.
    */
   async request(
     agent: string,
@@ -429,244 +451,212 @@ export class Client {
     data: Record<string, unknown> = {},
     opts: RequestOptions = {},
   ): Promise<RpcResult> {
+    const req = this.prepare(agent, action, data, opts);
+    const startTime = new Date();
+    const { targets, discoverMs } = await this.requestTargets(req);
+    const batches = req.mode === "direct" ? planBatches(targets, opts.batchSize, opts.canary) : [targets];
+    const stats = newStats(newRequestId(), targets.length, discoverMs, startTime);
+    const result: RpcResult = { agent, action, replies: [], stats };
+    // Interrupted during discovery: report what was found without sending anything.
+    if ((targets.length === 0 && req.mode !== "service") || opts.signal?.aborted) return result;
+    const nc = await this.connect();
+    if (opts.replyTo !== undefined) {
+      await this.publishOnly(nc, req, targets, stats, opts.replyTo);
+      return result;
+    }
+    const g: Gathering = {
+      nc,
+      req,
+      result,
+      trust: this.trust(opts.verifyReplySignatures),
+      seen: new Set(),
+      targets: new Set(targets),
+      ended: 0,
+    };
+    opts.onPublish?.(targets);
+    const started = (g.ended = performance.now());
+    const sent = await this.sendBatches(g, batches);
+    await this.retrySilent(g, sent);
+    stats.requestMs = g.ended - started;
+    for (const id of new Set(sent)) if (!g.seen.has(id)) stats.noResponses.push(id);
+    stats.noResponses.sort();
+    stats.unexpected.sort();
+    return result;
+  }
+
+  /** Checks a request's inputs (filling their defaults into a copy of `data`) and options. */
+  private prepare(
+    agent: string,
+    action: string,
+    data: Record<string, unknown>,
+    opts: RequestOptions,
+  ): PreparedRequest {
     const ddl = opts.ddl ?? this.ddl(agent);
     const body = { ...data };
     // Fills input defaults into `body` as a side effect, as Choria clients do.
     const issues = validateInputs(ddl, action, body);
     if (issues.length > 0) throw new InputError(agent, action, issues);
-    const actionDDL = findAction(ddl, action);
-    const hasOutputDefaults =
-      actionDDL !== undefined && Object.values(actionDDL.output).some((o) => o.default !== undefined);
-
-    const mode = opts.mode ?? "direct";
-    if (mode !== "direct" && mode !== "broadcast" && mode !== "service") {
-      throw new ClientError("bad_option", `unknown request mode "${String(mode)}"`);
-    }
-    const paced = opts.batchSize !== undefined || opts.canary !== undefined;
-    if (paced && mode !== "direct") {
-      throw new ClientError(
-        "bad_option",
-        "--batch and --canary need direct mode (not --broadcast or --service)",
-      );
-    }
-    // A broadcast reaches every matching node, so a subset cannot be picked.
-    if (opts.limit !== undefined && mode !== "direct") {
-      throw new ClientError("bad_option", "--limit needs direct mode (not --broadcast or --service)");
-    }
-    // Nothing waits for replies with --reply-to, so nothing could judge a canary or a retry.
-    if (opts.replyTo !== undefined && (paced || opts.retries)) {
-      throw new ClientError("bad_option", "--reply-to cannot be combined with --batch, --canary or --retry");
-    }
-    if (opts.retries !== undefined && (!Number.isInteger(opts.retries) || opts.retries < 0)) {
-      throw new ClientError("bad_option", `--retry: ${opts.retries} is not a whole number`);
-    }
-    const ttlS = opts.ttlS ?? this.opts.ttlS ?? DEFAULT_TTL_S;
-    // The wire field is whole seconds.
-    if (!Number.isInteger(ttlS) || ttlS < 1) {
-      throw new ClientError("bad_option", `--ttl: ${ttlS} is not a whole number of seconds (at least 1)`);
-    }
-    // Pacing options are checked now: discovery is already traffic.
-    if (opts.limit !== undefined) limitCount(opts.limit, 0);
-    planBatches([], opts.batchSize, opts.canary);
-    if (opts.replyTo !== undefined && !/^[^\s*>]+$/.test(opts.replyTo)) {
-      throw new ClientError(
-        "bad_option",
-        `--reply-to: "${opts.replyTo}" is not a NATS subject without wildcards`,
-      );
-    }
-    // Nodes answer only inside the caller's private inbox (anything else could be a
-    // re-wrapped request answering a third party), so say so before sending.
-    if (opts.replyTo !== undefined && !isCallerReplySubject(opts.replyTo, this.callerId)) {
-      throw new ClientError(
-        "bad_option",
-        `--reply-to: "${opts.replyTo}" is not under this caller's inbox ${replyPrefix(this.collective, this.callerId)}.; nodes refuse any other reply subject`,
-      );
-    }
-    const filter = mode === "service" ? emptyFilter() : completeFilter(opts.filter);
+    const { mode, ttlS } = checkRequestOptions(opts, this.opts.ttlS ?? DEFAULT_TTL_S);
+    checkReplyTo(opts.replyTo, this.collective, this.callerId);
+    const output = findAction(ddl, action)?.output ?? {};
+    const fillOutputs = Object.values(output).some((o) => o.default !== undefined)
+      ? (d: Record<string, unknown>) => applyOutputDefaults(ddl, action, d)
+      : undefined;
     const discoveryTimeoutMs = opts.discoveryTimeoutMs ?? this.discoveryTimeoutMs;
-    const startTime = new Date();
-    const dropped = emptyDropCounts();
+    return {
+      agent,
+      action,
+      opts,
+      mode,
+      ttlS,
+      filter: mode === "service" ? emptyFilter() : completeFilter(opts.filter),
+      discoveryTimeoutMs,
+      timeoutMs: opts.timeoutMs ?? discoveryTimeoutMs + ddl.metadata.timeout * 1000,
+      message: encodeMessage(JSON.stringify({ agent, action, data: body })),
+      fillOutputs,
+    };
+  }
 
-    let targets: string[];
-    let discoverMs = 0;
-    if (mode === "service") {
+  /** The nodes a request addresses (none for a service agent, the given nodes, or discovery), limited. */
+  private async requestTargets(req: PreparedRequest): Promise<{ targets: string[]; discoverMs: number }> {
+    const o = req.opts;
+    let found: { targets: string[]; ms: number };
+    if (req.mode === "service") {
       // A service agent is one logical endpoint: no discovery, the first reply wins.
-      targets = [];
-    } else if (opts.nodes) {
-      targets = [...new Set(opts.nodes)];
+      found = { targets: [], ms: 0 };
+    } else if (o.nodes) {
+      found = { targets: [...new Set(o.nodes)], ms: 0 };
     } else {
-      const found = await this.findTargets(filter, {
-        method: opts.discoveryMethod,
-        options: opts.discoveryOptions,
-        timeoutMs: discoveryTimeoutMs,
-        windowMs: opts.discoveryWindowed ? this.windowMs : 0,
-        verify: opts.verifyReplySignatures,
-        signal: opts.signal,
+      found = await this.findTargets(req.filter, {
+        method: o.discoveryMethod,
+        options: o.discoveryOptions,
+        timeoutMs: req.discoveryTimeoutMs,
+        windowMs: o.discoveryWindowed ? this.windowMs : 0,
+        verify: o.verifyReplySignatures,
+        signal: o.signal,
+        names: REQUEST_NAMES,
       });
-      targets = found.targets;
-      discoverMs = found.ms;
     }
-    if (opts.limit !== undefined) targets = applyLimit(targets, opts.limit, opts.limitMethod, opts.limitSeed);
-    const batches = mode === "direct" ? planBatches(targets, opts.batchSize, opts.canary) : [targets];
+    const targets =
+      o.limit === undefined ? found.targets : applyLimit(found.targets, o.limit, o.limitMethod, o.limitSeed);
+    return { targets, discoverMs: found.ms };
+  }
 
-    const requestId = newRequestId();
-    const stats: RpcStats = {
-      requestid: requestId,
-      discovered: targets.length,
-      responses: 0,
-      ok: 0,
-      failed: 0,
-      noResponses: [],
-      unexpected: [],
-      discoverMs,
-      publishMs: 0,
-      requestMs: 0,
-      startTime,
-      dropped,
-    };
-    const replies: RpcReply[] = [];
-    const result: RpcResult = { agent, action, replies, stats };
-    // Interrupted during discovery: report what was found without sending anything.
-    if ((targets.length === 0 && mode !== "service") || opts.signal?.aborted) return result;
+  /** Async RPC (`replyTo`): replies go to someone else's subject; publish, flush, done. */
+  private async publishOnly(
+    nc: NatsConnection,
+    req: PreparedRequest,
+    targets: string[],
+    stats: RpcStats,
+    replyTo: string,
+  ): Promise<void> {
+    const t0 = performance.now();
+    req.opts.onPublish?.(targets);
+    const bytes = this.signedRequest(req.agent, req.message, req.filter, stats.requestid, req.ttlS, replyTo);
+    this.publishTo(nc, req.mode, req.agent, targets, bytes);
+    await nc.flush();
+    stats.publishMs = performance.now() - t0;
+  }
 
-    const nc = await this.connect();
-    const message = encodeMessage(JSON.stringify({ agent, action, data: body }));
-
-    if (opts.replyTo !== undefined) {
-      // Async RPC: replies go to someone else's subject; publish, flush, done.
-      const t0 = performance.now();
-      opts.onPublish?.(targets);
-      const bytes = this.signedRequest(agent, message, filter, requestId, ttlS, opts.replyTo);
-      this.publishTo(nc, mode, agent, targets, bytes);
-      await nc.flush();
-      stats.publishMs = performance.now() - t0;
-      return result;
-    }
-
-    const trust = this.trust(opts.verifyReplySignatures);
-    const seen = new Set<string>();
-    const expectedAll = new Set(targets);
-    const onReply = opts.onReply;
-    const timeoutMs = opts.timeoutMs ?? discoveryTimeoutMs + ddl.metadata.timeout * 1000;
-    opts.onPublish?.(targets);
-    const tStart = performance.now();
-    let tEnd = tStart;
-
-    /** Publishes one signed request to `nodes` and collects until they all answered or time is up. */
-    const round = async (id: string, nodes: readonly string[], how: RequestMode = mode): Promise<void> => {
-      const expected = new Set(nodes);
-      let answered = 0;
-      // The reply subscription exists before anything is published, so no early reply is lost.
-      const collector = new ReplyCollector(
-        nc,
-        replySubject(this.collective, this.callerId, id),
-        (bytes, opened) => {
-          const o = opened ?? openReply(bytes, trust);
-          if (!o.ok) {
-            dropped[o.reason]++;
-            this.log.debug(`reply dropped (${o.reason}): ${o.detail}`);
-            return;
-          }
-          if (o.requestId !== id) {
-            dropped.request++;
-            return;
-          }
-          const sender = o.sender;
-          if (seen.has(sender)) {
-            dropped.duplicate++;
-            return;
-          }
-          seen.add(sender);
-          const r = this.rpcReply(sender, o.message, new Date(o.timeNs / 1e6), (data) => {
-            if (hasOutputDefaults) applyOutputDefaults(ddl, action, data);
-          });
-          replies.push(r);
-          stats.responses++;
-          if (r.statuscode === 0) stats.ok++;
-          else stats.failed++;
-          if (onReply) {
-            try {
-              onReply(r);
-            } catch (err) {
-              this.log.warn(`onReply callback failed for ${sender}: ${(err as Error).message}`);
-            }
-          }
-          if (how === "service") collector.finish();
-          else if (expected.has(sender)) {
-            if (++answered === expected.size) collector.finish();
-          } else if (!expectedAll.has(sender)) {
-            stats.unexpected.push(sender);
-          }
-        },
-        replyOpener(trust),
-        (err) => {
-          dropped.malformed++;
-          this.log.warn(`reply could not be handled: ${errorText(err)}`);
-        },
-      );
-      const t0 = performance.now();
-      try {
-        // Signed once per round: every node gets the same bytes, as go-choria's cached transports do.
-        const bytes = this.signedRequest(agent, message, filter, id, ttlS);
-        this.publishTo(nc, how, agent, nodes, bytes);
-        collector.start(Math.max(0, timeoutMs - (performance.now() - t0)));
-        await nc.flush();
-        stats.publishMs += performance.now() - t0;
-        const release = collector.stopOn(opts.signal);
-        await collector.done;
-        release();
-      } finally {
-        collector.finish();
-      }
-      tEnd = collector.ended;
-    };
-
+  /**
+   * One round per batch, after a pause between batches; a canary batch that did not
+   * all answer OK stops the rest. Returns the nodes the request went to, in order.
+   */
+  private async sendBatches(g: Gathering, batches: string[][]): Promise<string[]> {
+    const o = g.req.opts;
+    const stats = g.result.stats;
     let sent = 0;
     for (let b = 0; b < batches.length; b++) {
       const batch = batches[b] as string[];
       if (b > 0) {
-        const sleep = opts.batchSleepMs ?? DEFAULT_BATCH_SLEEP_MS;
-        if (sleep > 0) await abortableSleep(sleep, opts.signal);
+        const sleep = o.batchSleepMs ?? DEFAULT_BATCH_SLEEP_MS;
+        if (sleep > 0) await abortableSleep(sleep, o.signal);
       }
-      if (opts.signal?.aborted) break;
-      opts.onBatch?.(b, batch);
+      if (o.signal?.aborted) break;
+      o.onBatch?.(b, batch);
       // Batches after the first get their own request id: a node that missed the
       // first batch's window must not be able to answer a later one twice.
-      await round(b === 0 ? requestId : newRequestId(), batch);
+      await this.round(g, b === 0 ? stats.requestid : newRequestId(), batch, g.req.mode);
       sent += batch.length;
-      if (b === 0 && opts.canary !== undefined && batches.length > 1) {
-        const bad = batch.some((n) => !seen.has(n)) || replies.some((r) => r.statuscode !== 0);
+      if (b === 0 && o.canary !== undefined && batches.length > 1) {
+        const bad = batch.some((n) => !g.seen.has(n)) || g.result.replies.some((r) => r.statuscode !== 0);
         if (bad) {
           stats.canaryStopped = true;
           break;
         }
       }
     }
-    const unsent = batches.flat().slice(sent);
-    if (unsent.length > 0) stats.skipped = unsent;
+    const all = batches.flat();
+    if (sent < all.length) stats.skipped = all.slice(sent);
+    return all.slice(0, sent);
+  }
 
-    for (let attempt = 1; attempt <= (opts.retries ?? 0) && mode !== "service"; attempt++) {
-      if (opts.signal?.aborted) break;
-      const missing = batches
-        .flat()
-        .slice(0, sent)
-        .filter((n) => !seen.has(n));
+  /** Up to `retries` more rounds to the nodes that have not answered; each gets a new request id. */
+  private async retrySilent(g: Gathering, sent: readonly string[]): Promise<void> {
+    const o = g.req.opts;
+    if (g.req.mode === "service") return;
+    for (let attempt = 1; attempt <= (o.retries ?? 0); attempt++) {
+      if (o.signal?.aborted) break;
+      const missing = sent.filter((n) => !g.seen.has(n));
       if (missing.length === 0) break;
-      stats.retries = attempt;
-      if (mode === "broadcast") {
-        // A broadcast retry would reach every node again; address the silent ones directly.
-        await round(newRequestId(), missing, "direct");
-      } else {
-        await round(newRequestId(), missing);
-      }
+      g.result.stats.retries = attempt;
+      // Direct even for a broadcast request: a broadcast retry would reach every node again.
+      await this.round(g, newRequestId(), missing, "direct");
     }
+  }
 
-    stats.requestMs = tEnd - tStart;
-    const sentSet = new Set(batches.flat().slice(0, sent));
-    for (const id of sentSet) if (!seen.has(id)) stats.noResponses.push(id);
-    stats.noResponses.sort();
-    stats.unexpected.sort();
-    return result;
+  /** Publishes one signed request to `nodes` and collects until they all answered or time is up. */
+  private async round(g: Gathering, id: string, nodes: readonly string[], how: RequestMode): Promise<void> {
+    const { nc, req, result } = g;
+    const { stats, replies } = result;
+    const onReply = req.opts.onReply;
+    const expected = new Set(nodes);
+    let answered = 0;
+    const round: ReplyRound = new ReplyRound(nc, replySubject(this.collective, this.callerId, id), {
+      requestId: id,
+      trust: g.trust,
+      seen: g.seen,
+      dropped: stats.dropped,
+      log: this.log,
+      what: "reply",
+      accept: (o) => {
+        const r = this.rpcReply(o.sender, o.message, new Date(o.timeNs / 1e6), req.fillOutputs);
+        replies.push(r);
+        stats.responses++;
+        if (r.statuscode === 0) stats.ok++;
+        else stats.failed++;
+        if (onReply) this.notify(onReply, r);
+        if (how === "service") round.finish();
+        else if (expected.has(r.sender)) {
+          if (++answered === expected.size) round.finish();
+        } else if (!g.targets.has(r.sender)) {
+          stats.unexpected.push(r.sender);
+        }
+      },
+    });
+    // Signed once per round: every node gets the same bytes, as go-choria's cached transports do.
+    const publish = () =>
+      this.publishTo(
+        nc,
+        how,
+        req.agent,
+        nodes,
+        this.signedRequest(req.agent, req.message, req.filter, id, req.ttlS),
+      );
+    stats.publishMs += await round.run(publish, req.timeoutMs, {
+      signal: req.opts.signal,
+      flush: () => nc.flush(),
+    });
+    g.ended = round.ended;
+  }
+
+  /** Hands a reply to the caller's callback; a callback that throws costs a warning, not the request. */
+  private notify(onReply: (reply: RpcReply) => void, r: RpcReply): void {
+    try {
+      onReply(r);
+    } catch (err) {
+      this.log.warn(`onReply callback failed for ${r.sender}: ${errorText(err)}`);
+    }
   }
 
   /**
@@ -679,13 +669,13 @@ export class Client {
     sender: string,
     message: Buffer,
     time: Date,
-    fill: (data: Record<string, unknown>) => void,
+    fill: ((data: Record<string, unknown>) => void) | undefined,
   ): RpcReply {
     let f: RpcReplyFields;
     try {
       f = parseRpcReplyBody(message);
       if (f.tooDeep) this.log.warn(`reply from ${sender} rejected: ${f.statusmsg}`);
-      else fill(f.data);
+      else if (fill) fill(f.data);
     } catch (err) {
       const statusmsg = `reply could not be processed: ${errorText(err)}`;
       this.log.warn(`reply from ${sender} rejected: ${statusmsg}`);

@@ -1,5 +1,12 @@
 export { Client, completeFilter, identityOnlyTargets } from "./client.js";
-export { ClientError, type ClientErrorCode } from "./errors.js";
+export {
+  ClientError,
+  type ClientErrorCode,
+  type MessagePart,
+  type OptionName,
+  type OptionNamer,
+} from "./errors.js";
+export { checkRequestOptions, checkReplyTo, DEFAULT_TTL_S, type CheckedRequestOptions } from "./options.js";
 export { findAgentDDL } from "./ddl.js";
 export {
   checkReplySignature,
@@ -27,19 +34,6 @@ export type {
   RpcResult,
   RpcStats,
 } from "./types.js";
-export * from "./render.js";
-export { replyProgress, type Progress } from "./progress.js";
-export * from "./output.js";
-export {
-  computeSummaries,
-  renderSummaries,
-  formatValue,
-  histogram,
-  AGGREGATE_FUNCTIONS,
-  type Summary,
-  type AggregateFunction,
-} from "./aggregate.js";
 export { compileReplyFilter, REPLY_ENV } from "./reply-filter.js";
 export { applyLimit, limitCount, planBatches, seededRandom, type LimitMethod } from "./pacing.js";
 export * from "./discovery/index.js";
-export { factReport, renderFactReport, renderInventory, renderDDLDoc, type FactReport } from "./reports.js";

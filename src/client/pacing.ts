@@ -1,26 +1,29 @@
 import { createHash } from "node:crypto";
-import { ClientError } from "./errors.js";
+import { badOption, naming, opt } from "./errors.js";
 
 export type LimitMethod = "first" | "random";
 
-/** `--limit N` or `N%` → how many of `total` nodes to address (at least 1 of a non-empty set for a percentage). */
+/** A limit of N or `N%` → how many of `total` nodes to address (at least 1 of a non-empty set for a percentage). */
 export function limitCount(limit: number | string, total: number): number {
   const s = String(limit).trim();
   const m = /^(\d+(?:\.\d+)?)(%?)$/.exec(s);
   if (!m)
-    throw new ClientError("bad_option", `--limit: "${s}" is not a count or a percentage such as 10 or 25%`);
+    throw badOption(
+      "limit",
+      naming`${opt("limit")}: "${s}" is not a count or a percentage such as 10 or 25%`,
+    );
   const n = Number(m[1]);
   if (m[2] === "%") {
     if (n <= 0 || n > 100)
-      throw new ClientError("bad_option", `--limit: ${s} is not a percentage between 0 and 100`);
+      throw badOption("limit", naming`${opt("limit")}: ${s} is not a percentage between 0 and 100`);
     return total === 0 ? 0 : Math.max(1, Math.ceil((total * n) / 100));
   }
   if (!Number.isInteger(n) || n < 1)
-    throw new ClientError("bad_option", `--limit: ${s} is not a positive whole number`);
+    throw badOption("limit", naming`${opt("limit")}: ${s} is not a positive whole number`);
   return Math.min(n, total);
 }
 
-/** A deterministic PRNG (mulberry32) seeded from any string, so `--limit-seed` repeats selections. */
+/** A deterministic PRNG (mulberry32) seeded from any string, so a limit seed repeats selections. */
 export function seededRandom(seed: string): () => number {
   let a = createHash("sha256").update(seed).digest().readUInt32LE(0);
   return () => {
@@ -45,7 +48,7 @@ export function applyLimit(
   const n = limitCount(limit, targets.length);
   if (method === "first") return targets.slice(0, n);
   if (method !== "random")
-    throw new ClientError("bad_option", `--limit-method: "${String(method)}" is not first or random`);
+    throw badOption("limitMethod", naming`${opt("limitMethod")}: "${String(method)}" is not first or random`);
   const pool = [...targets].sort();
   const rnd = seed === undefined ? Math.random : seededRandom(String(seed));
   // Partial Fisher-Yates: only the first n positions need settling.
@@ -66,7 +69,7 @@ export function planBatches(
   let rest = [...targets];
   if (canary !== undefined) {
     if (!Number.isInteger(canary) || canary < 1)
-      throw new ClientError("bad_option", `--canary: ${canary} is not a positive whole number`);
+      throw badOption("canary", naming`${opt("canary")}: ${canary} is not a positive whole number`);
     out.push(rest.slice(0, canary));
     rest = rest.slice(canary);
   }
@@ -75,7 +78,7 @@ export function planBatches(
     return out;
   }
   if (!Number.isInteger(size) || size < 1)
-    throw new ClientError("bad_option", `--batch: ${size} is not a positive whole number`);
+    throw badOption("batchSize", naming`${opt("batchSize")}: ${size} is not a positive whole number`);
   for (let i = 0; i < rest.length; i += size) out.push(rest.slice(i, i + size));
   return out;
 }

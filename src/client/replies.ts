@@ -1,5 +1,4 @@
 import { availableParallelism } from "node:os";
-import { parentPort, Worker, workerData } from "node:worker_threads";
 import {
   decodeReply,
   decodeSecureReply,
@@ -9,6 +8,7 @@ import {
   StatusCode,
 } from "../core/protocol/index.js";
 import { ChoriaSecurity, SecurityError, verify, verifyToken } from "../core/security/index.js";
+import { serveWorkerPool, WorkerPool } from "../core/util/index.js";
 import type { DropCounts } from "./types.js";
 
 /**
@@ -169,12 +169,6 @@ type WireOpened =
   | { ok: true; sender: string; requestId: string; agent: string; timeNs: number; message: Uint8Array }
   | { ok: false; reason: DropReason; detail: string };
 
-interface PoolJob {
-  /** the raw replies, kept so they can be opened inline if the worker fails */
-  items: Uint8Array[];
-  thens: ((o: OpenedReply) => void)[];
-}
-
 // Replies per message to a worker: large enough that postMessage costs little per reply,
 // small enough that the first replies are not held back long.
 const POOL_BATCH = 128;
@@ -199,180 +193,13 @@ function affinity(bytes: Uint8Array, n: number): number {
   return (h >>> 0) % n;
 }
 
-function deliver(job: PoolJob, results: WireOpened[]): void {
-  for (let i = 0; i < results.length; i++) {
-    const r = results[i] as WireOpened;
-    const then = job.thens[i] as (o: OpenedReply) => void;
-    if (r.ok)
-      then({ ...r, message: Buffer.from(r.message.buffer, r.message.byteOffset, r.message.byteLength) });
-    else then(r);
-  }
+function fromWire(r: WireOpened): OpenedReply {
+  return r.ok
+    ? { ...r, message: Buffer.from(r.message.buffer, r.message.byteOffset, r.message.byteLength) }
+    : r;
 }
 
-class VerifierThread {
-  readonly jobs: PoolJob[] = [];
-  lastProgress = performance.now();
-  private readonly worker: Worker;
-  private readonly created = performance.now();
-  private ready = false;
-  private dead = false;
-
-  constructor(
-    issuers: readonly string[],
-    private readonly onDone: () => void,
-    private readonly onFail: (t: VerifierThread, why: string) => void,
-  ) {
-    // eval'd CommonJS stub: loads this very module (built JS) in the worker
-    const code = `require("node:worker_threads"); import(require("node:worker_threads").workerData.url).then((m) => m.runReplyWorker());`;
-    this.worker = new Worker(code, {
-      eval: true,
-      workerData: { url: import.meta.url, issuers: [...issuers] },
-    });
-    this.worker.on("message", (results: WireOpened[] | "ready") => {
-      if (this.dead) return; // its jobs were already opened inline
-      if (results === "ready") {
-        this.ready = true;
-        this.lastProgress = performance.now();
-        return;
-      }
-      const job = this.jobs.shift();
-      this.lastProgress = performance.now();
-      if (job) deliver(job, results);
-      this.onDone();
-    });
-    this.worker.on("error", (err) => this.fail(`error: ${err.message}`));
-    this.worker.on("exit", (code) => this.fail(`exited with code ${code}`));
-    // after the listeners: adding one re-refs the port, and an idle pool must not
-    // keep a CLI process alive
-    this.worker.unref();
-  }
-
-  get alive(): boolean {
-    return !this.dead;
-  }
-
-  send(job: PoolJob): void {
-    if (this.jobs.length === 0 && this.ready) this.lastProgress = performance.now();
-    this.jobs.push(job);
-    let size = 0;
-    for (const b of job.items) size += b.byteLength;
-    const buf = Buffer.allocUnsafeSlow(size);
-    const ends: number[] = [];
-    let at = 0;
-    for (const b of job.items) {
-      at += (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength)).copy(buf, at);
-      ends.push(at);
-    }
-    this.worker.postMessage({ buf: buf.buffer, ends }, [buf.buffer]);
-  }
-
-  stalled(now: number): boolean {
-    if (this.jobs.length === 0) return false;
-    return this.ready ? now - this.lastProgress > STALL_MS : now - this.created > START_MS;
-  }
-
-  fail(why: string): void {
-    if (this.dead) return;
-    this.dead = true;
-    void this.worker.terminate();
-    this.onFail(this, why);
-  }
-}
-
-/**
- * Worker threads that each run openReply with full signature checks (issuer trust,
- * purpose, identity match, reply signature) over batches of raw reply bytes. Each
- * worker keeps its own verified-token and public-key caches. A worker that errors,
- * exits or stalls is dropped and its replies are opened on the calling thread: a
- * broken pool may cost speed, never replies.
- */
-class ReplyVerifierPool {
-  private readonly threads: VerifierThread[] = [];
-  private readonly inline: ReplyTrust;
-  private pending = 0;
-  private waiters: (() => void)[] = [];
-  private watchdog: NodeJS.Timeout;
-
-  constructor(issuers: readonly string[], size: number) {
-    this.inline = issuerTrust([...issuers]);
-    for (let i = 0; i < size; i++)
-      this.threads.push(
-        new VerifierThread(
-          issuers,
-          () => this.done(),
-          (t, why) => this.failed(t, why),
-        ),
-      );
-    this.watchdog = setInterval(() => {
-      const now = performance.now();
-      for (const t of this.threads) if (t.stalled(now)) t.fail("stalled");
-    }, 1000);
-    this.watchdog.unref();
-  }
-
-  get usable(): boolean {
-    return this.threads.some((t) => t.alive);
-  }
-
-  /** Replies are grouped per worker by affinity, then sent as one job per group. */
-  run(items: Uint8Array[], thens: ((o: OpenedReply) => void)[]): void {
-    const live = this.threads.filter((t) => t.alive);
-    if (live.length === 0) {
-      this.openInline({ items, thens });
-      return;
-    }
-    const groups = live.map((): PoolJob => ({ items: [], thens: [] }));
-    for (let i = 0; i < items.length; i++) {
-      const item = items[i] as Uint8Array;
-      const g = groups[affinity(item, live.length)] as PoolJob;
-      g.items.push(item);
-      g.thens.push(thens[i] as (o: OpenedReply) => void);
-    }
-    for (let k = 0; k < live.length; k++) {
-      const g = groups[k] as PoolJob;
-      if (g.items.length === 0) continue;
-      this.pending++;
-      (live[k] as VerifierThread).send(g);
-    }
-  }
-
-  /** Makes every thread fail as a crash would (tests). */
-  failAll(): void {
-    for (const t of this.threads) t.fail("failed on purpose (test)");
-  }
-
-  idle(): Promise<void> {
-    return this.pending === 0 ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
-  }
-
-  private done(): void {
-    if (--this.pending === 0) for (const w of this.waiters.splice(0)) w();
-  }
-
-  private openInline(job: PoolJob): void {
-    for (let i = 0; i < job.items.length; i++)
-      (job.thens[i] as (o: OpenedReply) => void)(openReply(job.items[i] as Uint8Array, this.inline));
-  }
-
-  private failed(t: VerifierThread, why: string): void {
-    poolFailures++;
-    // the pool has no logger of its own; a process warning reaches stderr by default
-    process.emitWarning(
-      `reply verifier thread ${why}; its replies are verified on the main thread instead`,
-      "ChorusWarning",
-    );
-    for (const job of t.jobs.splice(0)) {
-      this.openInline(job);
-      this.done();
-    }
-    if (!this.usable) {
-      clearInterval(this.watchdog);
-      for (const [k, p] of pools) if (p === this) pools.delete(k);
-    }
-  }
-}
-
-const pools = new Map<string, ReplyVerifierPool>();
+const pools = new Map<string, WorkerPool<OpenedReply>>();
 let poolFailures = 0;
 
 /** How many verifier threads failed (errored, exited or stalled) in this process. */
@@ -380,28 +207,57 @@ export function replyPoolFailures(): number {
   return poolFailures;
 }
 
-/** Worker-thread side of the pool (started by the eval'd stub above). */
-export function runReplyWorker(): void {
-  const port = parentPort;
-  if (!port) return;
-  const data = workerData as { issuers: string[] };
-  const trust = issuerTrust(data.issuers);
-  port.on("message", (m: { buf: ArrayBuffer; ends: number[] }) => {
-    const all = new Uint8Array(m.buf);
-    const out: WireOpened[] = [];
-    let start = 0;
-    for (const end of m.ends) {
-      out.push(openReply(all.subarray(start, end), trust));
-      start = end;
-    }
-    port.postMessage(out);
-  });
-  port.postMessage("ready");
+/** Worker-thread side of the pool: its entry, called with the issuer keys. */
+export function runReplyWorker(issuers: string[]): void {
+  const trust = issuerTrust(issuers);
+  serveWorkerPool((items) => ({ answer: items.map((b) => openReply(b, trust)) satisfies WireOpened[] }));
 }
 
-/** Test hook: makes every live verifier thread of every pool fail as if it had crashed. */
-export function failReplyPoolsForTest(): void {
-  for (const p of pools.values()) p.failAll();
+export interface ReplyPoolOptions {
+  /** verifier threads (default: one per CPU) */
+  threads?: number;
+  /** a thread holding replies that has answered nothing for this long is replaced (default 10 s) */
+  stallMs?: number;
+}
+
+/**
+ * Worker threads (core/util's WorkerPool) that each run openReply with full signature
+ * checks (issuer trust, purpose, identity match, reply signature); each keeps its own
+ * verified-token and public-key caches, and the same sender's replies go to the same
+ * thread. A failed thread's replies are opened on the calling thread: a broken pool may
+ * cost speed, never replies. One pool per issuer set (and options), shared by every opener.
+ */
+function verifierPool(issuers: readonly string[], o: ReplyPoolOptions): WorkerPool<OpenedReply> {
+  const threads = o.threads ?? Math.max(1, availableParallelism());
+  const stallMs = o.stallMs ?? STALL_MS;
+  const key = `${issuers.join(",")}/${threads}/${stallMs}`;
+  const have = pools.get(key);
+  if (have) return have;
+  const inline = issuerTrust([...issuers]);
+  const pool: WorkerPool<OpenedReply> = new WorkerPool<OpenedReply>({
+    url: import.meta.url,
+    entry: "runReplyWorker",
+    workerData: [...issuers],
+    size: threads,
+    batch: POOL_BATCH,
+    route: affinity,
+    inline: (b) => openReply(b, inline),
+    results: (answer) => (answer as WireOpened[]).map(fromWire),
+    stallMs,
+    startupMs: START_MS,
+    onFailure: (why, _replies, disabled) => {
+      poolFailures++;
+      // the pool has no logger of its own; a process warning reaches stderr by default
+      process.emitWarning(
+        `reply verifier thread failed (${why}); its replies are verified on the main thread instead`,
+        "ChorusWarning",
+      );
+      // a new opener then starts a fresh pool
+      if (disabled && pools.get(key) === pool) pools.delete(key);
+    },
+  });
+  pools.set(key, pool);
+  return pool;
 }
 
 /**
@@ -409,40 +265,16 @@ export function failReplyPoolsForTest(): void {
  * (whose checks issuerTrust reproduces) and the code runs as built JS (worker threads
  * cannot load the TypeScript sources); otherwise undefined and callers open replies inline.
  */
-export function replyOpener(trust: ReplyTrust | undefined): ReplyOpener | undefined {
+export function replyOpener(
+  trust: ReplyTrust | undefined,
+  o: ReplyPoolOptions = {},
+): ReplyOpener | undefined {
   if (!(trust instanceof ChoriaSecurity) || Object.getPrototypeOf(trust) !== ChoriaSecurity.prototype)
     return undefined;
   if (!import.meta.url.endsWith(".js")) return undefined;
-  const key = trust.issuers.join(",");
-  let pool = pools.get(key);
-  if (!pool) {
-    pool = new ReplyVerifierPool(trust.issuers, Math.max(1, availableParallelism()));
-    pools.set(key, pool);
-  }
-  const p = pool;
-  let batch: Uint8Array[] = [];
-  let thens: ((o: OpenedReply) => void)[] = [];
-  let scheduled = false;
-  const flush = (): void => {
-    scheduled = false;
-    if (batch.length === 0) return;
-    p.run(batch, thens);
-    batch = [];
-    thens = [];
-  };
+  const pool = verifierPool(trust.issuers, o);
   return {
-    open(bytes, then) {
-      batch.push(bytes);
-      thens.push(then);
-      if (batch.length >= POOL_BATCH) flush();
-      else if (!scheduled) {
-        scheduled = true;
-        setImmediate(flush);
-      }
-    },
-    async drain() {
-      flush();
-      await p.idle();
-    },
+    open: (bytes, then) => pool.submit(bytes, then),
+    drain: () => pool.idle(),
   };
 }

@@ -2,14 +2,10 @@ import type { NatsConnection } from "../core/connector/index.js";
 import type { AgentDDL } from "../core/ddl/index.js";
 import type { Filter } from "../core/protocol/index.js";
 import type { ChoriaSecurity } from "../core/security/index.js";
+import type { Logger } from "../core/util/index.js";
 
-/** pino's methods fit; every method is optional to call sites through `log()`. */
-export interface ClientLogger {
-  debug(msg: string): void;
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-}
+/** The client's logger: core/util's Logger (pino's fits). */
+export type ClientLogger = Logger;
 
 export interface ClientOptions {
   security: ChoriaSecurity;
@@ -173,11 +169,7 @@ export interface PingResult {
   dropped: DropCounts;
 }
 
-export interface PingOptions {
-  filter?: Partial<Filter>;
-  timeoutMs?: number;
-  windowed?: boolean;
-  windowMs?: number;
-  verifyReplySignatures?: boolean;
-  signal?: AbortSignal;
-}
+export type PingOptions = Pick<
+  DiscoverOptions,
+  "filter" | "timeoutMs" | "windowed" | "windowMs" | "verifyReplySignatures" | "signal"
+>;

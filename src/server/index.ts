@@ -42,7 +42,6 @@ export {
   parsePolicy,
   readGroups,
   type ActionPolicyOptions,
-  type AuthzLogger,
   type Policy,
   type PolicyDecision,
   type PolicyRule,
@@ -50,7 +49,7 @@ export {
 } from "./authz/index.js";
 export { StatusFileWriter, instanceStatus, type InstanceStatus, type StatusFileOptions } from "./status.js";
 export { ServerMetrics, type ServerMetricsOptions } from "./metrics.js";
-export { RateLimitedLog, type WarnLogger } from "./ratelog.js";
+export { RateLimitedLog } from "./ratelog.js";
 export { loadClasses, loadFacts } from "./facts.js";
 export {
   DROP_REASONS,

@@ -62,7 +62,11 @@ export function startNodeMetadata(o: NodeMetadataOptions): NodeMetadata {
       identity: node.identity,
       component: lo.component ?? "server",
       version: node.host.version,
-      publish: o.publish,
+      // counted for rpcutil daemon_stats "events" once the publish did not throw
+      publish: (subject, data) => {
+        o.publish(subject, data);
+        node.counters.events++;
+      },
       ...(lo.aliveIntervalMs !== undefined && { aliveIntervalMs: lo.aliveIntervalMs }),
       ...(lo.aliveFirstDelayMaxMs !== undefined && { aliveFirstDelayMaxMs: lo.aliveFirstDelayMaxMs }),
       ...(lo.legacyFormat !== undefined && { legacyFormat: lo.legacyFormat }),

@@ -1,7 +1,5 @@
-import { createServer, type Server as HttpServer } from "node:http";
-import { createRequire } from "node:module";
-import type { AddressInfo } from "node:net";
-import type { Counter, Histogram, Registry } from "prom-client";
+import type { Counter, Histogram } from "prom-client";
+import { MetricsEndpoint, promClient } from "../core/util/index.js";
 import type { SpoolStats } from "../services/submission/index.js";
 import type { RequestDecoder } from "./decoder.js";
 import type { ReplayGuard } from "./replay.js";
@@ -46,26 +44,26 @@ const COUNTERS: [CounterField, string][] = [
   ["events", "Lifecycle events published"],
 ];
 
-// prom-client (with its OpenTelemetry dependency) is loaded only when an endpoint is
-// configured: a node without plugin.choria.stats_port should not carry it.
-const require = createRequire(import.meta.url);
-const promClient = (): typeof import("prom-client") => require("prom-client") as typeof import("prom-client");
-
 /**
  * Prometheus endpoint at /choria/metrics (and /metrics). Counters are read from
- * the nodes at scrape time, so the request path never touches prom-client.
+ * the nodes at scrape time, so the request path never touches prom-client, which is
+ * loaded only when an endpoint is configured (promClient(): a node without
+ * plugin.choria.stats_port should not carry it).
  */
-export class ServerMetrics {
-  readonly registry: Registry;
-  private readonly opts: ServerMetricsOptions;
-  private server: HttpServer | undefined;
+export class ServerMetrics extends MetricsEndpoint {
   private readonly actionRequests: Counter<"identity" | "agent" | "action" | "status">;
   private readonly actionDuration: Histogram<"identity" | "agent" | "action">;
 
   constructor(opts: ServerMetricsOptions) {
-    const { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } = promClient();
-    this.registry = new Registry();
-    this.opts = opts;
+    super({
+      port: opts.port,
+      host: opts.host,
+      listenError: (err) =>
+        new ServerError("stats_port", `cannot listen on stats port ${opts.port}: ${err.message}`, {
+          cause: err,
+        }),
+    });
+    const { Counter, Gauge, Histogram, collectDefaultMetrics } = promClient();
     const reg = [this.registry];
     const nodes = opts.nodes;
     for (const [field, help] of COUNTERS) {
@@ -210,47 +208,7 @@ export class ServerMetrics {
     this.actionDuration.observe({ identity, agent, action }, seconds);
   }
 
-  /** The bound port (useful when started with port 0). */
-  get port(): number {
-    const a = this.server?.address();
-    return a && typeof a === "object" ? (a as AddressInfo).port : this.opts.port;
-  }
-
   async metrics(): Promise<string> {
     return this.registry.metrics();
-  }
-
-  async start(): Promise<void> {
-    if (this.server) return;
-    const server = createServer((req, res) => {
-      const path = (req.url ?? "/").split("?")[0];
-      if (req.method !== "GET" || (path !== "/choria/metrics" && path !== "/metrics")) {
-        res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
-        return;
-      }
-      this.registry.metrics().then(
-        (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
-        (err: Error) => res.writeHead(500, { "content-type": "text/plain" }).end(`${err.message}\n`),
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (err) =>
-        reject(
-          new ServerError("stats_port", `cannot listen on stats port ${this.opts.port}: ${err.message}`, {
-            cause: err,
-          }),
-        ),
-      );
-      server.listen(this.opts.port, this.opts.host ?? "127.0.0.1", () => resolve());
-    });
-    this.server = server;
-  }
-
-  async stop(): Promise<void> {
-    const s = this.server;
-    this.server = undefined;
-    if (!s) return;
-    s.closeAllConnections();
-    await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 }

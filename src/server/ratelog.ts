@@ -1,8 +1,4 @@
-/** Logger shape the server needs; pino's Logger fits. */
-export interface WarnLogger {
-  warn(obj: Record<string, unknown>, msg: string): void;
-  error(obj: Record<string, unknown>, msg: string): void;
-}
+import type { Logger } from "../core/util/index.js";
 
 /**
  * Logs each kind of problem at most once per window, with how many were
@@ -12,7 +8,7 @@ export class RateLimitedLog {
   private readonly last = new Map<string, { at: number; suppressed: number }>();
 
   constructor(
-    private readonly log: WarnLogger,
+    private readonly log: Pick<Logger, "warn" | "error">,
     private readonly windowMs = 10_000,
   ) {}
 

@@ -5,7 +5,7 @@ import { closeNats, connectNats, type NatsConnection } from "../core/connector/i
 import type { AgentDDL } from "../core/ddl/index.js";
 import type { RegistrationSettings } from "../services/registration/index.js";
 import { broadcastSubject, directSubject, replyPrefix, serviceSubject } from "../core/protocol/index.js";
-import { ChoriaSecurity } from "../core/security/index.js";
+import { securityFromSettings, type ChoriaSecurity } from "../core/security/index.js";
 import { Spool, submissionSettings } from "../services/submission/index.js";
 import { registerBuiltinAgents } from "./agents/index.js";
 import { scanAgentDirs, type AgentLoadProblem } from "./agents-loader.js";
@@ -233,15 +233,7 @@ export class Server {
   static async fromConfigFile(path: string, overrides: Partial<ServerOptions> = {}): Promise<Server> {
     const cfg = loadConfig(path);
     const s = serverSettings(cfg);
-    const security = new ChoriaSecurity({
-      seedFile: s.seedFile,
-      tokenFile: s.tokenFile,
-      issuers: s.issuers,
-      natsJwtFile: s.natsJwtFile,
-      ...(s.caFile && { caFile: s.caFile }),
-      ...(s.certFile && { certFile: s.certFile }),
-      ...(s.keyFile && { keyFile: s.keyFile }),
-    });
+    const security = securityFromSettings(s);
     const logger =
       overrides.logger ??
       pino(
@@ -253,11 +245,7 @@ export class Server {
     const authLog = logger.child({ component: "authz" });
     const authorizer =
       overrides.authorizer ??
-      authorizerFromSettings(
-        s,
-        { warn: (o, m) => authLog.warn(o, m), error: (o, m) => authLog.error(o, m) },
-        cfg.string("plugin.actionpolicy.default_name", "default"),
-      );
+      authorizerFromSettings(s, authLog, cfg.string("plugin.actionpolicy.default_name", "default"));
     let audit: AuditLog | undefined;
     if (s.rpcAudit) {
       const auditFile = s.rpcAuditLogFile;
@@ -364,7 +352,7 @@ export class Server {
         ...(o.tls !== undefined && { tls: o.tls }),
         ...(natsJwt && { natsJwt, seedHex: this.security.seedHex }),
         ...(o.waitOnFirstConnect !== undefined && { waitOnFirstConnect: o.waitOnFirstConnect }),
-        logger: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+        logger: log,
       });
     } catch (err) {
       await this.metricsServer?.stop();
@@ -447,7 +435,7 @@ export class Server {
         ...(s.maxSpoolSize !== undefined && { maxSpoolSize: s.maxSpoolSize }),
         ...(s.minFreeBytes !== undefined && { minFreeBytes: s.minFreeBytes }),
         signer: { token: sec.token, sign: (d) => sec.sign(d) },
-        logger: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+        logger: log,
       });
       this.submissionSpool.start(nc);
     } catch (err) {
@@ -456,7 +444,7 @@ export class Server {
     }
   }
 
-  /** Lifecycle events and registration (src/lifecycle, src/registration). */
+  /** Lifecycle events and registration (services/lifecycle, services/registration). */
   private startMetadata(nc: NatsConnection): void {
     const sec = this.security;
     this.metadata = startNodeMetadata({
@@ -485,7 +473,7 @@ export class Server {
   }
 
   private async doReload(): Promise<AgentReloadResult> {
-    (this.node.authorizer as { reload?: () => void }).reload?.();
+    this.node.authorizer.reload?.();
     const scan = await scanAgentDirs(this.opts.libdir ?? [], {
       ...(this.opts.config && { configFile: this.opts.config.file }),
       facts: this.node.facts,

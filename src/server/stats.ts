@@ -67,7 +67,7 @@ export interface ServerStats {
   replies: number;
   /** requests outside their TTL window */
   ttlexpired: number;
-  /** lifecycle events published (none yet) */
+  /** lifecycle events published (startup, alive, shutdown) */
   events: number;
   /** per reason counts of messages dropped without a reply */
   dropped: Record<DropReason, number>;

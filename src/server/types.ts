@@ -83,9 +83,14 @@ export interface Authorizer {
     data: Record<string, unknown>;
     node: NodeRuntime;
   }): boolean | AuthzDecision | Promise<boolean | AuthzDecision>;
+  /** Drops cached policy so the next request re-reads it (Server.reloadAgents, SIGHUP). */
+  reload?(): void;
 }
 
-/** Default authorizer until action_policy lands: every verified caller may call every action. */
+/**
+ * Every verified caller may call every action: the authorizer when none is given, and
+ * with `rpcauthorization = false` (a config otherwise gets action_policy).
+ */
 export const allowAll: Authorizer = { authorize: () => true };
 
 /**

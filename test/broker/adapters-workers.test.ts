@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import * as srcBroker from "../../src/broker/index.js";
 import type { AdapterOutput, StreamAdapter, StreamAdapterOptions } from "../../src/broker/index.js";
 import type { AdapterSettings } from "../../src/core/config/index.js";
+import { lineLogger } from "../../src/core/util/index.js";
 import { encodeRegistrationMessage } from "../../src/services/registration/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 
@@ -56,7 +57,7 @@ describe("adapter ingest worker threads", () => {
   let store = "";
   const adapters: StreamAdapter[] = [];
   const logs: string[] = [];
-  const log = (level: string, msg: string) => logs.push(`${level} ${msg}`);
+  const logger = lineLogger((level, msg) => logs.push(`${level} ${msg}`));
 
   beforeAll(async () => {
     // A missing build must fail here, not quietly test the inline path.
@@ -83,7 +84,7 @@ describe("adapter ingest worker threads", () => {
   });
 
   const start = (s: Partial<AdapterSettings>, o: StreamAdapterOptions = {}) => {
-    const a = new built.StreamAdapter(settings(s), { log, ...o });
+    const a = new built.StreamAdapter(settings(s), { logger, ...o });
     a.start(nc);
     adapters.push(a);
     return a;
@@ -131,7 +132,7 @@ describe("adapter ingest worker threads", () => {
     await until("all stored", () => inline.stats.published === total && pooled.stats.published === total);
     await until("garbage counted", () => pooled.stats.bad === JUNK.length * ROUNDS);
     // the workers did the decoding, and got the same garbage right
-    expect(pooled.ingestPool?.workerDecoded).toBe(total + JUNK.length * ROUNDS);
+    expect(pooled.ingestPool?.byWorkers).toBe(total + JUNK.length * ROUNDS);
     expect(pooled.stats).toMatchObject({
       bad: inline.stats.bad,
       dropped: 0,
@@ -158,93 +159,62 @@ describe("adapter ingest worker threads", () => {
     }
   });
 
-  it("keeps arrival order when one worker is slower than the other", async () => {
-    const pooled = start({ name: "pooled", streamTopic: "pooled.%s", ingestWorkers: 2 });
-    const pool = pooled.ingestPool;
-    if (!pool || pool.size < 2) throw new Error("needs two ingest workers");
-    // worker 0 sits on its batches for a while, worker 1 answers at once: results
-    // arrive out of order and have to be put back in order
-    pool.stallWorker(0, 500);
-    await sendFleet();
-    await until("all stored", () => pooled.stats.published === SENDERS * ROUNDS);
-    expect(pool.workerDecoded).toBe(SENDERS * ROUNDS + JUNK.length * ROUNDS);
-    const b = await records("POOLED");
-    for (let i = 0; i < SENDERS; i++) expect(rounds(b.get(`node${i}.example.net`))).toEqual([0, 1, 2]);
-  });
-
-  it("decodes a crashed worker's messages inline, loses none, counts it and replaces the worker", async () => {
-    const pooled = start({ name: "pooled", streamTopic: "pooled.%s", ingestWorkers: 2 });
-    const pool = pooled.ingestPool;
-    if (!pool || pool.size < 2) throw new Error("needs two ingest workers");
-    // hold worker 0 so it still has batches when it dies
-    pool.stallWorker(0, 30_000);
-    await sendFleet();
-    const all = (SENDERS + JUNK.length) * ROUNDS;
-    await until("worker 1 done", () => pooled.stats.received === all && pool.workerDecoded > 0);
-    await new Promise((r) => setTimeout(r, 200));
-    // worker 0's first batch holds back everything after it: arrival order is kept
-    expect(pooled.stats.published).toBe(0);
-    expect(pooled.stats.decoding).toBe(all);
-    const t0 = Date.now();
-    await pool.terminateWorker(0);
-    const total = SENDERS * ROUNDS;
-    await until("all stored", () => pooled.stats.published === total);
-    expect(Date.now() - t0).toBeLessThan(10_000);
-    expect(pooled.stats).toMatchObject({ bad: JUNK.length * ROUNDS, dropped: 0, ingestWorkerFailures: 1 });
-    // some went through the surviving worker, the rest were decoded inline
-    expect(pool.workerDecoded).toBeGreaterThan(0);
-    expect(pool.workerDecoded).toBeLessThan(total + JUNK.length * ROUNDS);
-    expect(await pooled.metrics.registry.metrics()).toContain(
-      'choria_adapter_ingest_worker_failures_total{adapter="pooled"} 1',
-    );
-    expect(logs.some((l) => /^warn .*ingest worker failed \(worker exited.*worker replaced/.test(l))).toBe(
-      true,
-    );
-    const b = await records("POOLED");
-    expect(b.size).toBe(SENDERS);
-    for (let i = 0; i < SENDERS; i++) expect(rounds(b.get(`node${i}.example.net`))).toEqual([0, 1, 2]);
-
-    // the replacement works: a second fleet's worth is decoded by threads again
-    expect(pool.size).toBe(2);
-    const before = pool.workerDecoded;
-    await sendFleet();
-    await until("second round stored", () => pooled.stats.published === 2 * total);
-    expect(pool.workerDecoded - before).toBe(total + JUNK.length * ROUNDS);
-  });
-
-  it("gives up on a worker that makes no progress and decodes its messages inline", async () => {
+  // Crashes, stalls and the reorder buffer are the generic pool's (test/core/util/pool.test.ts,
+  // with a worker made to misbehave); here a stall limit no worker can meet makes the
+  // adapter's workers fail for real, to check what the adapter does about it.
+  it("gives up on workers slower than the stall limit, decodes their messages inline, loses none and keeps order", async () => {
     const pooled = start(
       { name: "pooled", streamTopic: "pooled.%s", ingestWorkers: 2 },
-      { ingestStallMs: 1000 },
+      { ingestStallMs: 0 },
     );
     const pool = pooled.ingestPool;
     if (!pool || pool.size < 2) throw new Error("needs two ingest workers");
     await until("workers loaded", () => pool.ready === 2);
-    pool.stallWorker(0, 60_000);
-    const t0 = Date.now();
-    await sendFleet();
-    await until("all stored", () => pooled.stats.published === SENDERS * ROUNDS);
-    // well before the stall would have ended by itself
-    expect(Date.now() - t0).toBeLessThan(15_000);
-    expect(pooled.stats).toMatchObject({ bad: JUNK.length * ROUNDS, ingestWorkerFailures: 1, dropped: 0 });
-    expect(logs.some((l) => /ingest worker failed \(no progress for/.test(l))).toBe(true);
+    // a fleet's worth keeps the workers busy across several stall checks; one more if none fired
+    let fleets = 0;
+    while (fleets < 10 && pooled.stats.ingestWorkerFailures === 0) {
+      await sendFleet();
+      fleets++;
+      await until("all stored", () => pooled.stats.published === fleets * SENDERS * ROUNDS);
+    }
+    expect(pooled.stats.ingestWorkerFailures).toBeGreaterThan(0);
+    expect(pooled.stats).toMatchObject({ bad: fleets * JUNK.length * ROUNDS, dropped: 0, decoding: 0 });
+    expect(await pooled.metrics.registry.metrics()).toMatch(
+      /choria_adapter_ingest_worker_failures_total\{adapter="pooled"\} [1-9]/,
+    );
+    expect(logs.some((l) => /^warn .*ingest worker failed \(no progress for .*worker replaced/.test(l))).toBe(
+      true,
+    );
+    // in arrival order: rounds 0, 1, 2 of each fleet (the stream keeps the last 10 per sender)
+    const b = await records("POOLED");
+    expect(b.size).toBe(SENDERS);
+    const want = Array.from({ length: fleets * ROUNDS }, (_, j) => j % ROUNDS).slice(-10);
+    for (let i = 0; i < SENDERS; i++) expect(rounds(b.get(`node${i}.example.net`))).toEqual(want);
   });
 
   it("disables the pool after repeated failures and keeps decoding inline", async () => {
-    const pooled = start({ name: "pooled", streamTopic: "pooled.%s", ingestWorkers: 2 });
+    const pooled = start(
+      { name: "pooled", streamTopic: "pooled.%s", ingestWorkers: 2 },
+      { ingestStallMs: 0 },
+    );
     const pool = pooled.ingestPool;
     if (!pool) throw new Error("no ingest pool");
-    for (let i = 0; i < 3; i++) {
-      await pool.terminateWorker(0);
-      await until(`failure ${i + 1} seen`, () => pooled.stats.ingestWorkerFailures === i + 1);
+    let sent = 0;
+    for (let i = 0; i < 30 && !pool.disabled; i++) {
+      await until("workers loaded", () => pool.ready === pool.size);
+      await sendFleet();
+      sent += SENDERS * ROUNDS;
+      await until("stored", () => pooled.stats.published === sent);
     }
     expect(pool.disabled).toBe(true);
     expect(pool.size).toBe(0);
+    expect(pooled.stats.ingestWorkerFailures).toBe(3);
     expect(logs.some((l) => /^error .*too many failures, decoding inline/.test(l))).toBe(true);
+    const before = pool.byWorkers;
     await sendFleet();
-    await until("all stored", () => pooled.stats.published === SENDERS * ROUNDS);
-    expect(pooled.stats.bad).toBe(JUNK.length * ROUNDS);
-    expect(pool.workerDecoded).toBe(0);
+    await until("all stored", () => pooled.stats.published === sent + SENDERS * ROUNDS);
+    expect(pooled.stats.dropped).toBe(0);
+    expect(pool.byWorkers).toBe(before);
   });
 
   it("caps the pool at the CPU count and says so", () => {
@@ -256,7 +226,7 @@ describe("adapter ingest worker threads", () => {
   });
 
   it("decodes inline, with a warning, when running from the TypeScript sources", () => {
-    const a = new srcBroker.StreamAdapter(settings({ ingestWorkers: 2 }), { log });
+    const a = new srcBroker.StreamAdapter(settings({ ingestWorkers: 2 }), { logger });
     a.start(nc);
     adapters.push(a);
     expect(a.ingestPool).toBeUndefined();

@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command } from "commander";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { register as registerDiscover } from "../../src/apps/cli/discover.js";
 import { register as registerPing } from "../../src/apps/cli/ping.js";
@@ -9,10 +8,12 @@ import { register as registerReq } from "../../src/apps/cli/req.js";
 import {
   filterFromFlags,
   parseKeyValues,
-  parseSeconds,
   readNodesFile,
   resolveConfigPath,
 } from "../../src/apps/cli/common.js";
+import { secondsArg } from "../../src/apps/cli/flags.js";
+import { programShell } from "../../src/apps/cli/launch.js";
+import { replyPrefix } from "../../src/core/protocol/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import { COLLECTIVE, makeTrust, startResponder, type Responder, type TestTrust } from "./fleet.js";
 
@@ -69,7 +70,8 @@ interface Run {
 
 /** Runs one command in-process, as `chorus <args>` would, capturing output and exit status. */
 async function run(args: string[]): Promise<Run> {
-  const program = new Command().exitOverride();
+  // the program's own shell: it words refused flag values like the rest of the CLI
+  const program = programShell().exitOverride();
   program.configureOutput({ writeErr: () => {}, writeOut: () => {} });
   registerReq(program);
   registerPing(program);
@@ -174,6 +176,76 @@ describe("chorus req", () => {
   });
 });
 
+// The library names options (limit, replyTo, discoveryOptions ...); the CLI says the
+// same things with its flags. Every line here is what `chorus` printed before the
+// library stopped speaking in flags, so the mapping must reproduce it to the letter.
+describe("option errors name the flags", () => {
+  const inbox = replyPrefix(COLLECTIVE, "choria=tester");
+  const cases: [string[], string][] = [
+    [["--limit", "2", "--broadcast"], "--limit needs direct mode (not --broadcast or --service)"],
+    [["--batch", "2", "--service"], "--batch and --canary need direct mode (not --broadcast or --service)"],
+    [
+      ["--canary", "1", "--broadcast"],
+      "--batch and --canary need direct mode (not --broadcast or --service)",
+    ],
+    [
+      ["--reply-to", `${inbox}.x`, "--retry", "1"],
+      "--reply-to cannot be combined with --batch, --canary or --retry",
+    ],
+    [["--limit", "abc"], '--limit: "abc" is not a count or a percentage such as 10 or 25%'],
+    [["--limit", "150%"], "--limit: 150% is not a percentage between 0 and 100"],
+    [["--limit", "0"], "--limit: 0 is not a positive whole number"],
+    [["--reply-to", "a.*"], '--reply-to: "a.*" is not a NATS subject without wildcards'],
+    [
+      ["--reply-to", "other.x"],
+      `--reply-to: "other.x" is not under this caller's inbox ${inbox}.; nodes refuse any other reply subject`,
+    ],
+    [["--limit", "1", "--limit-seed", "7"], "--limit-seed needs --limit-method random"],
+    [["--limit-method", "random"], "--limit-method needs --limit"],
+    [["--batch-sleep", "1"], "--batch-sleep needs --batch"],
+    [["--batch", "0"], '--batch: "0" is not a positive whole number'],
+    [["--canary", "x"], '--canary: "x" is not a positive whole number'],
+    [["--ttl", "0.5"], '--ttl: "0.5" is not a positive whole number'],
+    [["--retry", "-1"], '--retry: "-1" is not a whole number'],
+    [["--do", "file=x"], "broadcast discovery takes no --do options (got file)"],
+    [["-I", "group:web"], "-I group:web: groups need inventory discovery (--dm inventory)"],
+    [["--dm", "flatfile"], "flatfile discovery needs --do file=PATH (or --nodes PATH)"],
+    [["--dm", "inventory"], "inventory discovery needs --do file=PATH"],
+    [["--dm", "external"], "external discovery needs --do command=PROGRAM"],
+    [["--dm", "external", "--do", "command= "], "external discovery: no command (set --do command=PATH)"],
+    [
+      ["--dm", "flatfile", "--do", "file=x", "--do", "nope=1"],
+      "--do nope: not an option of flatfile discovery (known: file, format, filter, status)",
+    ],
+  ];
+  it.each(cases)("req %j", async (args, message) => {
+    const r = await run(["req", "rpcutil", "ping", "--config", config, ...args]);
+    expect(r.stderr).toBe(`chorus req: ${message}\n`);
+    expect(r.exitCode).toBe(1);
+    expect(r.stdout).toBe("");
+  });
+
+  it("file methods refuse filters they cannot apply, naming the flags", async () => {
+    const nodes = join(trust.dir, "nodes.txt");
+    writeFileSync(nodes, "n1\n");
+    const r = await run(["req", "rpcutil", "ping", "--config", config, "--nodes", nodes, "-F", "os=linux"]);
+    expect(r.stderr).toBe(
+      "chorus req: flatfile discovery only knows identities: use -I, or an inventory file (--dm inventory) to filter on facts, classes, agents or -S\n",
+    );
+    expect(r.exitCode).toBe(1);
+  });
+
+  it("discover says the same", async () => {
+    const r = await run(["discover", "--config", config, "--do", "file=x"]);
+    expect(r.stderr).toBe("chorus discover: broadcast discovery takes no --do options (got file)\n");
+    expect(r.exitCode).toBe(1);
+    const g = await run(["discover", "--config", config, "-I", "group:web"]);
+    expect(g.stderr).toBe(
+      "chorus discover: -I group:web: groups need inventory discovery (--dm inventory)\n",
+    );
+  });
+});
+
 describe("chorus ping and discover", () => {
   it("ping prints each sender and a summary", async () => {
     const r = await run(["ping", "--config", config, "--timeout", "0.4"]);
@@ -212,9 +284,9 @@ describe("shared CLI helpers", () => {
   it("parses key=value inputs, seconds and node files", () => {
     expect(parseKeyValues(["a=1", "b=x=y", "c="])).toEqual({ a: "1", b: "x=y", c: "" });
     expect(() => parseKeyValues(["=1"])).toThrow(/argument "=1"/);
-    expect(parseSeconds("--timeout", "1.5")).toBe(1500);
-    expect(parseSeconds("--timeout", undefined)).toBeUndefined();
-    expect(() => parseSeconds("--timeout", "0")).toThrow(/--timeout/);
+    expect(secondsArg("--timeout")("1.5")).toBe(1500);
+    expect(secondsArg("--batch-sleep", { zero: true })("0")).toBe(0);
+    expect(() => secondsArg("--timeout")("0")).toThrow('--timeout: "0" is not a positive number of seconds');
     expect(() => readNodesFile(join(trust.dir, "nope"))).toThrow(/--nodes: cannot read/);
   });
 

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Client, exitCodeFor, type RpcReply } from "../../src/client/index.js";
+import { exitCodeFor } from "../../src/apps/cli/render/index.js";
+import { Client, type RpcReply } from "../../src/client/index.js";
 import { InputError } from "../../src/core/ddl/index.js";
 import { buildFilter } from "../../src/core/filter/index.js";
 import { directSubject, emptyFilter } from "../../src/core/protocol/index.js";

@@ -2,18 +2,20 @@ import { connect } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  Client,
-  TOO_DEEP_STATUSMSG,
   computeSummaries,
-  emptyDropCounts,
   exitCodeFor,
-  openReply,
-  parseRpcReplyBody,
   renderJson,
   renderJsonl,
   renderSummaries,
   renderTable,
   renderText,
+} from "../../src/apps/cli/render/index.js";
+import {
+  Client,
+  TOO_DEEP_STATUSMSG,
+  emptyDropCounts,
+  openReply,
+  parseRpcReplyBody,
   type ClientLogger,
   type RpcReply,
   type RpcResult,
@@ -21,6 +23,7 @@ import {
 import { ReplyCollector } from "../../src/client/collect.js";
 import { loadConfig, serverSettings } from "../../src/core/config/index.js";
 import { connectNats } from "../../src/core/connector/index.js";
+import { lineLogger } from "../../src/core/util/index.js";
 import { Emulator, emulatedIdentity } from "../../src/apps/emulator/index.js";
 import {
   MAX_JSON_DEPTH,
@@ -90,7 +93,9 @@ function capture(): { logger: ClientLogger; warnings: string[] } {
   const warnings: string[] = [];
   return {
     warnings,
-    logger: { debug() {}, info() {}, warn: (m) => warnings.push(m), error: (m) => warnings.push(m) },
+    logger: lineLogger((level, line) => {
+      if (level === "warn" || level === "error") warnings.push(line);
+    }),
   };
 }
 

@@ -104,8 +104,8 @@ describe("flatfile discovery", () => {
     expect(await failure(disc("flatfile", { file: file("num.json", "[1]") }))).toMatch(
       /item 0: 1 is not a node identity/,
     );
-    expect(await failure(disc("flatfile", {}))).toMatch(/needs --do file=PATH/);
-    expect(await failure(disc("flatfile", { file: "x", nope: "1" }))).toMatch(/--do nope: not an option/);
+    expect(await failure(disc("flatfile", {}))).toMatch(/needs options file=PATH$/);
+    expect(await failure(disc("flatfile", { file: "x", nope: "1" }))).toMatch(/^options nope: not an option/);
     expect(await failure(disc("flatfile", { file: f0(), format: "xml" }))).toMatch(/unknown format "xml"/);
   });
 });
@@ -224,7 +224,7 @@ describe("external discovery", () => {
     expect(await failure(disc("external", { command: join(dir, "nope") }))).toMatch(
       /cannot run .*no such program/,
     );
-    expect(await failure(disc("external", {}))).toMatch(/needs --do command=PROGRAM/);
+    expect(await failure(disc("external", {}))).toMatch(/needs options command=PROGRAM$/);
   });
 });
 
@@ -243,7 +243,7 @@ describe("configured defaults", () => {
       expect(await c.discover({ filter: buildFilter({ facts: ["role=db"] }) })).toEqual(["c.example"]);
       await expect(
         c.discover({ method: "broadcast", filter: buildFilter({ identity: ["group:web"] }) }),
-      ).rejects.toThrow(/groups need inventory discovery/);
+      ).rejects.toThrow(/^filter\.identity group:web: groups need inventory discovery \(method inventory\)$/);
       const f = file("other.txt", "z1\n");
       expect(await c.discover({ method: "flatfile", options: { file: f } })).toEqual(["z1"]);
     } finally {

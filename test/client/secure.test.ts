@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Client, exitCodeFor } from "../../src/client/index.js";
+import { exitCodeFor } from "../../src/apps/cli/render/index.js";
+import { Client } from "../../src/client/index.js";
 import { loadConfig, serverSettings } from "../../src/core/config/index.js";
 import { connectNats } from "../../src/core/connector/index.js";
 import { ChoriaSecurity } from "../../src/core/security/index.js";

@@ -1,6 +1,7 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Client, exitCodeFor, renderText } from "../../src/client/index.js";
+import { exitCodeFor, renderText } from "../../src/apps/cli/render/index.js";
+import { Client } from "../../src/client/index.js";
 import { Server } from "../../src/server/index.js";
 import { startSecureFleet, type SecureFleet } from "../helpers/fleet.js";
 import { TEST_DDL } from "./fleet.js";

@@ -93,10 +93,10 @@ describe("service requests", () => {
       const sent = sniffer.subjects.length;
       await expect(
         c.request("testagent", "echo", { message: "hi" }, { mode: "broadcast", limit: 2 }),
-      ).rejects.toThrow(/--limit needs direct mode/);
+      ).rejects.toThrow(/^limit needs direct mode \(not broadcast or service\)$/);
       await expect(
         c.request("testagent", "echo", { message: "hi" }, { nodes: ["a"], replyTo: "x.y", retries: 1 }),
-      ).rejects.toThrow(/--reply-to cannot be combined/);
+      ).rejects.toThrow(/^replyTo cannot be combined with batchSize, canary or retries$/);
       await sniffer.nc.flush();
       expect(sniffer.subjects).toHaveLength(sent);
     } finally {

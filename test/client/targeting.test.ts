@@ -240,7 +240,9 @@ describe("targeting on an emulated fleet", () => {
   it("--ttl: whole seconds travel with the request; anything else is refused before sending", async () => {
     const r = await client.request("rpcutil", "ping", {}, { nodes: ["node-00001.emulated.chorus"], ttlS: 1 });
     expect(r.stats.ok).toBe(1);
-    await expect(client.request("rpcutil", "ping", {}, { nodes: ["x"], ttlS: 0.5 })).rejects.toThrow(/--ttl/);
+    await expect(client.request("rpcutil", "ping", {}, { nodes: ["x"], ttlS: 0.5 })).rejects.toThrow(
+      /^ttlS: 0.5 /,
+    );
   });
 
   describe("the CLI", () => {

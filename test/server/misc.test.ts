@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { RateLimitedLog, ServerError, loadClasses, loadFacts } from "../../src/server/index.js";
+import type { LogFields } from "../../src/core/util/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "chorus-server-misc-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -13,7 +14,10 @@ describe("RateLimitedLog", () => {
     try {
       const lines: [Record<string, unknown>, string][] = [];
       const log = new RateLimitedLog(
-        { warn: (o, m) => lines.push([o, m]), error: (o, m) => lines.push([o, `error: ${m}`]) },
+        {
+          warn: (o, m) => lines.push([o as LogFields, m ?? ""]),
+          error: (o, m) => lines.push([o as LogFields, `error: ${m}`]),
+        },
         10_000,
       );
       for (let i = 0; i < 5; i++) log.warn("bad_signature", { reason: "bad_signature" }, "dropped");

@@ -4,6 +4,8 @@ import { Option, type Command } from "commander";
 import { Client, ClientError, DISCOVERY_METHODS, type ClientLogger } from "../../client/index.js";
 import { buildFilter } from "../../core/filter/index.js";
 import type { Filter } from "../../core/protocol/index.js";
+import { lineLogger } from "../../core/util/index.js";
+import { secondsArg } from "./flags.js";
 
 /** Filter flags shared by req, ping and discover (Choria's -I -F -C -A -W). */
 export interface FilterFlags {
@@ -20,7 +22,8 @@ export interface DiscoveryFlags extends FilterFlags {
   dm?: string;
   do?: string[];
   nodes?: string;
-  discoveryTimeout?: string;
+  /** ms */
+  discoveryTimeout?: number;
   discoveryWindow?: boolean;
 }
 
@@ -56,7 +59,11 @@ export function addDiscoveryOptions(cmd: Command): Command {
     .addOption(new Option("--dm <method>", "discovery method").choices([...DISCOVERY_METHODS]))
     .option("--do <key=value>", "discovery method option, e.g. file=nodes.json (repeatable)", collect)
     .option("--nodes <file>", "discover from FILE (text, JSON, YAML or earlier results; - for stdin)")
-    .option("--discovery-timeout <seconds>", "how long broadcast discovery waits")
+    .option(
+      "--discovery-timeout <seconds>",
+      "how long broadcast discovery waits",
+      secondsArg("--discovery-timeout"),
+    )
     .option("--discovery-window", "end discovery 300 ms after the last reply");
 }
 
@@ -117,16 +124,6 @@ export function resolveConfigPath(
   );
 }
 
-/** Seconds (decimals allowed) from a flag, as milliseconds. */
-export function parseSeconds(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) {
-    throw new ClientError("usage", `${flag}: "${value}" is not a positive number of seconds`);
-  }
-  return Math.round(n * 1000);
-}
-
 /** `key=value` action inputs; the value may itself contain '='. */
 export function parseKeyValues(args: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -153,12 +150,9 @@ export function readNodesFile(path: string): string[] {
 }
 
 /** Connector and client warnings go to stderr so stdout stays parseable. */
-export const stderrLogger: ClientLogger = {
-  debug: () => {},
-  info: () => {},
-  warn: (m) => process.stderr.write(`chorus: ${m}\n`),
-  error: (m) => process.stderr.write(`chorus: ${m}\n`),
-};
+export const stderrLogger: ClientLogger = lineLogger((level, m) => {
+  if (level === "warn" || level === "error") process.stderr.write(`chorus: ${m}\n`);
+});
 
 /**
  * Opens a client from the resolved config, runs `fn`, and always closes it. The

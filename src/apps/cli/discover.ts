@@ -1,16 +1,15 @@
 import type { Command } from "commander";
-import { renderDiscovered } from "../../client/index.js";
 import {
   addConfigOption,
   addDiscoveryOptions,
   addFilterOptions,
   discoveryFromFlags,
   filterFromFlags,
-  parseSeconds,
   withClient,
   type DiscoveryFlags,
 } from "./common.js";
 import { guarded } from "./errors.js";
+import { renderDiscovered } from "./render/index.js";
 
 interface DiscoverFlags extends DiscoveryFlags {
   json?: boolean;
@@ -26,7 +25,7 @@ export function register(program: Command): void {
     guarded("discover", async (o: DiscoverFlags) => {
       const filter = filterFromFlags(o);
       const { method, options } = discoveryFromFlags(o);
-      const timeoutMs = parseSeconds("--discovery-timeout", o.discoveryTimeout);
+      const timeoutMs = o.discoveryTimeout;
       await withClient(o.config, async (client, signal) => {
         const ids = await client.discover({
           signal,

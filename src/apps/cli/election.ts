@@ -3,8 +3,9 @@ import type { Command } from "commander";
 import { ClientError } from "../../client/index.js";
 import type { NatsConnection } from "../../core/connector/index.js";
 import { Election, electionLeader, LEADER_ELECTION_BUCKET } from "../../services/streams/index.js";
-import { addConfigOption, parseSeconds, withClient } from "./common.js";
+import { addConfigOption, withClient } from "./common.js";
 import { guarded } from "./errors.js";
+import { secondsOption } from "./flags.js";
 
 export interface RunElectedOptions {
   candidate: string;
@@ -109,7 +110,7 @@ export function register(program: Command): void {
     .option("--candidate <name>", "name to campaign as (default: this identity)")
     .option("--bucket <bucket>", "election bucket", LEADER_ELECTION_BUCKET)
     .option("--notify", "keep the command running and signal it instead")
-    .option("--grace <seconds>", "wait before SIGKILL after SIGTERM", "10");
+    .addOption(secondsOption("--grace <seconds>", "wait before SIGKILL after SIGTERM", 10));
   addConfigOption(run);
   run.action(
     guarded(
@@ -117,7 +118,7 @@ export function register(program: Command): void {
       async (
         name: string,
         command: string[],
-        o: { config?: string; candidate?: string; bucket: string; notify?: boolean; grace: string },
+        o: { config?: string; candidate?: string; bucket: string; notify?: boolean; grace: number },
       ) => {
         const [cmd, ...args] = command;
         if (!cmd) throw new ClientError("usage", "no command given: chorus election run NAME -- COMMAND");
@@ -127,7 +128,7 @@ export function register(program: Command): void {
             candidate,
             bucket: o.bucket,
             mode: o.notify ? "notify" : "exec",
-            graceMs: parseSeconds("--grace", o.grace)!,
+            graceMs: o.grace,
             signal,
             onState: (leader) =>
               process.stderr.write(`chorus election: ${candidate} ${leader ? "won" : "lost"} ${name}\n`),

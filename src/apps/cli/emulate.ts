@@ -1,14 +1,10 @@
 import type { Command } from "commander";
 import { SingleBar } from "cli-progress";
-import { Emulator, EmulatorError } from "../emulator/index.js";
+import { Emulator } from "../emulator/index.js";
 import { guarded } from "./errors.js";
+import { intArg } from "./flags.js";
 
-function positiveInt(flag: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1)
-    throw new EmulatorError("usage", `${flag}: "${v}" is not a positive integer`);
-  return n;
-}
+const count = (flag: string, min: number) => intArg(flag, { min, expected: "a positive integer" });
 
 /** `chorus emulate`: a virtual fleet of N nodes until interrupted. */
 export function register(program: Command): void {
@@ -16,16 +12,18 @@ export function register(program: Command): void {
     .command("emulate")
     .description("Run N virtual fleet nodes (real node pipelines on shared connections) against a broker")
     .requiredOption("--config <file>", "emulator config (emulator.conf from chorus setup dev)")
-    .option("--nodes <n>", "number of virtual nodes", "100")
-    .option("--connections <n>", "broker connections to spread replies over")
-    .option("--workers <n>", "worker-thread shards (0 = in-process; default one per core at 2000+ nodes)")
+    .option("--nodes <n>", "number of virtual nodes", count("--nodes", 1), 100)
+    .option("--connections <n>", "broker connections to spread replies over", count("--connections", 1))
+    .option(
+      "--workers <n>",
+      "worker-thread shards (0 = in-process; default one per core at 2000+ nodes)",
+      count("--workers", 0),
+    )
     .action(
       guarded(
         "emulate",
-        async (o: { config: string; nodes: string; connections?: string; workers?: string }) => {
-          const nodes = positiveInt("--nodes", o.nodes);
-          const workers =
-            o.workers === undefined ? undefined : o.workers === "0" ? 0 : positiveInt("--workers", o.workers);
+        async (o: { config: string; nodes: number; connections?: number; workers?: number }) => {
+          const { nodes, workers } = o;
           const bar = process.stderr.isTTY
             ? new SingleBar({
                 stream: process.stderr,
@@ -36,7 +34,7 @@ export function register(program: Command): void {
           bar?.start(nodes, 0);
           const em = Emulator.fromConfigFile(o.config, {
             nodes,
-            ...(o.connections && { connections: positiveInt("--connections", o.connections) }),
+            ...(o.connections && { connections: o.connections }),
             ...(workers !== undefined && { workers }),
             onProgress: (done) => bar?.update(done),
           });

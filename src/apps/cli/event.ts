@@ -1,6 +1,6 @@
-import { createServer } from "node:http";
 import { Option, type Command } from "commander";
 import { ClientError } from "../../client/index.js";
+import { MetricsEndpoint } from "../../core/util/index.js";
 import {
   LIFECYCLE_TYPES,
   LifecycleTally,
@@ -10,8 +10,9 @@ import {
   type LifecycleFilter,
   type LifecycleType,
 } from "../../services/lifecycle/index.js";
-import { addConfigOption, parseSeconds, withClient } from "./common.js";
+import { addConfigOption, withClient } from "./common.js";
 import { guarded } from "./errors.js";
+import { intArg, secondsArg } from "./flags.js";
 
 interface WatchFlags {
   config?: string;
@@ -19,16 +20,19 @@ interface WatchFlags {
   component?: string;
   identity?: string;
   json?: boolean;
-  count?: string;
-  timeout?: string;
+  count?: number;
+  /** ms */
+  timeout?: number;
 }
 
 interface TallyFlags {
   config?: string;
   component?: string;
-  port?: string;
-  interval?: string;
-  timeout?: string;
+  port?: number;
+  /** ms */
+  interval?: number;
+  /** ms */
+  timeout?: number;
 }
 
 /** One line per event: time, type, identity, component and the type's extras. */
@@ -40,14 +44,6 @@ export function formatEvent(ev: LifecycleEvent): string {
   if (type === "upgraded") extra = ` ${ev.version ?? ""} -> ${ev.new_version ?? ""}`;
   if (type === "governor") extra = ` ${ev.event_type ?? ""} ${ev.governor ?? ""} slot ${ev.sequence ?? 0}`;
   return `${time} [${type}] ${ev.identity} ${ev.component}${extra}`;
-}
-
-function positiveInt(flag: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1)
-    throw new ClientError("usage", `${flag}: "${v}" is not a positive whole number`);
-  return n;
 }
 
 /** Resolves on ^C (signal), after timeoutMs, or when `done` is called. */
@@ -73,8 +69,8 @@ async function watch(o: WatchFlags): Promise<void> {
     ...(o.component && { component: o.component }),
     ...(o.identity && { identity: o.identity }),
   };
-  const max = positiveInt("--count", o.count);
-  const timeoutMs = parseSeconds("--timeout", o.timeout);
+  const max = o.count;
+  const timeoutMs = o.timeout;
   await withClient(o.config, async (client, signal) => {
     const nc = await client.connect();
     const run = runUntil(signal, timeoutMs);
@@ -102,30 +98,22 @@ async function watch(o: WatchFlags): Promise<void> {
 }
 
 async function tally(o: TallyFlags): Promise<void> {
-  const port = o.port === undefined ? undefined : Number(o.port);
-  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
-    throw new ClientError("usage", `--port: "${o.port}" is not a port`);
-  const intervalMs = parseSeconds("--interval", o.interval) ?? 60_000;
-  const timeoutMs = parseSeconds("--timeout", o.timeout);
+  const port = o.port;
+  const intervalMs = o.interval ?? 60_000;
+  const timeoutMs = o.timeout;
   const t = new LifecycleTally({ ...(o.component && { component: o.component }) });
   const http =
     port === undefined
       ? undefined
-      : createServer((req, res) => {
-          if (req.url !== "/metrics") {
-            res.writeHead(404).end();
-            return;
-          }
-          void t.registry.metrics().then((text) => {
-            res.writeHead(200, { "content-type": t.registry.contentType }).end(text);
-          });
+      : new MetricsEndpoint({
+          port,
+          registry: t.registry,
+          listenError: (err) =>
+            new ClientError("usage", `--port: cannot listen on 127.0.0.1:${port}: ${err.message}`),
         });
   if (http) {
-    await new Promise<void>((r) => http.listen(port, "127.0.0.1", r));
-    const addr = http.address();
-    process.stderr.write(
-      `prometheus metrics on http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : port}/metrics\n`,
-    );
+    await http.start();
+    process.stderr.write(`prometheus metrics on http://127.0.0.1:${http.port}/metrics\n`);
   }
   const print = () => {
     t.expire();
@@ -158,7 +146,7 @@ async function tally(o: TallyFlags): Promise<void> {
       print();
     });
   } finally {
-    http?.close();
+    await http?.stop();
   }
 }
 
@@ -172,17 +160,21 @@ export function register(program: Command): void {
     .option("--component <component>", "only this component (e.g. server)")
     .option("--identity <identity>", "only this identity, or /regex/")
     .option("--json", "print each event's JSON")
-    .option("--count <n>", "exit after n events")
-    .option("--timeout <seconds>", "exit after this long");
+    .option("--count <n>", "exit after n events", intArg("--count", { min: 1 }))
+    .option("--timeout <seconds>", "exit after this long", secondsArg("--timeout"));
   addConfigOption(w);
   w.action(guarded("event watch", watch));
   const t = event
     .command("tally")
     .description("Count nodes by component and version from startup, alive and shutdown events")
     .option("--component <component>", "only count this component")
-    .option("--port <port>", "serve Prometheus metrics on 127.0.0.1:<port>/metrics")
-    .option("--interval <seconds>", "print the counts this often (default 60)")
-    .option("--timeout <seconds>", "exit after this long");
+    .option(
+      "--port <port>",
+      "serve Prometheus metrics on 127.0.0.1:<port>/metrics",
+      intArg("--port", { min: 0, max: 65535, expected: "a port" }),
+    )
+    .option("--interval <seconds>", "print the counts this often (default 60)", secondsArg("--interval"))
+    .option("--timeout <seconds>", "exit after this long", secondsArg("--timeout"));
   addConfigOption(t);
   t.action(guarded("event tally", tally));
 }

@@ -1,21 +1,22 @@
 import type { Command } from "commander";
-import { factReport, renderFactReport } from "../../client/index.js";
 import {
   addConfigOption,
   addDiscoveryOptions,
   addFilterOptions,
   discoveryFromFlags,
   filterFromFlags,
-  parseSeconds,
   withClient,
   type DiscoveryFlags,
 } from "./common.js";
 import { guarded } from "./errors.js";
+import { secondsArg } from "./flags.js";
+import { factReport, renderFactReport } from "./render/index.js";
 
 interface FactsFlags extends DiscoveryFlags {
   json?: boolean;
   verbose?: boolean;
-  timeout?: string;
+  /** ms */
+  timeout?: number;
 }
 
 /** `chorus facts FACT`: how one fact's values are distributed over matching nodes (rpcutil get_fact). */
@@ -29,13 +30,13 @@ export function register(program: Command): void {
   cmd
     .option("-v, --verbose", "list the nodes holding each value")
     .option("--json", "print the report as JSON")
-    .option("--timeout <seconds>", "how long to wait for replies")
+    .option("--timeout <seconds>", "how long to wait for replies", secondsArg("--timeout"))
     .action(
       guarded("facts", async (fact: string, o: FactsFlags) => {
         const filter = filterFromFlags(o);
         const { method, options } = discoveryFromFlags(o);
-        const timeoutMs = parseSeconds("--timeout", o.timeout);
-        const discoveryTimeoutMs = parseSeconds("--discovery-timeout", o.discoveryTimeout);
+        const timeoutMs = o.timeout;
+        const discoveryTimeoutMs = o.discoveryTimeout;
         await withClient(o.config, async (client, signal) => {
           const result = await client.request(
             "rpcutil",

@@ -11,8 +11,9 @@ import {
   runGoverned,
   type GovernorInfo,
 } from "../../services/streams/index.js";
-import { addConfigOption, parseSeconds, withClient } from "./common.js";
+import { addConfigOption, withClient } from "./common.js";
 import { guarded } from "./errors.js";
+import { intArg, secondsArg, secondsOption } from "./flags.js";
 
 interface GovFlags {
   config?: string;
@@ -39,35 +40,36 @@ export function register(program: Command): void {
 
   sub(gov, "add", "Create or update a governor")
     .argument("<name>")
-    .argument("<capacity>", "concurrent slots")
-    .argument("<expire>", "seconds after which a held slot is evicted")
-    .option("--replicas <n>", "data replicas", "1")
-    .option("--period <seconds>", "length of the period for --period-limit")
-    .option("--period-limit <n>", "at most this many runs start per --period")
+    .argument(
+      "<capacity>",
+      "concurrent slots",
+      intArg("capacity", { min: 1, expected: "a positive integer" }),
+    )
+    .argument("<expire>", "seconds after which a held slot is evicted", secondsArg("expire"))
+    .option("--replicas <n>", "data replicas", intArg("--replicas", { min: 1 }), 1)
+    .option("--period <seconds>", "length of the period for --period-limit", secondsArg("--period"))
+    .option(
+      "--period-limit <n>",
+      "at most this many runs start per --period",
+      intArg("--period-limit", { min: 1, expected: "a positive integer" }),
+    )
     .action(
       guarded(
         "governor add",
         async (
           name: string,
-          capacity: string,
-          expire: string,
-          o: GovFlags & { replicas: string; period?: string; periodLimit?: string },
+          cap: number,
+          expireMs: number,
+          o: GovFlags & { replicas: number; period?: number; periodLimit?: number },
         ) => {
-          const cap = Number(capacity);
-          if (!Number.isInteger(cap) || cap < 1)
-            throw new ClientError("usage", `capacity "${capacity}" is not a positive integer`);
-          const expireMs = parseSeconds("expire", expire)!;
           if ((o.period === undefined) !== (o.periodLimit === undefined))
             throw new ClientError("usage", "--period and --period-limit go together");
-          const periodMs = parseSeconds("--period", o.period);
-          const periodLimit = o.periodLimit === undefined ? undefined : Number(o.periodLimit);
-          if (periodLimit !== undefined && (!Number.isInteger(periodLimit) || periodLimit < 1))
-            throw new ClientError("usage", `--period-limit "${o.periodLimit}" is not a positive integer`);
+          const { period: periodMs, periodLimit } = o;
           await withClient(o.config, async (client) => {
             const info = await addGovernor(await client.connect(), name, {
               capacity: cap,
               expireMs,
-              replicas: Number(o.replicas),
+              replicas: o.replicas,
               collective: client.collective,
               ...(periodMs !== undefined && { periodMs }),
               ...(periodLimit !== undefined && { periodLimit }),
@@ -124,12 +126,9 @@ export function register(program: Command): void {
 
   sub(gov, "evict", "Free a slot by its sequence number")
     .argument("<name>")
-    .argument("<seq>")
+    .argument("<seq>", "", intArg("", { min: 1, expected: "a slot number" }))
     .action(
-      guarded("governor evict", async (name: string, seqArg: string, o: GovFlags) => {
-        const seq = Number(seqArg);
-        if (!Number.isInteger(seq) || seq < 1)
-          throw new ClientError("usage", `"${seqArg}" is not a slot number`);
+      guarded("governor evict", async (name: string, seq: number, o: GovFlags) => {
         await withClient(o.config, async (client) => {
           const nc = await client.connect();
           const holder = await evictGovernorEntry(nc, name, seq);
@@ -158,21 +157,21 @@ export function register(program: Command): void {
     .description("Run a command inside a governor slot: chorus governor run NAME -- COMMAND [ARGS...]")
     .argument("<name>")
     .argument("<command...>")
-    .option("--max-wait <seconds>", "give up waiting for a slot after this long", "300")
-    .option("--interval <seconds>", "first wait between tries while full", "0.25");
+    .addOption(secondsOption("--max-wait <seconds>", "give up waiting for a slot after this long", 300))
+    .addOption(secondsOption("--interval <seconds>", "first wait between tries while full", 0.25));
   addConfigOption(run);
   run.action(
     guarded(
       "governor run",
-      async (name: string, command: string[], o: GovFlags & { maxWait: string; interval: string }) => {
+      async (name: string, command: string[], o: GovFlags & { maxWait: number; interval: number }) => {
         const [cmd, ...args] = command;
         if (!cmd) throw new ClientError("usage", "no command given: chorus governor run NAME -- COMMAND");
         await withClient(o.config, async (client, signal) => {
           process.exitCode = await runGoverned(await client.connect(), name, cmd, args, {
             collective: client.collective,
             identity: client.identity,
-            timeoutMs: parseSeconds("--max-wait", o.maxWait)!,
-            intervalMs: parseSeconds("--interval", o.interval)!,
+            timeoutMs: o.maxWait,
+            intervalMs: o.interval,
             signal,
           });
         });

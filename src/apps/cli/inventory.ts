@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
-import { ClientError, inventoryFromReplies, renderInventory } from "../../client/index.js";
+import { ClientError, inventoryFromReplies } from "../../client/index.js";
 import {
   addConfigOption,
   addDiscoveryOptions,
@@ -11,6 +11,7 @@ import {
   type DiscoveryFlags,
 } from "./common.js";
 import { guarded } from "./errors.js";
+import { renderInventory } from "./render/index.js";
 
 interface InventoryFlags extends DiscoveryFlags {
   json?: boolean;

@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
-import { ClientError } from "../../client/index.js";
 import type { NatsConnection } from "../../core/connector/index.js";
 import {
   bucketStatus,
@@ -12,8 +11,9 @@ import {
   StreamsError,
   type BucketSummary,
 } from "../../services/streams/index.js";
-import { addConfigOption, parseSeconds, withClient } from "./common.js";
+import { addConfigOption, withClient } from "./common.js";
 import { guarded } from "./errors.js";
+import { intArg, secondsArg } from "./flags.js";
 
 interface KvFlags {
   config?: string;
@@ -21,13 +21,6 @@ interface KvFlags {
 }
 
 const out = (s: string) => process.stdout.write(s.endsWith("\n") ? s : `${s}\n`);
-
-function int(flag: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new ClientError("usage", `${flag}: "${v}" is not an integer`);
-  return n;
-}
 
 /** Connects with the client config and hands the raw NATS connection to `fn`. */
 async function withNats(o: KvFlags, fn: (nc: NatsConnection, signal: AbortSignal) => Promise<void>) {
@@ -60,11 +53,11 @@ export function register(program: Command): void {
 
   sub(kv, "add", "Create a bucket (Choria defaults: history 5, replicas 1, max value 10240)")
     .argument("<bucket>")
-    .option("--history <n>", "values kept per key", "5")
-    .option("--replicas <n>", "data replicas", "1")
-    .option("--max-value-size <bytes>", "largest value", "10240")
-    .option("--max-bucket-size <bytes>", "bucket size limit (-1 unlimited)", "-1")
-    .option("--ttl <seconds>", "expire values after this long")
+    .option("--history <n>", "values kept per key", intArg("--history"), 5)
+    .option("--replicas <n>", "data replicas", intArg("--replicas"), 1)
+    .option("--max-value-size <bytes>", "largest value", intArg("--max-value-size"), 10240)
+    .option("--max-bucket-size <bytes>", "bucket size limit (-1 unlimited)", intArg("--max-bucket-size"), -1)
+    .option("--ttl <seconds>", "expire values after this long", secondsArg("--ttl"))
     .option("--description <text>")
     .action(
       guarded(
@@ -72,21 +65,22 @@ export function register(program: Command): void {
         async (
           bucket: string,
           o: KvFlags & {
-            history: string;
-            replicas: string;
-            maxValueSize: string;
-            maxBucketSize: string;
-            ttl?: string;
+            history: number;
+            replicas: number;
+            maxValueSize: number;
+            maxBucketSize: number;
+            /** ms */
+            ttl?: number;
             description?: string;
           },
         ) => {
-          const ttlMs = parseSeconds("--ttl", o.ttl);
+          const ttlMs = o.ttl;
           await withNats(o, async (nc) => {
             await createBucket(nc, bucket, {
-              history: int("--history", o.history)!,
-              replicas: int("--replicas", o.replicas)!,
-              maxValueSize: int("--max-value-size", o.maxValueSize)!,
-              maxBytes: int("--max-bucket-size", o.maxBucketSize)!,
+              history: o.history,
+              replicas: o.replicas,
+              maxValueSize: o.maxValueSize,
+              maxBytes: o.maxBucketSize,
               ...(ttlMs !== undefined && { ttlMs }),
               ...(o.description && { description: o.description }),
             });

@@ -1,23 +1,29 @@
 import { setFlagsFromString } from "node:v8";
 import { Command } from "commander";
+import { FlagError } from "./flags.js";
 
 /** What every command file exports: adds its command (and subcommands) to the program. */
 export type Register = (program: Command) => void;
 
+type CommandFile = () => Promise<{ register: Register }>;
+
+const req: CommandFile = () => import("./req.js");
+
 /**
- * Top-level command → its file, loaded on demand. A long-running `chorus server run`
- * must not carry the client, emulator, broker, codegen, streams and progress-bar code
- * of the other commands (two thirds of the modules it used to load, never run);
- * test/cli/rss-lazy.test.ts checks this table against buildProgram(), so a new
- * command cannot be forgotten here.
+ * THE command table: top-level command (or alias) → its file, loaded on demand, in help
+ * order. The lazy launcher loads only the file of the command being run; main.ts's
+ * buildProgram() registers every file of this table, so a command added here is in
+ * both. A long-running `chorus server run` must not carry the client, emulator, broker,
+ * codegen, streams and progress-bar code of the other commands (two thirds of the
+ * modules it used to load, never run); test/apps/cli/rss-lazy.test.ts checks that.
  */
-export const COMMANDS: Record<string, () => Promise<{ register: Register }>> = {
+export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   setup: () => import("./setup.js"),
   jwt: () => import("./jwt.js"),
   broker: () => import("./broker.js"),
   server: () => import("./server.js"),
-  req: () => import("./req.js"),
-  rpc: () => import("./req.js"), // alias of req
+  req,
+  rpc: req, // alias of req: the same file
   ping: () => import("./ping.js"),
   discover: () => import("./discover.js"),
   facts: () => import("./facts.js"),
@@ -32,9 +38,50 @@ export const COMMANDS: Record<string, () => Promise<{ register: Register }>> = {
   tool: () => import("./tool.js"),
 };
 
+/** `kv get` for the get subcommand of kv: how guarded() names a command in errors. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(" ");
+}
+
+/** The long (or short) flag of one of cmd's options, from the flags text commander quotes. */
+function flagOf(cmd: Command, flags: string): string {
+  const o = cmd.options.find((x) => x.flags === flags);
+  return o?.long ?? o?.short ?? flags;
+}
+
+/**
+ * A Command whose usage errors read like the rest of the CLI's. A value refused by a
+ * flag parser (flags.ts, through commander's argParser) and flags that `.conflicts()`
+ * print one line, `chorus <command>: <why>`, and exit 1, as guarded() does for errors
+ * found later; commander's own errors (unknown option, missing argument, bad choice)
+ * keep commander's wording and the usage hint.
+ */
+class ChorusCommand extends Command {
+  override createCommand(name?: string): Command {
+    return new ChorusCommand(name);
+  }
+
+  override error(message: string, opts?: { code?: string; exitCode?: number }): never {
+    const refused = FlagError.last;
+    FlagError.last = undefined;
+    let why: string | undefined;
+    if (opts?.code === "commander.invalidArgument" && refused && message.endsWith(` ${refused.message}`)) {
+      why = refused.message;
+    } else if (opts?.code === "commander.conflictingOption") {
+      const m = /option '([^']+)' cannot be used with option '([^']+)'/.exec(message);
+      if (m) why = `${flagOf(this, m[1] as string)} and ${flagOf(this, m[2] as string)} exclude each other`;
+    }
+    if (why === undefined) return super.error(message, opts);
+    process.stderr.write(`chorus ${commandPath(this)}: ${why}\n`);
+    return process.exit(1);
+  }
+}
+
 /** The `chorus` program without commands (shared by buildProgram() and the lazy launcher). */
 export function programShell(): Command {
-  return new Command()
+  return new ChorusCommand()
     .name("chorus")
     .description("Fleet orchestration over NATS, wire-compatible with Choria")
     .showHelpAfterError("(run with --help for usage)");

@@ -1,18 +1,20 @@
 import type { Command } from "commander";
-import { ClientError, renderPing, renderPingGraph } from "../../client/index.js";
+import { ClientError } from "../../client/index.js";
 import {
   addConfigOption,
   addDiscoveryOptions,
   addFilterOptions,
   filterFromFlags,
-  parseSeconds,
   withClient,
   type DiscoveryFlags,
 } from "./common.js";
 import { guarded } from "./errors.js";
+import { secondsArg } from "./flags.js";
+import { renderPing, renderPingGraph } from "./render/index.js";
 
 interface PingFlags extends DiscoveryFlags {
-  timeout?: string;
+  /** ms */
+  timeout?: number;
   graph?: boolean;
 }
 
@@ -23,7 +25,11 @@ export function register(program: Command): void {
   addFilterOptions(cmd);
   addDiscoveryOptions(cmd);
   cmd
-    .option("--timeout <seconds>", "how long to wait for replies (default: the discovery timeout)")
+    .option(
+      "--timeout <seconds>",
+      "how long to wait for replies (default: the discovery timeout)",
+      secondsArg("--timeout"),
+    )
     .option("--graph", "show the latency distribution instead of one line per node")
     .action(
       guarded("ping", async (o: PingFlags) => {
@@ -36,8 +42,7 @@ export function register(program: Command): void {
           throw new ClientError("usage", "ping always uses broadcast discovery (no --dm, --do or --nodes)");
         }
         const filter = filterFromFlags(o);
-        const timeoutMs =
-          parseSeconds("--timeout", o.timeout) ?? parseSeconds("--discovery-timeout", o.discoveryTimeout);
+        const timeoutMs = o.timeout ?? o.discoveryTimeout;
         await withClient(o.config, async (client, signal) => {
           const result = await client.ping({
             signal,

@@ -1,8 +1,9 @@
 import type { Command } from "commander";
-import { findAgentDDL, renderDDLDoc } from "../../client/index.js";
+import { findAgentDDL } from "../../client/index.js";
 import { loadDDL } from "../../core/ddl/index.js";
 import { generateClient } from "../codegen/index.js";
 import { guarded } from "./errors.js";
+import { renderDDLDoc } from "./render/index.js";
 import { existsSync } from "node:fs";
 
 /** A DDL by agent name (libdir, then built in) or by path to a JSON file. */

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
-import { SetupError, createDevSetup } from "../setup/index.js";
+import { createDevSetup } from "../setup/index.js";
 import { guarded } from "./errors.js";
+import { intArg } from "./flags.js";
 
 /** `chorus setup dev`: a complete local trust setup and configs for a secured dev fleet. */
 export function register(program: Command): void {
@@ -10,7 +11,12 @@ export function register(program: Command): void {
     .description("Create an org issuer, NATS trust, CA and TLS certs, tokens and configs in a directory")
     .option("--dir <dir>", "directory to write into", "./chorus-dev")
     .option("--collective <name>", "collective name", "mcollective")
-    .option("--port <port>", "broker client port", "4222")
+    .option(
+      "--port <port>",
+      "broker client port",
+      intArg("--port", { min: 1, max: 65535, expected: "a port number" }),
+      4222,
+    )
     .option("--server <identity...>", "server identities to create", ["node1.example.net"])
     .option("--caller <callerid>", "client caller id (kind=name)")
     .option("--force", "overwrite a non-empty directory", false)
@@ -20,19 +26,15 @@ export function register(program: Command): void {
         async (o: {
           dir: string;
           collective: string;
-          port: string;
+          port: number;
           server: string[];
           caller?: string;
           force: boolean;
         }) => {
-          const port = Number(o.port);
-          if (!Number.isInteger(port) || port < 1 || port > 65535) {
-            throw new SetupError("usage", `--port: "${o.port}" is not a port number`);
-          }
           const s = await createDevSetup({
             dir: o.dir,
             collective: o.collective,
-            brokerPort: port,
+            brokerPort: o.port,
             serverIdentities: o.server,
             force: o.force,
             ...(o.caller && { callerId: o.caller }),

@@ -4,15 +4,17 @@ import type { Command } from "commander";
 import { ClientError } from "../../client/index.js";
 import { loadConfig } from "../../core/config/index.js";
 import { Spool, submissionSettings } from "../../services/submission/index.js";
-import { parseSeconds, resolveConfigPath } from "./common.js";
+import { resolveConfigPath } from "./common.js";
 import { guarded } from "./errors.js";
+import { intArg, secondsOption } from "./flags.js";
 
 interface SubmitFlags {
   config?: string;
   reliable?: boolean;
-  priority: string;
-  ttl: string;
-  maxTries: string;
+  priority: number;
+  /** ms */
+  ttl: number;
+  maxTries: number;
   sender?: string;
   sign?: boolean;
   header?: string[];
@@ -54,21 +56,22 @@ export function register(program: Command): void {
       "server config holding plugin.choria.submission.spool (default: $CHORUS_CONFIG, then ./chorus.conf)",
     )
     .option("--reliable", "retry until the stream acknowledges it (in order per priority)")
-    .option("--priority <0-4>", "0 is sent first", "4")
-    .option("--ttl <seconds>", "drop the message if not sent within this long", "86400")
-    .option("--max-tries <n>", "give up a reliable message after this many attempts", "100")
+    // the spool checks the range (priority must be 0..4)
+    .option("--priority <0-4>", "0 is sent first", intArg("--priority", { expected: "0..4" }), 4)
+    .addOption(secondsOption("--ttl <seconds>", "drop the message if not sent within this long", 86_400))
+    .option(
+      "--max-tries <n>",
+      "give up a reliable message after this many attempts",
+      intArg("--max-tries"),
+      100,
+    )
     .option("--sender <name>", "Choria-Sender header (default: the user name)")
     .option("--sign", "have the server sign the payload with its key")
     .option("--header <name:value>", "extra header (repeatable)", collect)
     .option("--json", "JSON output")
     .action(
       guarded("tool submit", (subject: string, file: string, o: SubmitFlags) => {
-        const priority = Number(o.priority);
-        const maxTries = Number(o.maxTries);
-        if (!Number.isInteger(maxTries))
-          throw new ClientError("usage", `--max-tries: "${o.maxTries}" is not an integer`);
-        if (!Number.isInteger(priority))
-          throw new ClientError("usage", `--priority: "${o.priority}" is not 0..4`);
+        const { priority, maxTries } = o;
         const headers: Record<string, string> = {};
         for (const h of o.header ?? []) {
           const i = h.indexOf(":");
@@ -96,7 +99,7 @@ export function register(program: Command): void {
           sender: o.sender ?? userInfo().username,
           reliable: o.reliable === true,
           priority,
-          ttlMs: parseSeconds("--ttl", o.ttl)!,
+          ttlMs: o.ttl,
           maxTries,
           sign: o.sign === true,
           headers,

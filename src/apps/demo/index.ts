@@ -3,13 +3,22 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { BrokerSupervisor, brokerSettings, freeLoopbackPort } from "../../broker/index.js";
-import { Client, renderPing, renderStats, renderText } from "../../client/index.js";
+import { Client, type PingResult, type RpcResult, type RpcStats } from "../../client/index.js";
 import { loadConfig } from "../../core/config/index.js";
-import { builtinDDL } from "../../core/ddl/index.js";
+import { builtinDDL, type AgentDDL } from "../../core/ddl/index.js";
 import { Emulator } from "../emulator/index.js";
 import { createDevSetup } from "../setup/index.js";
 
+/** How the demo prints results: the CLI hands over its renderers (the client returns data only). */
+export interface DemoRender {
+  ping(result: PingResult): string;
+  /** replies, then request statistics after a "---- request statistics ----" line */
+  text(result: RpcResult, ddl: AgentDDL): string;
+  stats(stats: RpcStats): string;
+}
+
 export interface DemoOptions {
+  render: DemoRender;
   nodes?: number;
   /** where progress and results go */
   out?: (line: string) => void;
@@ -28,7 +37,7 @@ export interface DemoResult {
  * a temp dir, a supervised TLS + JWT-auth nats-server, N emulated nodes, a ping and
  * an rpcutil inventory with full signing and verification, then everything stops.
  */
-export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
+export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const nodes = opts.nodes ?? 50;
   const say = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
   const dir = mkdtempSync(join(tmpdir(), "chorus-demo-"));
@@ -58,7 +67,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     client = await Client.fromConfigFile(setup.clientConfig, { logger: quiet });
     say(`[4/5] chorus ping (signed broadcast, every reply's hash checked)`);
     const ping = await client.ping({ windowed: true });
-    say(renderPing(ping));
+    say(opts.render.ping(ping));
 
     say(`[5/5] chorus req rpcutil inventory -F os=linux --verify-replies`);
     const inv = await client.request(
@@ -68,9 +77,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       { filter: { fact: [{ fact: "os", operator: "==", value: "linux" }] }, verifyReplySignatures: true },
     );
     const firstTwo = { ...inv, replies: inv.replies.slice(0, 2) };
-    const [shown] = renderText(firstTwo, builtinDDL("rpcutil")).split("---- request statistics ----");
+    const [shown] = opts.render.text(firstTwo, builtinDDL("rpcutil")).split("---- request statistics ----");
     say(`${shown ?? ""}(${inv.replies.length} inventories received, first two shown)\n`);
-    say(renderStats(inv.stats));
+    say(opts.render.stats(inv.stats));
     return { pinged: ping.replies.length, inventoried: inv.replies.length, nodes };
   } finally {
     await client?.close();

@@ -9,6 +9,7 @@ import {
   ChoriaSecurity,
   loadSeedFile,
   orgIssuer,
+  securityOptionsFromSettings,
   verifyStats,
   type ChoriaSecurityOptions,
   type Issuer,
@@ -117,7 +118,7 @@ export class Emulator {
 
   constructor(opts: EmulatorOptions) {
     if (!Number.isInteger(opts.nodes) || opts.nodes < 1) {
-      throw new EmulatorError("usage", `--nodes must be a positive integer, got ${opts.nodes}`);
+      throw new EmulatorError("usage", `nodes must be a positive integer, got ${opts.nodes}`);
     }
     this.opts = opts;
     this.log = opts.logger ?? pino({ name: "chorus-emulator", level: "info" }, pino.destination(2));
@@ -156,13 +157,7 @@ export class Emulator {
       );
     }
     const issuerPath = new URL(issuerSeed, `file://${s.configDir}/`).pathname;
-    const securityFiles: ChoriaSecurityOptions = {
-      seedFile: s.seedFile,
-      tokenFile: s.tokenFile,
-      issuers: s.issuers,
-      natsJwtFile: s.natsJwtFile,
-      ...(s.caFile && { caFile: s.caFile }),
-    };
+    const securityFiles = securityOptionsFromSettings(s);
     return new Emulator({
       collective: s.mainCollective,
       servers: s.middlewareHosts,

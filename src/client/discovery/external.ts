@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Filter } from "../../core/protocol/index.js";
-import { ClientError } from "../errors.js";
+import { ClientError, naming, opt, type MessagePart } from "../errors.js";
 import { checkExternalReply } from "./schemas.js";
 
 export const EXTERNAL_REQUEST_PROTOCOL = "io.choria.choria.discovery.v1.external_request";
@@ -15,16 +15,18 @@ export interface ExternalOptions {
   filter: Filter;
   collective: string;
   timeoutMs: number;
-  /** every --do option, passed through to the program */
+  /** every discovery option, passed through to the program */
   options: Record<string, string>;
+  /** what the caller calls `options`, for errors (default `options`) */
+  optionsName?: string;
 }
 
-function fail(msg: string, cause?: unknown): never {
-  throw new ClientError(
-    "discovery_failed",
-    `external discovery: ${msg}`,
-    cause === undefined ? undefined : { cause },
-  );
+function fail(msg: string | MessagePart[], cause?: unknown, option?: string): never {
+  const parts = ["external discovery: ", ...(typeof msg === "string" ? [msg] : msg)];
+  throw new ClientError("discovery_failed", parts, {
+    ...(cause !== undefined && { cause }),
+    ...(option !== undefined && { option }),
+  });
 }
 
 /**
@@ -36,7 +38,8 @@ function fail(msg: string, cause?: unknown): never {
 export async function runExternal(o: ExternalOptions): Promise<string[]> {
   const argv = o.command.split(/\s+/).filter((a) => a !== "");
   const prog = argv[0];
-  if (prog === undefined) fail("no command (set --do command=PATH)");
+  const name = o.optionsName ?? "options";
+  if (prog === undefined) fail(naming`no command (set ${opt(name)} command=PATH)`, undefined, name);
   const dir = mkdtempSync(join(tmpdir(), "chorus-external-"));
   const reqFile = join(dir, "request.json");
   const repFile = join(dir, "reply.json");

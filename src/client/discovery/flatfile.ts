@@ -3,7 +3,8 @@ import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { matchIdentity } from "../../core/filter/index.js";
 import type { Filter } from "../../core/protocol/index.js";
-import { ClientError } from "../errors.js";
+import { ClientError, naming, opt } from "../errors.js";
+import { DISCOVER_NAMES, type DiscoveryNames } from "./names.js";
 import { selectPath } from "./path.js";
 
 export type FlatFormat = "text" | "json" | "yaml" | "jsonl";
@@ -157,10 +158,17 @@ export function readFlatfile(o: FlatfileOptions): string[] {
 }
 
 /** File based methods only know identities: other filter types would be silently ignored, so refuse them. */
-export function applyIdentityFilter(ids: string[], filter: Filter, method: string): string[] {
+export function applyIdentityFilter(
+  ids: string[],
+  filter: Filter,
+  method: string,
+  names: DiscoveryNames = DISCOVER_NAMES,
+): string[] {
   if (filter.fact.length || filter.cf_class.length || filter.agent.length || filter.compound.length) {
-    fail(
-      `${method} discovery only knows identities: use -I, or an inventory file (--dm inventory) to filter on facts, classes, agents or -S`,
+    throw new ClientError(
+      "discovery_failed",
+      naming`${method} discovery only knows identities: use ${opt("filter.identity")}, or an inventory file (${opt(names.method)} inventory) to filter on facts, classes, agents or ${opt("filter.compound")}`,
+      { option: "filter" },
     );
   }
   return filter.identity.length ? ids.filter((id) => matchIdentity(filter.identity, id)) : ids;

@@ -1,8 +1,9 @@
 import type { Filter } from "../../core/protocol/index.js";
-import { ClientError } from "../errors.js";
+import { badOption, ClientError, naming, opt } from "../errors.js";
 import { runExternal } from "./external.js";
 import { applyIdentityFilter, readFlatfile } from "./flatfile.js";
 import { discoverInventory, loadInventory } from "./inventory.js";
+import { DISCOVER_NAMES, type DiscoveryNames } from "./names.js";
 
 export { runExternal, EXTERNAL_REQUEST_PROTOCOL, EXTERNAL_REPLY_PROTOCOL } from "./external.js";
 export { readFlatfile, readSource, applyIdentityFilter, FLAT_FORMATS } from "./flatfile.js";
@@ -17,8 +18,9 @@ export {
   type InventoryGroup,
 } from "./inventory.js";
 export { selectPath } from "./path.js";
+export { DISCOVER_NAMES, REQUEST_NAMES, type DiscoveryNames } from "./names.js";
 
-/** Method names as `--dm` takes them; mc and file are Choria's aliases. */
+/** Discovery method names; mc and file are Choria's aliases. */
 export const DISCOVERY_METHODS = [
   "broadcast",
   "mc",
@@ -30,7 +32,7 @@ export const DISCOVERY_METHODS = [
 ] as const;
 export type DiscoveryMethod = (typeof DISCOVERY_METHODS)[number];
 
-/** Options each method understands (anything else given with --do is an error, external takes all). */
+/** Options each method understands (anything else is an error; external takes all). */
 const KNOWN_OPTIONS: Record<string, string[]> = {
   flatfile: ["file", "format", "filter", "status"],
   results: ["file", "format", "filter", "status"],
@@ -45,6 +47,8 @@ export interface OfflineDiscovery {
   options: Record<string, string>;
   /** where `-` reads from (tests) */
   stdin?: () => string;
+  /** how errors name the method and its options (default: `method`, `options`) */
+  names?: DiscoveryNames;
 }
 
 export function isNetworkMethod(m: string | undefined): boolean {
@@ -64,13 +68,16 @@ export function checkMethod(m: string): DiscoveryMethod {
 /** Discovery that needs no broker: files, an inventory, an external program. */
 export async function discoverOffline(d: OfflineDiscovery): Promise<string[]> {
   const method = d.method === "file" ? "flatfile" : d.method;
+  const names = d.names ?? DISCOVER_NAMES;
+  const needs = (what: string) =>
+    badOption(names.options, naming`${method} discovery needs ${opt(names.options)} ${what}`);
   const known = KNOWN_OPTIONS[method];
   if (known) {
     for (const k of Object.keys(d.options)) {
       if (!known.includes(k)) {
-        throw new ClientError(
-          "bad_option",
-          `--do ${k}: not an option of ${method} discovery (known: ${known.join(", ")})`,
+        throw badOption(
+          names.options,
+          naming`${opt(names.options)} ${k}: not an option of ${method} discovery (known: ${known.join(", ")})`,
         );
       }
     }
@@ -81,8 +88,12 @@ export async function discoverOffline(d: OfflineDiscovery): Promise<string[]> {
     case "results": {
       // Results default to standard input: `chorus req ... --json | chorus req --dm results ...`.
       const file = o.file ?? (method === "results" ? "-" : undefined);
+      // The CLI says this one its own way: --nodes FILE is flatfile discovery of FILE.
       if (file === undefined)
-        throw new ClientError("bad_option", "flatfile discovery needs --do file=PATH (or --nodes PATH)");
+        throw badOption(
+          names.options,
+          naming`flatfile discovery needs ${opt(`${names.options}.file`, `${names.options} file=PATH`)}`,
+        );
       const ids = readFlatfile({
         file,
         ...(o.format !== undefined && { format: o.format }),
@@ -90,23 +101,23 @@ export async function discoverOffline(d: OfflineDiscovery): Promise<string[]> {
         ...(o.status !== undefined && { status: o.status }),
         ...(d.stdin && { stdin: d.stdin }),
       });
-      return applyIdentityFilter(ids, d.filter, method);
+      return applyIdentityFilter(ids, d.filter, method, names);
     }
     case "inventory": {
-      if (o.file === undefined)
-        throw new ClientError("bad_option", "inventory discovery needs --do file=PATH");
+      if (o.file === undefined) throw needs("file=PATH");
       const loaded = loadInventory(o.file, d.stdin);
       return discoverInventory(loaded, d.filter, d.collective, o.group ? o.group.split(",") : []);
     }
     case "external": {
       const command = o.command;
-      if (!command) throw new ClientError("bad_option", "external discovery needs --do command=PROGRAM");
+      if (!command) throw needs("command=PROGRAM");
       return runExternal({
         command,
         filter: d.filter,
         collective: d.collective,
         timeoutMs: d.timeoutMs,
         options: o,
+        optionsName: names.options,
       });
     }
     default:

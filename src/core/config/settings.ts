@@ -19,14 +19,14 @@ export interface CommonSettings {
   natsJwtFile: string;
   /** Trusted org issuer public keys (hex ed25519). */
   issuers: string[];
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
+  caFile?: string | undefined;
+  certFile?: string | undefined;
+  keyFile?: string | undefined;
   discoveryTimeoutMs: number;
   /** Quiet period that ends windowed broadcast discovery. */
   windowedTimeoutMs: number;
   logLevel: string;
-  logFile?: string;
+  logFile?: string | undefined;
 }
 
 export interface ServerSettings extends CommonSettings {
@@ -99,20 +99,20 @@ export interface BrokerSettings {
   statsPort?: number;
   /** nats-server HTTP monitoring port on 127.0.0.1; 0 = pick a free port at start. */
   monitorPort: number;
-  certFile?: string;
-  keyFile?: string;
-  caFile?: string;
+  certFile?: string | undefined;
+  keyFile?: string | undefined;
+  caFile?: string | undefined;
   /** JSON produced by setup with operator / account JWTs (Chorus-only). */
   natsTrustFile?: string;
   /** Explicit nats-server binary from the config (env and PATH are resolved at start). */
   natsServerBinary?: string;
-  runtimeDir?: string;
+  runtimeDir?: string | undefined;
   maxConnections: number;
   writeDeadlineMs: number;
   tlsTimeoutS: number;
   authTimeoutS: number;
   logLevel: string;
-  logFile?: string;
+  logFile?: string | undefined;
   streams: BrokerStreamSettings;
   adapters: AdapterSettings[];
   /**
@@ -127,6 +127,19 @@ export interface BrokerSettings {
 const HEX_KEY = /^[0-9a-fA-F]{64}$/;
 
 /** Relative paths in a config resolve from the config file's directory, not the cwd. */
+/** plugin.security.choria.certificate and .key: both or neither. */
+function tlsPair(cfg: Config): { certFile: string | undefined; keyFile: string | undefined } {
+  const certFile = pathOf(cfg, "plugin.security.choria.certificate");
+  const keyFile = pathOf(cfg, "plugin.security.choria.key");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw cfg.error(
+      certFile ? "plugin.security.choria.certificate" : "plugin.security.choria.key",
+      "plugin.security.choria.certificate and plugin.security.choria.key must be set together",
+    );
+  }
+  return { certFile, keyFile };
+}
+
 function pathOf(cfg: Config, key: string): string | undefined {
   const v = cfg.get(key);
   if (v === undefined || v === "") return undefined;
@@ -223,14 +236,7 @@ function common(cfg: Config): CommonSettings {
     .list(hostsKey, ["127.0.0.1:4222"])
     .map((h) => normaliseUrl(cfg, hostsKey, h, ["nats", "tls"]));
   const tokenFile = requiredPath(cfg, "plugin.security.choria.token_file");
-  const certFile = pathOf(cfg, "plugin.security.choria.certificate");
-  const keyFile = pathOf(cfg, "plugin.security.choria.key");
-  if ((certFile === undefined) !== (keyFile === undefined)) {
-    throw cfg.error(
-      certFile ? "plugin.security.choria.certificate" : "plugin.security.choria.key",
-      "plugin.security.choria.certificate and plugin.security.choria.key must be set together",
-    );
-  }
+  const { certFile, keyFile } = tlsPair(cfg);
   const discoveryTimeoutMs = cfg.duration("discovery_timeout", 2000);
   const windowedTimeoutMs = cfg.duration("plugin.choria.discovery.broadcast.windowed_timeout", 300, "ms");
   return {
@@ -387,14 +393,7 @@ export function brokerSettings(cfg: Config): BrokerSettings {
   if (peers.length > 0 && peerPort === 0) {
     throw cfg.error(peersKey, `${peersKey} needs plugin.choria.network.peer_port to be set`);
   }
-  const certFile = pathOf(cfg, "plugin.security.choria.certificate");
-  const keyFile = pathOf(cfg, "plugin.security.choria.key");
-  if ((certFile === undefined) !== (keyFile === undefined)) {
-    throw cfg.error(
-      certFile ? "plugin.security.choria.certificate" : "plugin.security.choria.key",
-      "plugin.security.choria.certificate and plugin.security.choria.key must be set together",
-    );
-  }
+  const { certFile, keyFile } = tlsPair(cfg);
   const systemUser = cfg.get("plugin.choria.network.system.user") || undefined;
   const systemPassword = cfg.get("plugin.choria.network.system.password") || undefined;
   if ((systemUser === undefined) !== (systemPassword === undefined)) {

@@ -1,17 +1,11 @@
 import { connect, type Authenticator, type NatsConnection, type Status } from "@nats-io/transport-node";
 import { ChorusError } from "../protocol/errors.js";
 import { nkeyPublicFromEd25519Public, publicHexFromSeed, sign } from "../security/index.js";
+import { lineLogger, type Logger } from "../util/index.js";
 
 export type { NatsConnection, Status } from "@nats-io/transport-node";
 
 export class ConnectorError extends ChorusError {}
-
-/** Minimal logger shape (pino's methods fit). */
-export interface ConnectorLogger {
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-}
 
 export interface ConnectOptions {
   /** host:port, nats://host:port or tls://host:port */
@@ -33,25 +27,24 @@ export interface ConnectOptions {
   /** ed25519 seed (hex) whose key is the NATS JWT's subject */
   seedHex?: string;
   /** prefix for request inboxes; Chorus uses the caller's reply prefix so ACLs allow replies */
-  inboxPrefix?: string;
+  inboxPrefix?: string | undefined;
   /** reconnect forever (default) or not at all */
   reconnect?: boolean;
   /** keep retrying the first connect too (servers that start before the broker) */
   waitOnFirstConnect?: boolean;
   /** base wait between reconnect attempts, ms (jitter is added) */
   reconnectTimeWaitMs?: number;
-  logger?: ConnectorLogger;
+  /** connection status changes (default: warnings and errors to stderr) */
+  logger?: Pick<Logger, "info" | "warn" | "error">;
   /** sees every status event (including pings) */
   onStatus?: (s: Status) => void;
 }
 
-const stderrLogger: ConnectorLogger = {
-  info: () => {},
-  warn: (m) => process.stderr.write(`chorus nats: ${m}\n`),
-  error: (m) => process.stderr.write(`chorus nats: ${m}\n`),
-};
+const stderrLogger = lineLogger((level, m) => {
+  if (level === "warn" || level === "error") process.stderr.write(`chorus nats: ${m}\n`);
+});
 
-function describeStatus(s: Status): [keyof ConnectorLogger, string] {
+function describeStatus(s: Status): ["info" | "warn" | "error", string] {
   switch (s.type) {
     case "disconnect":
       return ["warn", `disconnected from ${s.server}`];

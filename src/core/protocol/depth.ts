@@ -50,27 +50,6 @@ function stringEndBytesLong(b: Uint8Array, from: number): number {
   return -1;
 }
 
-function stringEndText(s: string, from: number): number {
-  const stop = Math.min(s.length, from + SHORT);
-  for (let i = from; i < stop; i++) {
-    const c = s.charCodeAt(i);
-    if (c === QUOTE) return i;
-    if (c === BACKSLASH) return stringEndTextLong(s, from);
-  }
-  return stop === s.length ? -1 : stringEndTextLong(s, stop);
-}
-
-function stringEndTextLong(s: string, from: number): number {
-  let q = s.indexOf('"', from);
-  while (q >= 0) {
-    let k = q - 1;
-    while (k >= from && s.charCodeAt(k) === BACKSLASH) k--;
-    if ((q - 1 - k) % 2 === 0) return q;
-    q = s.indexOf('"', q + 1);
-  }
-  return -1;
-}
-
 /**
  * The deepest `[`/`{` nesting in JSON text (UTF-8 bytes or a string), counting only
  * brackets outside strings; stops early once `max` is exceeded, returning max + 1.
@@ -78,28 +57,11 @@ function stringEndTextLong(s: string, from: number): number {
  * allocation. Text that is not JSON is scanned the same way and gives some number
  * (stray closing brackets never count below 0); it does not throw.
  */
-export function jsonDepth(text: Uint8Array | string, max = Infinity): number {
+export function jsonDepth(input: Uint8Array | string, max = Infinity): number {
+  // one scanner, over bytes: quotes and brackets are ASCII, so UTF-8 keeps them as they are
+  const text = typeof input === "string" ? Buffer.from(input, "utf8") : input;
   let depth = 0;
   let deepest = 0;
-  if (typeof text === "string") {
-    const n = text.length;
-    for (let i = 0; i < n; i++) {
-      const c = text.charCodeAt(i);
-      if (c === QUOTE) {
-        const end = stringEndText(text, i + 1);
-        if (end < 0) break;
-        i = end;
-      } else if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
-        if (++depth > deepest) {
-          deepest = depth;
-          if (deepest > max) return deepest;
-        }
-      } else if ((c === CLOSE_ARRAY || c === CLOSE_OBJECT) && depth > 0) {
-        depth--;
-      }
-    }
-    return deepest;
-  }
   const n = text.length;
   for (let i = 0; i < n; i++) {
     const c = text[i];

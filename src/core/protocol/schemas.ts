@@ -5,7 +5,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
  * Validators for the v2 layers, built from the copies of
  * Choria's published schemas under /schemas. A few schema statements disagree with what
  * go-choria actually puts on the wire; the schemas are adjusted here to follow go-choria
- * (each adjustment is pinned by a test in test/protocol/deviations.test.ts).
+ * (each adjustment is pinned by a test in test/core/protocol/deviations.test.ts).
  */
 
 type Json = Record<string, unknown>;

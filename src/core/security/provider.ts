@@ -14,11 +14,11 @@ export interface ChoriaSecurityOptions {
   tokenFile: string;
   /** trusted org issuer public keys, hex */
   issuers: string[];
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
+  caFile?: string | undefined;
+  certFile?: string | undefined;
+  keyFile?: string | undefined;
   /** companion NATS user JWT; defaults to `<tokenFile>.nats` when that exists */
-  natsJwtFile?: string;
+  natsJwtFile?: string | undefined;
 }
 
 interface Cached<T> {
@@ -38,6 +38,28 @@ function readText(path: string, what: string): string {
 }
 
 /**
+ * The provider's files from Choria settings: core/config's serverSettings() and
+ * clientSettings() fit (seed_file, token_file, issuers, ca, certificate, key,
+ * nats_jwt_file). Plain data, so it can be handed to worker threads.
+ */
+export function securityOptionsFromSettings(s: ChoriaSecurityOptions): ChoriaSecurityOptions {
+  return {
+    seedFile: s.seedFile,
+    tokenFile: s.tokenFile,
+    issuers: [...s.issuers],
+    ...(s.natsJwtFile !== undefined && { natsJwtFile: s.natsJwtFile }),
+    ...(s.caFile !== undefined && { caFile: s.caFile }),
+    ...(s.certFile !== undefined && { certFile: s.certFile }),
+    ...(s.keyFile !== undefined && { keyFile: s.keyFile }),
+  };
+}
+
+/** The `choria` provider a server, client or emulator config describes. */
+export function securityFromSettings(s: ChoriaSecurityOptions): ChoriaSecurity {
+  return new ChoriaSecurity(securityOptionsFromSettings(s));
+}
+
+/**
  * The `choria` security provider: an ed25519 seed plus a JWT naming this process,
  * trust rooted in org issuer public keys. Token checks are cached per JWT until the
  * token expires, because every request carries its caller's JWT.
@@ -52,9 +74,9 @@ export class ChoriaSecurity {
   readonly identity?: string;
   readonly purpose: string;
   readonly issuers: readonly string[];
-  readonly caFile?: string;
-  readonly certFile?: string;
-  readonly keyFile?: string;
+  readonly caFile?: string | undefined;
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
   readonly natsJwtFile: string;
   /** the companion NATS user JWT when the file exists */
   readonly natsJwt?: string;

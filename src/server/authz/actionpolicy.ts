@@ -1,13 +1,8 @@
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import type { Logger } from "../../core/util/index.js";
 import type { Authorizer } from "../types.js";
 import { evaluatePolicy, parsePolicy, PolicyError, readGroups, type PolicyDecision } from "./policy.js";
-
-/** Where denials and broken policy files are reported. */
-export interface AuthzLogger {
-  warn(obj: Record<string, unknown>, msg: string): void;
-  error(obj: Record<string, unknown>, msg: string): void;
-}
 
 export interface ActionPolicyOptions {
   /** `<configdir>/policies` */
@@ -18,7 +13,8 @@ export interface ActionPolicyOptions {
   enableDefault?: boolean;
   /** plugin.actionpolicy.default_name (default "default"). */
   defaultName?: string;
-  logger?: AuthzLogger;
+  /** where denials and broken policy files are reported */
+  logger?: Pick<Logger, "warn" | "error">;
   /** How long a parsed file is trusted before its mtime is checked again (default 1000 ms). */
   recheckMs?: number;
 }
@@ -37,7 +33,9 @@ interface CacheEntry {
  * policy edits apply without a restart and the request path rarely touches the disk.
  */
 export class ActionPolicyAuthorizer implements Authorizer {
-  private readonly opts: Required<Omit<ActionPolicyOptions, "logger">> & { logger?: AuthzLogger };
+  private readonly opts: Required<Omit<ActionPolicyOptions, "logger">> & {
+    logger?: Pick<Logger, "warn" | "error">;
+  };
   private readonly cache = new Map<string, CacheEntry>();
 
   constructor(opts: ActionPolicyOptions) {

@@ -1,4 +1,4 @@
-export { ActionPolicyAuthorizer, type ActionPolicyOptions, type AuthzLogger } from "./actionpolicy.js";
+export { ActionPolicyAuthorizer, type ActionPolicyOptions } from "./actionpolicy.js";
 export {
   PolicyError,
   evaluatePolicy,

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import type { ServerSettings } from "../../core/config/index.js";
 import { ServerError } from "../registry.js";
 import { allowAll, type Authorizer } from "../types.js";
-import { ActionPolicyAuthorizer, type AuthzLogger } from "./actionpolicy.js";
+import { ActionPolicyAuthorizer, type ActionPolicyOptions } from "./actionpolicy.js";
 
 /**
  * The authorizer a config asks for: action_policy with `<configdir>/policies` unless
@@ -18,7 +18,7 @@ export function authorizerFromSettings(
     | "actionPolicyAllowUnconfigured"
     | "actionPolicyEnableDefault"
   >,
-  logger?: AuthzLogger,
+  logger?: ActionPolicyOptions["logger"],
   /** plugin.actionpolicy.default_name */
   defaultName = "default",
 ): Authorizer {

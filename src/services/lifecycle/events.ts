@@ -128,7 +128,7 @@ export function encodeLifecycleEvent(ev: LifecycleEvent, opts: { legacy?: boolea
   if (typeof ev.id !== "string" || ev.id === "" || typeof ev.identity !== "string" || ev.identity === "")
     throw new LifecycleError("invalid", "lifecycle event needs an id and an identity");
   // The exact bytes of JSON.stringify(new CloudEvent({...})) (same keys, same order;
-  // pinned against the SDK by test/cli/rss-lazy.test.ts), built by hand so a node
+  // pinned against the SDK by test/apps/cli/rss-lazy.test.ts), built by hand so a node
   // need not load the SDK to publish.
   return Buffer.from(
     JSON.stringify({

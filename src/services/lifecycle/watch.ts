@@ -1,7 +1,7 @@
-import { createRequire } from "node:module";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { Counter, Gauge, Registry } from "prom-client";
 import { compileRegex, regexProblem } from "../../core/protocol/index.js";
+import { promClient } from "../../core/util/index.js";
 import {
   LIFECYCLE_TYPES,
   LifecycleError,
@@ -68,10 +68,8 @@ export function watchLifecycle(
   });
 }
 
-// prom-client is loaded by the first LifecycleTally: servers import this module (through
-// lifecycle/index.ts) but never tally, and should not carry prom-client for it.
-const require = createRequire(import.meta.url);
-const promClient = (): typeof import("prom-client") => require("prom-client") as typeof import("prom-client");
+// prom-client is loaded (promClient()) by the first LifecycleTally: servers import this
+// module (through lifecycle/index.ts) but never tally, and should not carry prom-client for it.
 
 export interface TallyOptions {
   /** only count this component (default: all) */

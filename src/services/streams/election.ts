@@ -1,16 +1,12 @@
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "../../core/util/index.js";
 import { StreamsError } from "./errors.js";
 import { openBucket } from "./kv.js";
 import { LEADER_ELECTION_BUCKET } from "./managed.js";
 
 export const ELECTION_TTL_MIN_MS = 1000;
 export const ELECTION_TTL_MAX_MS = 3_600_000;
-
-export interface ElectionLogger {
-  info(msg: string): void;
-  warn(msg: string): void;
-}
 
 export interface ElectionOptions {
   /** what is being elected, a KV key (e.g. "scheduler") */
@@ -26,7 +22,7 @@ export interface ElectionOptions {
   ttlMs?: number;
   onWon?: () => void;
   onLost?: () => void;
-  logger?: ElectionLogger;
+  logger?: Pick<Logger, "info" | "warn">;
 }
 
 export type ElectionState = "candidate" | "leader" | "stopped";

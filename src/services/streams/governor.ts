@@ -1,5 +1,6 @@
 import { jetstreamManager, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { Backoff, sleep } from "../../core/util/index.js";
 import { StreamsError } from "./errors.js";
 import { isStreamNotFound } from "./kv.js";
 import { nanos } from "./managed.js";
@@ -338,16 +339,6 @@ async function publishEntry(nc: NatsConnection, subject: string, holder: string,
   }
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
-}
-
 /**
  * Campaigns for a slot: publishes the holder name to the governor subject as a
  * request and reads the JetStream ack. A sequence is a slot; error 10077 means the
@@ -369,7 +360,8 @@ export async function acquireGovernorSlot(
   const timeoutMs = o.timeoutMs ?? 300_000;
   const deadline = Date.now() + timeoutMs;
   const firstWait = o.intervalMs ?? 250;
-  const maxWait = o.maxIntervalMs ?? Math.max(firstWait, 2000);
+  // waits double from intervalMs up to maxIntervalMs
+  const retry = { initialMs: firstWait, maxMs: o.maxIntervalMs ?? Math.max(firstWait, 2000) };
   const timedOut = (what: string) => {
     o.onEvent?.("timeouts", 0);
     return new StreamsError("timeout", `${what} on governor ${name} within ${timeoutMs}ms`);
@@ -379,7 +371,7 @@ export async function acquireGovernorSlot(
   const period = await periodStreamInfo(jsm, name);
   if (period) {
     const subject = period.config.subjects?.[0] ?? governorPeriodSubject(o.collective, name);
-    let wait = firstWait;
+    const backoff = new Backoff(retry);
     for (;;) {
       if (o.signal?.aborted) throw new StreamsError("aborted", `gave up waiting for governor ${name}`);
       const ack = await publishEntry(nc, subject, o.holder, `counting a run on governor ${name}`);
@@ -394,14 +386,12 @@ export async function acquireGovernorSlot(
         );
       }
       // sleep until the oldest entry ages out rather than poll blindly; fall back to backoff
-      let until = wait;
       const si = await jsm.streams.info(period.config.name).catch(() => undefined);
       const first = si?.state.first_ts ? Date.parse(si.state.first_ts) : NaN;
-      if (si && Number.isFinite(first)) {
-        until = Math.max(20, first + si.config.max_age / 1_000_000 - Date.now() + 20);
-      } else {
-        wait = Math.min(maxWait, wait * 2);
-      }
+      const until =
+        si && Number.isFinite(first)
+          ? Math.max(20, first + si.config.max_age / 1_000_000 - Date.now() + 20)
+          : backoff.next();
       if (Date.now() + until > deadline) throw timedOut("period limit not lifted");
       await sleep(until, o.signal);
     }
@@ -413,7 +403,7 @@ export async function acquireGovernorSlot(
   };
 
   const subject = governorSubject(o.collective, name);
-  let wait = firstWait;
+  const backoff = new Backoff(retry);
   try {
     for (;;) {
       if (o.signal?.aborted) throw new StreamsError("aborted", `gave up waiting for governor ${name}`);
@@ -446,9 +436,9 @@ export async function acquireGovernorSlot(
           `governor ${name} refused the entry: ${ack.error?.description ?? "not a JetStream ack"}`,
         );
       }
+      const wait = backoff.next();
       if (Date.now() + wait > deadline) throw timedOut("no free slot");
       await sleep(wait, o.signal);
-      wait = Math.min(maxWait, wait * 2);
     }
   } catch (err) {
     await dropPeriodEntry();

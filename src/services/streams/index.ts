@@ -51,7 +51,6 @@ export {
   ELECTION_TTL_MIN_MS,
   Election,
   electionLeader,
-  type ElectionLogger,
   type ElectionOptions,
   type ElectionState,
 } from "./election.js";

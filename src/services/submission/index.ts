@@ -10,12 +10,5 @@ export {
   type SpooledMessage,
   type SubmitRequest,
 } from "./message.js";
-export {
-  SPOOL_DEFAULTS,
-  Spool,
-  type SpoolLogger,
-  type SpoolOptions,
-  type SpoolSigner,
-  type SpoolStats,
-} from "./spool.js";
+export { SPOOL_DEFAULTS, Spool, type SpoolOptions, type SpoolSigner, type SpoolStats } from "./spool.js";
 export { parseSize, submissionSettings, type SubmissionSettings } from "./settings.js";

@@ -14,6 +14,7 @@ import {
 import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { backoffDelay, silentLogger, type Logger } from "../../core/util/index.js";
 import {
   buildMessage,
   isExpired,
@@ -24,12 +25,6 @@ import {
   type SpooledMessage,
   type SubmitRequest,
 } from "./message.js";
-
-export interface SpoolLogger {
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-}
 
 /** Signs payloads for messages submitted with `sign` (the node's key and token). */
 export interface SpoolSigner {
@@ -56,7 +51,7 @@ export interface SpoolOptions {
   retryMinMs?: number;
   retryMaxMs?: number;
   signer?: SpoolSigner;
-  logger?: SpoolLogger;
+  logger?: Pick<Logger, "info" | "warn" | "error">;
   /** skip fsync (tests and benchmarks on throwaway dirs only) */
   unsafeNoSync?: boolean;
 }
@@ -86,8 +81,6 @@ export interface SpoolStats {
 }
 
 const READ_AHEAD = 8;
-
-const quiet: SpoolLogger = { info() {}, warn() {}, error() {} };
 
 // Wall-clock nanoseconds that never go backwards within a process, so file names
 // (which start with them) sort in submission order even inside one millisecond.
@@ -122,7 +115,7 @@ export class Spool {
   readonly maxSpoolSize: number;
   readonly minFreeBytes: number;
   private readonly o: SpoolOptions;
-  private readonly log: SpoolLogger;
+  private readonly log: Pick<Logger, "info" | "warn" | "error">;
   private readonly counters = {
     published: 0,
     duplicates: 0,
@@ -153,7 +146,7 @@ export class Spool {
     this.collective = opts.collective;
     this.maxSpoolSize = opts.maxSpoolSize ?? SPOOL_DEFAULTS.maxSpoolSize;
     this.minFreeBytes = opts.minFreeBytes ?? SPOOL_DEFAULTS.minFreeBytes;
-    this.log = opts.logger ?? quiet;
+    this.log = opts.logger ?? silentLogger;
     try {
       for (const p of PRIORITIES) mkdirSync(this.priorityDir(p), { recursive: true, mode: 0o750 });
     } catch (err) {
@@ -445,11 +438,12 @@ export class Spool {
   }
 
   private backoff(tries: number): number {
-    const min = this.o.retryMinMs ?? SPOOL_DEFAULTS.retryMinMs;
-    const max = this.o.retryMaxMs ?? SPOOL_DEFAULTS.retryMaxMs;
-    const base = Math.min(max, min * 2 ** Math.min(tries - 1, 20));
-    // jitter so many nodes recovering from one broker outage do not retry in step
-    return Math.round(base * (0.8 + Math.random() * 0.4));
+    return backoffDelay(tries, {
+      initialMs: this.o.retryMinMs ?? SPOOL_DEFAULTS.retryMinMs,
+      maxMs: this.o.retryMaxMs ?? SPOOL_DEFAULTS.retryMaxMs,
+      // so many nodes recovering from one broker outage do not retry in step
+      jitter: 0.2,
+    });
   }
 
   /** Reads a spool file; corrupt ones are moved aside (and counted) instead of retried. */

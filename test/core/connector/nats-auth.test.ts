@@ -3,12 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  connectNats,
-  type ConnectorLogger,
-  type NatsConnection,
-  type Status,
-} from "../../../src/core/connector/index.js";
+import { connectNats, type NatsConnection, type Status } from "../../../src/core/connector/index.js";
+import { silentLogger } from "../../../src/core/util/index.js";
 import {
   createCA,
   createClientToken,
@@ -28,7 +24,7 @@ import {
 } from "../../../src/core/security/index.js";
 import { startNats, type TestNats } from "../../helpers/nats.js";
 
-const quiet: ConnectorLogger = { info: () => {}, warn: () => {}, error: () => {} };
+const quiet = silentLogger;
 const org = orgIssuer(generateKeyPair());
 const md5 = (s: string) => createHash("md5").update(s).digest("hex");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

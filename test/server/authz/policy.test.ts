@@ -51,7 +51,7 @@ function authz(opts: Partial<ConstructorParameters<typeof ActionPolicyAuthorizer
   const a = new ActionPolicyAuthorizer({
     policyDir: policies,
     recheckMs: 0,
-    logger: { warn: (_o, m) => warnings.push(m), error: (_o, m) => errors.push(m) },
+    logger: { warn: (_o, m) => warnings.push(m ?? ""), error: (_o, m) => errors.push(m ?? "") },
     ...opts,
   });
   const ask = (q: Ask = {}) =>

@@ -41,7 +41,7 @@ describe("chorus event", () => {
     let metrics = "";
     try {
       const cfg = fleet.setup.clientConfig;
-      const watch = buildProgram().parseAsync(
+      const watch = (await buildProgram()).parseAsync(
         [
           "event",
           "watch",
@@ -58,7 +58,7 @@ describe("chorus event", () => {
         ],
         { from: "user" },
       );
-      const tally = buildProgram().parseAsync(
+      const tally = (await buildProgram()).parseAsync(
         ["event", "tally", "--config", cfg, "--timeout", "4", "--interval", "10", "--port", "0"],
         { from: "user" },
       );

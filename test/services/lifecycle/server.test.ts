@@ -46,6 +46,8 @@ describe("server lifecycle events through a JetStream broker", () => {
     await server.stop();
     await until("shutdown", () => watched.some((e) => e.protocol.endsWith(".shutdown")));
     sub.unsubscribe();
+    // rpcutil daemon_stats "events": every lifecycle event the node published
+    expect(server.node.stats.events).toBe(watched.length);
 
     const jsm = await jetstreamManager(client);
     const types: string[] = [];

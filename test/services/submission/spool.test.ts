@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "../../../src/core/connector/index.js";
 import { parseConfig } from "../../../src/core/config/index.js";
 import { sign as edSign, verify as edVerify } from "../../../src/core/security/index.js";
+import { logLine } from "../../../src/core/util/index.js";
 import {
   Spool,
   SubmissionError,
@@ -274,7 +275,7 @@ describe("spool publishing", () => {
   it("moves corrupt files aside and reports them", async () => {
     const dir = tmp();
     const logs: string[] = [];
-    const s = spoolIn(dir, { logger: { info() {}, warn() {}, error: (m) => logs.push(m) } });
+    const s = spoolIn(dir, { logger: { info() {}, warn() {}, error: (m) => logs.push(logLine(m)) } });
     s.submit({ subject: "corrupt", payload: "good1", sender: "t", reliable: true });
     writeFileSync(join(s.priorityDir(4), "00000000000000000001-bad.msg"), "{not json");
     writeFileSync(join(s.priorityDir(4), "00000000000000000002-half.msg"), JSON.stringify({ id: "x" }));

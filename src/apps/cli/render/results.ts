@@ -1,9 +1,9 @@
-import type { ActionDDL, AgentDDL } from "../core/ddl/index.js";
-import { findAction } from "../core/ddl/index.js";
-import { StatusCode } from "../core/protocol/index.js";
+import type { ActionDDL, AgentDDL } from "../../../core/ddl/index.js";
+import { findAction } from "../../../core/ddl/index.js";
+import { StatusCode } from "../../../core/protocol/index.js";
 import { renderSummaries, type Summary } from "./aggregate.js";
 import { printableReply } from "./output.js";
-import type { PingResult, RpcReply, RpcResult, RpcStats } from "./types.js";
+import type { PingResult, RpcReply, RpcResult, RpcStats } from "../../../client/index.js";
 
 /** Which replies the text output shows; "ddl" follows the action's `display` hint. */
 export type DisplayMode = "ddl" | "ok" | "failed" | "all" | "none";

@@ -1,6 +1,6 @@
-import type { AgentDDL, InputDDL } from "../core/ddl/index.js";
-import { StatusCode } from "../core/protocol/index.js";
-import type { RpcReply } from "./types.js";
+import type { AgentDDL, InputDDL } from "../../../core/ddl/index.js";
+import { StatusCode } from "../../../core/protocol/index.js";
+import type { RpcReply } from "../../../client/index.js";
 
 export interface FactReport {
   fact: string;

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import {
-  emptyDropCounts,
   exitCodeFor,
   formatMs,
   renderDiscovered,
@@ -8,12 +7,12 @@ import {
   renderPing,
   renderStats,
   renderText,
+  replyProgress,
   shouldDisplay,
   toChoriaJson,
-  type RpcResult,
-  type RpcStats,
-} from "../../src/client/index.js";
-import { TEST_DDL } from "./fleet.js";
+} from "../../../src/apps/cli/render/index.js";
+import { emptyDropCounts, type RpcResult, type RpcStats } from "../../../src/client/index.js";
+import { TEST_DDL } from "../../client/fleet.js";
 
 function stats(over: Partial<RpcStats> = {}): RpcStats {
   return {
@@ -254,26 +253,8 @@ describe("ping and discover output", () => {
   });
 });
 
-describe("filters", () => {
-  it("completes partial filters and spots identity-only ones", async () => {
-    const { completeFilter, identityOnlyTargets } = await import("../../src/client/index.js");
-    expect(completeFilter({ identity: ["a"] })).toEqual({
-      identity: ["a"],
-      fact: [],
-      cf_class: [],
-      agent: [],
-      compound: [],
-    });
-    expect(identityOnlyTargets(completeFilter({ identity: ["a", "b", "a"] }))).toEqual(["a", "b"]);
-    expect(identityOnlyTargets(completeFilter({ identity: ["/a/"] }))).toBeUndefined();
-    expect(identityOnlyTargets(completeFilter({ identity: ["a"], agent: ["x"] }))).toBeUndefined();
-    expect(identityOnlyTargets(completeFilter({}))).toBeUndefined();
-  });
-});
-
 describe("progress", () => {
-  it("is silent when stderr is not a terminal", async () => {
-    const { replyProgress } = await import("../../src/client/index.js");
+  it("is silent when stderr is not a terminal", () => {
     let written = "";
     const fake = { isTTY: false, write: (s: string) => (written += s) } as unknown as NodeJS.WriteStream;
     const p = replyProgress(fake);

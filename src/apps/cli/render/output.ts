@@ -1,6 +1,6 @@
-import { findAction, type AgentDDL } from "../core/ddl/index.js";
-import { MAX_JSON_DEPTH, StatusCode, valueDepthExceeds } from "../core/protocol/index.js";
-import type { RpcReply, RpcResult } from "./types.js";
+import { findAction, type AgentDDL } from "../../../core/ddl/index.js";
+import { MAX_JSON_DEPTH, StatusCode, valueDepthExceeds } from "../../../core/protocol/index.js";
+import type { RpcReply, RpcResult } from "../../../client/index.js";
 
 /**
  * A reply fit for JSON.stringify: one whose data nests deeper than MAX_JSON_DEPTH gets

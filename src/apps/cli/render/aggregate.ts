@@ -1,7 +1,6 @@
-import type { ActionDDL, AggregateDDL } from "../core/ddl/index.js";
-import { StatusCode } from "../core/protocol/index.js";
-import { ClientError } from "./errors.js";
-import type { RpcReply } from "./types.js";
+import type { ActionDDL, AggregateDDL } from "../../../core/ddl/index.js";
+import { StatusCode } from "../../../core/protocol/index.js";
+import { ClientError, type RpcReply } from "../../../client/index.js";
 
 export const AGGREGATE_FUNCTIONS = ["summary", "boolean_summary", "average", "chart"] as const;
 export type AggregateFunction = (typeof AGGREGATE_FUNCTIONS)[number];

@@ -2,9 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
-  compileReplyFilter,
   computeSummaries,
-  emptyDropCounts,
   renderJson,
   renderJsonl,
   renderPingGraph,
@@ -12,15 +10,11 @@ import {
   renderTable,
   renderText,
   sortReplies,
-  applyLimit,
-  planBatches,
-  limitCount,
-  type RpcResult,
-} from "../../src/client/index.js";
-import { builtinDDL, findAction } from "../../src/core/ddl/index.js";
-import { ExpressionError } from "../../src/core/filter/index.js";
+} from "../../../src/apps/cli/render/index.js";
+import { emptyDropCounts, type RpcResult } from "../../../src/client/index.js";
+import { builtinDDL, findAction } from "../../../src/core/ddl/index.js";
 
-const FIX = (name: string) => fileURLToPath(new URL(`../fixtures/output/${name}`, import.meta.url));
+const FIX = (name: string) => fileURLToPath(new URL(`../../fixtures/output/${name}`, import.meta.url));
 
 /** Compares to a fixture; UPDATE_FIXTURES=1 rewrites it. */
 function fixture(name: string, actual: string): void {
@@ -136,48 +130,5 @@ describe("output modes", () => {
     });
     expect(out).toContain("5 replies min/p50/p90/p99/max = 1.0/2.0/9.0/9.0/9.0 ms");
     expect(out.split("\n").filter((l) => l.includes("│"))).toHaveLength(20);
-  });
-});
-
-describe("--filter-replies", () => {
-  const keep = (e: string) => result.replies.filter(compileReplyFilter(e)).map((r) => r.sender);
-  it.each([
-    ["ok()", ["web2.example", "db1.example", "web1.example"]],
-    ["!ok()", ["bad1.example"]],
-    ["code == 5", ["bad1.example"]],
-    ["data('value') == 'web'", ["web2.example", "web1.example"]],
-    ["data.value =~ /^d/", ["db1.example"]],
-    ["sender() =~ /^web1/ || msg =~ 'failed'", ["web1.example", "bad1.example"]],
-  ])("%s", (e, want) => {
-    expect(keep(e)).toEqual(want);
-  });
-  it("errors point at the column", () => {
-    expect(() => compileReplyFilter("ok() && data('x') =")).toThrow(ExpressionError);
-    expect(() => compileReplyFilter("ok() && data('x') =")).toThrow(/reply filter .*column 19/);
-    expect(() => compileReplyFilter("facts.x")).toThrow(/unknown name "facts"/);
-  });
-});
-
-describe("limits and batches", () => {
-  const ids = Array.from({ length: 100 }, (_, i) => `n${String(i).padStart(3, "0")}`);
-  it("counts and percentages", () => {
-    expect(limitCount("10", 100)).toBe(10);
-    expect(limitCount("10%", 5)).toBe(1);
-    expect(limitCount(500, 100)).toBe(100);
-    expect(() => limitCount("x", 1)).toThrow(/--limit/);
-    expect(() => limitCount("0", 1)).toThrow(/--limit/);
-  });
-  it("seeded random selection is stable and independent of input order", () => {
-    const a = applyLimit(ids, 10, "random", "s1");
-    expect(applyLimit([...ids].reverse(), 10, "random", "s1")).toEqual(a);
-    expect(applyLimit(ids, 10, "random", "s2")).not.toEqual(a);
-    expect(new Set(a).size).toBe(10);
-    expect(applyLimit(ids, 3, "first")).toEqual(["n000", "n001", "n002"]);
-  });
-  it("canary then batches", () => {
-    expect(planBatches(ids.slice(0, 7), 3, 1).map((b) => b.length)).toEqual([1, 3, 3]);
-    expect(planBatches(ids.slice(0, 7), undefined, 2).map((b) => b.length)).toEqual([2, 5]);
-    expect(planBatches(ids.slice(0, 7), undefined, undefined)).toHaveLength(1);
-    expect(() => planBatches([], 0, undefined)).toThrow(/--batch/);
   });
 });

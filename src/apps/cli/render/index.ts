@@ -1,0 +1,16 @@
+// What the CLI prints: results of req, ping and discover (text, JSON, JSON lines,
+// tables), DDL summaries, reports, exit codes and the progress bar. The client returns
+// data; turning it into output is the CLI's job.
+export * from "./results.js";
+export * from "./output.js";
+export {
+  computeSummaries,
+  renderSummaries,
+  formatValue,
+  histogram,
+  AGGREGATE_FUNCTIONS,
+  type Summary,
+  type AggregateFunction,
+} from "./aggregate.js";
+export { factReport, renderFactReport, renderInventory, renderDDLDoc, type FactReport } from "./reports.js";
+export { replyProgress, type Progress } from "./progress.js";

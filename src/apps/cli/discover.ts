@@ -17,7 +17,7 @@ interface DiscoverFlags extends DiscoveryFlags {
 
 /** `chorus discover`: list the identities matching a filter. */
 export function register(program: Command): void {
-  const cmd = program.command("discover").description("List the nodes matching a filter");
+  const cmd = program.command("discover").alias("find").description("List the nodes matching a filter");
   addConfigOption(cmd);
   addFilterOptions(cmd);
   addDiscoveryOptions(cmd);

@@ -127,6 +127,7 @@ export function register(program: Command): void {
     );
 
   sub(kv, "del", "Delete a key (history is kept)")
+    .alias("rm")
     .argument("<bucket>")
     .argument("<key>")
     .action(

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { setFlagsFromString } from "node:v8";
 import { Command } from "commander";
 import { FlagError } from "./flags.js";
@@ -8,6 +9,7 @@ export type Register = (program: Command) => void;
 type CommandFile = () => Promise<{ register: Register }>;
 
 const req: CommandFile = () => import("./req.js");
+const discover: CommandFile = () => import("./discover.js");
 
 /**
  * THE command table: top-level command (or alias) → its file, loaded on demand, in help
@@ -25,7 +27,8 @@ export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   req,
   rpc: req, // alias of req: the same file
   ping: () => import("./ping.js"),
-  discover: () => import("./discover.js"),
+  discover,
+  find: discover, // Choria's alias of discover: the same file
   facts: () => import("./facts.js"),
   inventory: () => import("./inventory.js"),
   plugin: () => import("./plugin.js"),
@@ -56,7 +59,7 @@ function flagOf(cmd: Command, flags: string): string {
  * flag parser (flags.ts, through commander's argParser) and flags that `.conflicts()`
  * print one line, `chorus <command>: <why>`, and exit 1, as guarded() does for errors
  * found later; commander's own errors (unknown option, missing argument, bad choice)
- * keep commander's wording and the usage hint.
+ * print the same one line with commander's wording.
  */
 class ChorusCommand extends Command {
   override createCommand(name?: string): Command {
@@ -73,8 +76,11 @@ class ChorusCommand extends Command {
       const m = /option '([^']+)' cannot be used with option '([^']+)'/.exec(message);
       if (m) why = `${flagOf(this, m[1] as string)} and ${flagOf(this, m[2] as string)} exclude each other`;
     }
-    if (why === undefined) return super.error(message, opts);
-    process.stderr.write(`chorus ${commandPath(this)}: ${why}\n`);
+    // commander's own usage errors (unknown option or command, missing argument, bad
+    // choice) go through the same one-line printer, without commander's "error: " prefix
+    why ??= message.replace(/^error: /, "");
+    const path = commandPath(this);
+    process.stderr.write(`chorus${path ? ` ${path}` : ""}: ${why}\n`);
     return process.exit(1);
   }
 }
@@ -84,7 +90,19 @@ export function programShell(): Command {
   return new ChorusCommand()
     .name("chorus")
     .description("Fleet orchestration over NATS, wire-compatible with Choria")
-    .showHelpAfterError("(run with --help for usage)");
+    .version(packageVersion(), "-V, --version", "Print the chorus version");
+}
+
+/** The version in package.json (src/apps/cli and dist/apps/cli are both three levels down). */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+      version?: unknown;
+    };
+    return typeof pkg.version === "string" ? pkg.version : "unknown";
+  } catch {
+    return "unknown";
+  }
 }
 
 /**

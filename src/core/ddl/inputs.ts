@@ -215,7 +215,10 @@ export function validateInputs(ddl: AgentDDL, action: string, data: Record<strin
   for (const [key, spec] of Object.entries(a.input)) {
     const value = data[key];
     if (value === undefined) {
-      if (!spec.optional && spec.default === undefined) issues.push({ input: key, reason: "is required" });
+      // A `"default": null` (rpcutil get_fact's fact, for one) supplies nothing: still required.
+      if (!spec.optional && (spec.default === undefined || spec.default === null)) {
+        issues.push({ input: key, reason: "is required" });
+      }
       continue;
     }
     const reason = checkValue(spec, value);

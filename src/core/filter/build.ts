@@ -66,10 +66,12 @@ export function buildFilter(opts: {
   compound?: string[];
 }): Filter {
   const f = emptyFilter();
-  for (const i of opts.identity ?? []) addUnique(f.identity, parseIdentityFilter(i));
-  for (const c of opts.classes ?? []) addUnique(f.cf_class, parseClassFilter(c));
-  for (const a of opts.agents ?? []) addUnique(f.agent, parseAgentFilter(a));
-  for (const x of opts.facts ?? []) f.fact.push(parseFactFilter(x));
+  // go-choria's Filter.Add* skip empty entries rather than failing
+  const given = (l: string[] | undefined): string[] => (l ?? []).filter((v) => v.trim() !== "");
+  for (const i of given(opts.identity)) addUnique(f.identity, parseIdentityFilter(i));
+  for (const c of given(opts.classes)) addUnique(f.cf_class, parseClassFilter(c));
+  for (const a of given(opts.agents)) addUnique(f.agent, parseAgentFilter(a));
+  for (const x of given(opts.facts)) f.fact.push(parseFactFilter(x));
   for (const w of opts.combined ?? []) parseCombinedFilter(w, f);
   // One group per -S, as go-choria's AddCompoundFilter does; all must hold.
   for (const e of opts.compound ?? []) f.compound.push([{ expr: parseCompoundFilter(e) }]);

@@ -29,8 +29,19 @@ function matchAll(needles: readonly string[], have: readonly string[]): boolean 
   return needles.every((n) => have.some((h) => matchesOne(n, h)));
 }
 
+/**
+ * Classes compare case-insensitively, plain names and regexes alike: go-choria adds
+ * `(?i)` to class regexes and lowercases plain needles.
+ */
 export function matchClasses(needles: readonly string[], classes: readonly string[]): boolean {
-  return matchAll(needles, classes);
+  return needles.every((n) => {
+    if (isSlashRegex(n)) {
+      const re = compileRegex(n.slice(1, -1), "i");
+      return re !== null && classes.some((c) => re.test(c));
+    }
+    const ln = n.toLowerCase();
+    return classes.some((c) => c.toLowerCase() === ln);
+  });
 }
 
 export function matchAgents(needles: readonly string[], agents: readonly string[]): boolean {

@@ -1,5 +1,6 @@
 import { builtinDDL } from "../../core/ddl/index.js";
 import { lookupFact } from "../../core/filter/index.js";
+import { DataError, DataRegistry, choriaPlugin, fstatPlugin, sysctlPlugin } from "../data/index.js";
 import type { AgentRegistry } from "../registry.js";
 import type { ActionRequest, AgentHandler } from "../types.js";
 
@@ -7,6 +8,23 @@ function uptimeTimes(): Record<string, number> {
   const u = process.cpuUsage();
   // Seconds, like the Ruby daemon's Process.times; children are not tracked.
   return { utime: u.user / 1e6, stime: u.system / 1e6, cutime: 0, cstime: 0 };
+}
+
+/** The built-in data plugins for a node (not yet a per-server registry with module/external plugins). */
+function dataRegistry(req: ActionRequest): DataRegistry {
+  const n = req.node;
+  const reg = new DataRegistry();
+  reg.register(fstatPlugin);
+  reg.register(sysctlPlugin);
+  reg.register(
+    choriaPlugin({
+      configFile: () => n.host.configFile ?? "",
+      connectedServer: () => n.host.connectedServer(),
+      agents: () => [...n.agents],
+      classes: () => [...n.classes],
+    }),
+  );
+  return reg;
 }
 
 function str(req: ActionRequest, key: string): string {
@@ -59,8 +77,19 @@ export const rpcutilActions: Record<string, AgentHandler> = {
   },
 
   get_data: (req, reply) => {
-    // No data plugins exist yet, so every source is unknown.
-    reply.fail(`Unknown data plugin ${str(req, "source")}`);
+    const source = str(req, "source");
+    const reg = dataRegistry(req);
+    if (reg.get(source) === undefined) {
+      reply.fail(`Unknown data plugin ${source}`);
+      return;
+    }
+    try {
+      return reg.run(source, str(req, "query"));
+    } catch (e) {
+      if (!(e instanceof DataError)) throw e;
+      reply.fail(e.message);
+      return;
+    }
   },
 
   get_fact: (req) => {
@@ -86,7 +115,7 @@ export const rpcutilActions: Record<string, AgentHandler> = {
       version: n.host.version,
       main_collective: n.mainCollective,
       collectives: [...n.collectives],
-      data_plugins: [],
+      data_plugins: dataRegistry(req).names(),
       machines: {},
       upgradable: false,
     };

@@ -117,15 +117,15 @@ export function parsePolicy(text: string, file: string): Policy {
 }
 
 /** Reads `policies/groups`: `name member member...` per line; a missing file means no groups. */
-export function parseGroups(text: string, file: string): Map<string, string[]> {
+export function parseGroups(text: string, _file: string): Map<string, string[]> {
   const groups = new Map<string, string[]>();
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i] as string;
     if (SKIP.test(raw)) continue;
     const [name, ...members] = words(raw);
-    if (!name || members.length === 0)
-      throw new PolicyError(file, i + 1, "a group line is a name followed by its members");
+    // A name with no members is skipped, as go-choria does, not a reason to reject the file.
+    if (!name || members.length === 0) continue;
     groups.set(name, members);
   }
   return groups;
@@ -147,7 +147,8 @@ export function readGroups(file: string): Map<string, string[]> {
  * not compile (or is too large) matches nobody, as in Choria.
  */
 function regexMatches(s: string, caller: string): boolean {
-  return isSlashRegex(s) && compileRegex(s.slice(1, -1))?.test(caller) === true;
+  // An empty regex (`//`) is invalid and matches nobody.
+  return isSlashRegex(s) && s.length > 2 && compileRegex(s.slice(1, -1))?.test(caller) === true;
 }
 
 function callerMatches(rule: PolicyRule, caller: string, groups: Map<string, string[]>): boolean {

@@ -242,6 +242,9 @@ describe("ping and discover output", () => {
         "",
       ].join("\n"),
     );
+    expect(
+      renderPing({ requestid: "x", dropped: emptyDropCounts(), replies: [{ sender: "n1", ms: 1 }] }),
+    ).toContain("1 reply min/avg/max");
     expect(renderPing({ requestid: "x", dropped: emptyDropCounts(), replies: [] })).toContain(
       "No responses received",
     );

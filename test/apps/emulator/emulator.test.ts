@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client } from "../../../src/client/index.js";
-import { Emulator } from "../../../src/apps/emulator/index.js";
+import { Emulator, emulatedFacts } from "../../../src/apps/emulator/index.js";
 import { verifyStats } from "../../../src/core/security/index.js";
 import { pino } from "pino";
 import { chorusAsync } from "../../helpers/cli.js";
@@ -78,11 +78,14 @@ describe("emulator on a secured broker", () => {
         discoveryTimeoutMs: 3_000,
       },
     );
-    expect(result.stats.discovered).toBe(N / 5);
-    expect(result.stats.ok).toBe(N / 5);
+    // facts are per-node hashes: count the db nodes the same way
+    let dbs = 0;
+    for (let i = 1; i <= N; i++) if (emulatedFacts(i).role === "db") dbs++;
+    expect(result.stats.discovered).toBe(dbs);
+    expect(result.stats.ok).toBe(dbs);
     expect(result.replies.every((r) => r.data.value === "db")).toBe(true);
     // the client checked one signature (and one server token) per reply at least
-    expect(verifyStats.count - verifiesBefore).toBeGreaterThanOrEqual(N / 5);
+    expect(verifyStats.count - verifiesBefore).toBeGreaterThanOrEqual(dbs);
   });
 
   it(`chorus ping (the CLI) gets ${N} replies`, async () => {
@@ -151,5 +154,19 @@ describe.skipIf(!existsSync(builtWorker))("sharded emulator (worker threads)", (
     }
     const total = await emulator.totalStats();
     expect(total?.replies).toBeGreaterThanOrEqual(2 * N + 200);
+  });
+});
+
+describe("emulated facts", () => {
+  it("are deterministic and independent of each other (every role meets every os)", () => {
+    expect(emulatedFacts(7)).toEqual(emulatedFacts(7));
+    const seen = new Set<string>();
+    for (let i = 1; i <= 200; i++) {
+      const f = emulatedFacts(i);
+      seen.add(`${String(f.role)}/${String(f.os)}`);
+    }
+    for (const role of ["web", "db", "cache", "queue", "batch"]) {
+      for (const os of ["linux", "freebsd", "windows"]) expect(seen).toContain(`${role}/${os}`);
+    }
   });
 });

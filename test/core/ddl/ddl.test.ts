@@ -326,6 +326,13 @@ describe("validateInputs", () => {
     expect(data.mode).toBe("slow");
   });
 
+  it("does not let a null default satisfy a required input (rpcutil get_fact's fact)", () => {
+    const rpcutil = builtinDDL("rpcutil");
+    const issues = validateInputs(rpcutil, "get_fact", {});
+    expect(issues).toEqual([{ input: "fact", reason: "is required" }]);
+    expect(validateInputs(rpcutil, "get_fact", { fact: "os" })).toEqual([]);
+  });
+
   it("reports missing, unknown, and wrongly typed inputs", () => {
     const issues = check({ bogus: 1, count: "3", ratio: "x", num: true, force: "yes", tags: {}, env: [] });
     const by = Object.fromEntries(issues.map((i) => [i.input, i.reason]));

@@ -159,6 +159,16 @@ describe("rpcutil", () => {
     );
   });
 
+  it("get_data answers each built-in data plugin", async () => {
+    const f = await call("rpcutil", "get_data", { source: "fstat", query: "/etc/hosts" });
+    expect(f.statuscode).toBe(StatusCode.OK);
+    expect(f.data).toMatchObject({ name: "/etc/hosts", present: true, type: "file" });
+    const c = await call("rpcutil", "get_data", { source: "choria" });
+    expect(c.data).toMatchObject({ version: CHORUS_VERSION, config_file: "/etc/choria/server.conf" });
+    const s = await call("rpcutil", "get_data", { source: "sysctl", query: "no.such.key" });
+    expect(s.statuscode).toBe(StatusCode.Aborted);
+  });
+
   it("get_fact and get_facts, including dotted paths and missing facts", async () => {
     expect((await call("rpcutil", "get_fact", { fact: "os" })).data).toEqual({ fact: "os", value: "linux" });
     expect((await call("rpcutil", "get_fact", { fact: "cpu.count" })).data).toEqual({
@@ -183,7 +193,7 @@ describe("rpcutil", () => {
       version: CHORUS_VERSION,
       main_collective: COLLECTIVE,
       collectives: [COLLECTIVE, "other"],
-      data_plugins: [],
+      data_plugins: ["choria", "fstat", "sysctl"],
       machines: {},
       upgradable: false,
     });

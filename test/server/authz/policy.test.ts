@@ -90,6 +90,20 @@ describe("action_policy rules", () => {
     expect(ask({ caller: "choria=dan" }).allowed).toBe(false);
   });
 
+  it("skips a group line with a name and no members instead of rejecting the file", () => {
+    write("groups", ["empty", "admins choria=alice"]);
+    write("puppet.policy", ["policy default deny", rule("allow", "admins", "*", "*", "*")]);
+    const { ask } = authz();
+    expect(ask({ caller: "choria=alice" }).allowed).toBe(true);
+    expect(ask({ caller: "choria=bob" }).allowed).toBe(false);
+  });
+
+  it("an empty regex caller (//) is invalid and matches nobody", () => {
+    write("puppet.policy", ["policy default deny", rule("allow", "//", "*", "*", "*")]);
+    const { ask } = authz();
+    expect(ask({ caller: "choria=alice" }).allowed).toBe(false);
+  });
+
   it("lists actions; * is any action", () => {
     write("puppet.policy", ["policy default deny", rule("allow", "*", "status last_run", "*", "*")]);
     const { ask } = authz();

@@ -132,7 +132,10 @@ export function renderSummaries(summaries: readonly Summary[]): string {
   const out: string[] = [];
   for (const s of summaries) {
     if (s.function === "average") {
-      out.push(`Average of ${s.label}: ${formatValue(s.format, s.average ?? 0)} (${s.samples} replies)`, "");
+      out.push(
+        `Average of ${s.label}: ${formatValue(s.format, s.average ?? 0)} (${s.samples} ${s.samples === 1 ? "reply" : "replies"})`,
+        "",
+      );
       continue;
     }
     const counts = s.counts ?? {};

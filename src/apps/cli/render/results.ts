@@ -250,7 +250,7 @@ export function renderPing(result: PingResult): string {
     }
     const avg = sum / result.replies.length;
     out.push(
-      `${result.replies.length} replies min/avg/max = ${min.toFixed(1)}/${avg.toFixed(1)}/${max.toFixed(1)} ms`,
+      `${result.replies.length} ${result.replies.length === 1 ? "reply" : "replies"} min/avg/max = ${min.toFixed(1)}/${avg.toFixed(1)}/${max.toFixed(1)} ms`,
     );
   }
   return out.join("\n") + "\n";
@@ -283,7 +283,7 @@ export function renderPingGraph(result: PingResult, buckets = 20): string {
   out.push(
     "",
     "---- ping statistics ----",
-    `${ms.length} replies min/p50/p90/p99/max = ${lo.toFixed(1)}/${pct(50).toFixed(1)}/${pct(90).toFixed(1)}/${pct(99).toFixed(1)}/${hi.toFixed(1)} ms`,
+    `${ms.length} ${ms.length === 1 ? "reply" : "replies"} min/p50/p90/p99/max = ${lo.toFixed(1)}/${pct(50).toFixed(1)}/${pct(90).toFixed(1)}/${pct(99).toFixed(1)}/${hi.toFixed(1)} ms`,
   );
   return out.join("\n") + "\n";
 }

@@ -73,7 +73,7 @@ export {
   type NodeReply,
   type RawAgentHandler,
 } from "./types.js";
-export { CHORUS_VERSION } from "./version.js";
+export { CHORUS_VERSION } from "../core/util/index.js";
 export {
   DISCOVERY_DDL,
   choriaUtilActions,

@@ -22,7 +22,7 @@ import { AgentRegistry, ServerError, type RegisterOptions } from "./registry.js"
 import type { DropReason, ServerStats } from "./stats.js";
 import { StatusFileWriter } from "./status.js";
 import type { AgentHandler, Authorizer, HostInfo } from "./types.js";
-import { CHORUS_VERSION } from "./version.js";
+import { CHORUS_VERSION } from "../core/util/index.js";
 
 function positive(cfg: Config, key: string, v: number): number {
   if (!(v > 0)) throw cfg.error(key, `${key} must be positive`);

@@ -5,7 +5,7 @@
  * counted under the documented reason, and that the node keeps serving others.
  * docs/security.md ("Attacks we test") lists the same cases with their counters.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -28,6 +28,7 @@ import { Server, type AuditEntry, type DropReason } from "../../src/server/index
 import { startNats, type TestNats } from "../helpers/nats.js";
 import {
   COLLECTIVE,
+  auditedServerConfig,
   buildRequest,
   makeFixture,
   parseReply,
@@ -57,30 +58,12 @@ beforeAll(async () => {
   nc = await connect({ servers: nats.url });
   fx.serverSecurity(ID);
   cfgDir = join(fx.dir, "attackcfg");
-  mkdirSync(join(cfgDir, "policies"), { recursive: true });
   // rpcutil: the tester may, mallory is denied by the default
-  writeFileSync(
-    join(cfgDir, "policies", "rpcutil.policy"),
-    ["policy default deny", "allow\tchoria=tester\t*\t*\t*", ""].join("\n"),
-  );
   auditFile = join(cfgDir, "audit", "audit.log");
-  const conf = join(cfgDir, "server.conf");
-  writeFileSync(
-    conf,
-    [
-      `identity = ${ID}`,
-      `collectives = ${COLLECTIVE}`,
-      `plugin.choria.middleware_hosts = ${nats.url}`,
-      `plugin.security.choria.seed_file = ${join(fx.dir, `${ID}.seed`)}`,
-      `plugin.security.choria.token_file = ${join(fx.dir, `${ID}.jwt`)}`,
-      "plugin.security.issuer.names = dev",
-      `plugin.security.issuer.dev.public = ${fx.orgKp.publicHex}`,
-      "rpcaudit = 1",
-      "plugin.rpcaudit.logfile = audit/audit.log",
-      // one hour instead of the 5 h default, to prove the key is read
-      "plugin.chorus.security.max_request_ttl = 1h",
-    ].join("\n"),
-  );
+  const conf = auditedServerConfig(fx, cfgDir, ID, nats.url, "audit/audit.log", [
+    // one hour instead of the 5 h default, to prove the key is read
+    "plugin.chorus.security.max_request_ttl = 1h",
+  ]);
   server = await Server.fromConfigFile(conf, { logger: quietLogger });
   await server.start();
 });

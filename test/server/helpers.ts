@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -238,3 +238,40 @@ export const TEST_DDL: AgentDDL = {
 };
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A server config in `cfgDir` for `identity` (credentials from fx.serverSecurity), with
+ * rpcaudit to `auditLog` (relative to cfgDir) and a `policies/rpcutil.policy` that
+ * lets only choria=tester in. `extra` lines are appended. Returns the config path.
+ */
+export function auditedServerConfig(
+  fx: Fixture,
+  cfgDir: string,
+  identity: string,
+  natsUrl: string,
+  auditLog: string,
+  extra: string[] = [],
+): string {
+  mkdirSync(join(cfgDir, "policies"), { recursive: true });
+  writeFileSync(
+    join(cfgDir, "policies", "rpcutil.policy"),
+    ["policy default deny", "allow\tchoria=tester\t*\t*\t*", ""].join("\n"),
+  );
+  const conf = join(cfgDir, "server.conf");
+  writeFileSync(
+    conf,
+    [
+      `identity = ${identity}`,
+      `collectives = ${COLLECTIVE}`,
+      `plugin.choria.middleware_hosts = ${natsUrl}`,
+      `plugin.security.choria.seed_file = ${join(fx.dir, `${identity}.seed`)}`,
+      `plugin.security.choria.token_file = ${join(fx.dir, `${identity}.jwt`)}`,
+      "plugin.security.issuer.names = dev",
+      `plugin.security.issuer.dev.public = ${fx.orgKp.publicHex}`,
+      "rpcaudit = 1",
+      `plugin.rpcaudit.logfile = ${auditLog}`,
+      ...extra,
+    ].join("\n"),
+  );
+  return conf;
+}

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { CHORUS_VERSION } from "../../core/util/index.js";
 import { setFlagsFromString } from "node:v8";
 import { Command } from "commander";
 import { FlagError } from "./flags.js";
@@ -90,19 +90,7 @@ export function programShell(): Command {
   return new ChorusCommand()
     .name("chorus")
     .description("Fleet orchestration over NATS, wire-compatible with Choria")
-    .version(packageVersion(), "-V, --version", "Print the chorus version");
-}
-
-/** The version in package.json (src/apps/cli and dist/apps/cli are both three levels down). */
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
-      version?: unknown;
-    };
-    return typeof pkg.version === "string" ? pkg.version : "unknown";
-  } catch {
-    return "unknown";
-  }
+    .version(CHORUS_VERSION, "-V, --version", "Print the chorus version");
 }
 
 /**

@@ -11,3 +11,4 @@ export {
   type BatchAnswer,
   type PackedBuffers,
 } from "./pool.js";
+export { CHORUS_VERSION } from "./version.js";

@@ -2,7 +2,7 @@ import type { AgentDDL } from "../../core/ddl/index.js";
 import { StatusCode } from "../../core/protocol/index.js";
 import type { AgentRegistry } from "../registry.js";
 import type { RawAgentHandler } from "../types.js";
-import { CHORUS_VERSION } from "../version.js";
+import { CHORUS_VERSION } from "../../core/util/index.js";
 
 /** Choria ships no DDL for discovery (it is compiled in); this one describes what it does. */
 export const DISCOVERY_DDL: AgentDDL = {

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { lstatSync, readFileSync, statSync } from "node:fs";
-import { CHORUS_VERSION } from "../version.js";
+import { CHORUS_VERSION } from "../../core/util/index.js";
 import { DataError, type DataDdl, type DataOutput, type DataPlugin } from "./types.js";
 
 function ddl(

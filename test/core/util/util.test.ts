@@ -72,7 +72,7 @@ describe("Logger", () => {
     log.info("hello");
     log.error({ file: "a.conf", err: new Error("boom"), n: 2 }, "cannot load");
     expect(got).toEqual(["info hello", "error cannot load file=a.conf err=boom n=2"]);
-    expect(logLine({ only: true })).toBe("only=true");
+    expect(logLine({ alone: true })).toBe("alone=true");
   });
 });
 

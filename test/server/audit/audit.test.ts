@@ -7,6 +7,7 @@ import { AuditLog, Server, auditTime, type AuditEntry } from "../../../src/serve
 import { startNats, type TestNats } from "../../helpers/nats.js";
 import {
   COLLECTIVE,
+  auditedServerConfig,
   buildRequest,
   makeFixture,
   parseReply,
@@ -116,29 +117,10 @@ describe("rpcaudit on a server", () => {
     const id = "audited.example";
     fx.serverSecurity(id);
     const cfgDir = join(fx.dir, "auditcfg");
-    mkdirSync(join(cfgDir, "policies"), { recursive: true });
-    // rpcutil: only the test caller may call it
-    writeFileSync(
-      join(cfgDir, "policies", "rpcutil.policy"),
-      ["policy default deny", "allow\tchoria=tester\t*\t*\t*", ""].join("\n"),
-    );
-    // a directory the server creates: private, as the audit trail names callers
+    // rpcutil: only the test caller may call it; the audit directory is one the server
+    // creates: private, as the audit trail names callers
     const auditFile = join(cfgDir, "private", "audit.log");
-    const conf = join(cfgDir, "server.conf");
-    writeFileSync(
-      conf,
-      [
-        `identity = ${id}`,
-        `collectives = ${COLLECTIVE}`,
-        `plugin.choria.middleware_hosts = ${nats.url}`,
-        `plugin.security.choria.seed_file = ${join(fx.dir, `${id}.seed`)}`,
-        `plugin.security.choria.token_file = ${join(fx.dir, `${id}.jwt`)}`,
-        "plugin.security.issuer.names = dev",
-        `plugin.security.issuer.dev.public = ${fx.orgKp.publicHex}`,
-        "rpcaudit = 1",
-        "plugin.rpcaudit.logfile = private/audit.log",
-      ].join("\n"),
-    );
+    const conf = auditedServerConfig(fx, cfgDir, id, nats.url, "private/audit.log");
     const server = await Server.fromConfigFile(conf, { logger: quietLogger });
     await server.start();
     const allowed = buildRequest({

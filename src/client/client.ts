@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { clientSettings, loadConfig } from "../core/config/index.js";
 import { closeNats, connectNats, type NatsConnection } from "../core/connector/index.js";
@@ -40,6 +41,7 @@ import { ClientError, badOption, naming, opt } from "./errors.js";
 import { checkReplyTo, checkRequestOptions, DEFAULT_TTL_S } from "./options.js";
 import { emptyDropCounts, parseRpcReplyBody, type ReplyTrust, type RpcReplyFields } from "./replies.js";
 import { ReplyRound } from "./round.js";
+import { checkSecureRequest, remoteSigner, REMOTE_SIGNER_AGENT } from "./signer.js";
 import type {
   ClientLogger,
   ClientOptions,
@@ -204,7 +206,21 @@ export class Client {
     const externalCommand = cfg.get("plugin.choria.discovery.external.command");
     if (externalCommand) discoveryDefaults.external = { command: externalCommand };
     const defaultMethod = cfg.get("default_discovery_method");
+    // Choria's request_signer keys: an AAA service signs for us, with the login token.
+    const rs = s.requestSigner;
+    // Before the first login the token is missing: say that, not "cannot read token file".
+    if (rs && !overrides.security && !existsSync(s.tokenFile))
+      throw new ClientError("no_token", `no login token at ${s.tokenFile}`);
     const security = overrides.security ?? securityFromSettings(s);
+    const log = overrides.logger;
+    const requestSigner =
+      rs &&
+      remoteSigner({
+        ...rs,
+        caFile: s.caFile,
+        onTokenExpiring:
+          overrides.onTokenExpiring ?? ((at) => log?.warn(`login token expires at ${at.toISOString()}`)),
+      });
     return new Client({
       security,
       servers: s.middlewareHosts,
@@ -215,6 +231,7 @@ export class Client {
       libdir: s.libdir,
       ...(defaultMethod && { discoveryMethod: defaultMethod }),
       discoveryDefaults,
+      ...(requestSigner && { requestSigner }),
       ...overrides,
     });
   }
@@ -281,15 +298,18 @@ export class Client {
     return (verify ?? this.opts.verifyReplySignatures) ? this.opts.security : undefined;
   }
 
-  /** Signs one request; the returned transport bytes can be published to any number of subjects. */
-  private signedRequest(
+  /**
+   * Signs one request, locally or through the remote signer (one signing call per
+   * request); the returned transport bytes can be published to any number of subjects.
+   */
+  private async signedRequest(
     agent: string,
     message: string,
     filter: Filter,
     requestId: string,
     ttlS: number = this.opts.ttlS ?? DEFAULT_TTL_S,
     replyTo?: string,
-  ): Uint8Array {
+  ): Promise<Uint8Array> {
     const sec = this.opts.security;
     const request = encodeRequest({
       message,
@@ -302,7 +322,15 @@ export class Client {
       time: nowNanos(),
       filter,
     });
-    const secure = encodeSecureRequest(request, sec.sign(request), sec.token);
+    const remote = this.opts.requestSigner;
+    const secure =
+      remote && agent !== REMOTE_SIGNER_AGENT
+        ? checkSecureRequest(
+            await remote.sign(request, { rpc: (a, act, d, o) => this.request(a, act, d, o) }),
+            request,
+            `the ${remote.kind} signer`,
+          )
+        : encodeSecureRequest(request, sec.sign(request), sec.token);
     return encodeTransport(secure, {
       reply: replyTo ?? replySubject(this.collective, this.callerId, requestId),
       sender: this.identity,
@@ -326,7 +354,7 @@ export class Client {
     const rtt: number[] = [];
     const dropped = emptyDropCounts();
     let sentAt = 0;
-    const bytes = this.signedRequest("discovery", DISCOVERY_MESSAGE, filter, requestId);
+    const bytes = await this.signedRequest("discovery", DISCOVERY_MESSAGE, filter, requestId);
     const round = new ReplyRound(nc, replySubject(this.collective, this.callerId, requestId), {
       requestId,
       trust: this.trust(verify),
@@ -457,8 +485,13 @@ export class Client {
     const batches = req.mode === "direct" ? planBatches(targets, opts.batchSize, opts.canary) : [targets];
     const stats = newStats(newRequestId(), targets.length, discoverMs, startTime);
     const result: RpcResult = { agent, action, replies: [], stats };
-    // Interrupted during discovery: report what was found without sending anything.
-    if ((targets.length === 0 && req.mode !== "service") || opts.signal?.aborted) return result;
+    // Interrupted during discovery: report what was found, as not sent, without sending anything.
+    if (opts.signal?.aborted) {
+      stats.interrupted = true;
+      if (targets.length > 0) stats.skipped = [...targets];
+      return result;
+    }
+    if (targets.length === 0 && req.mode !== "service") return result;
     const nc = await this.connect();
     if (opts.replyTo !== undefined) {
       await this.publishOnly(nc, req, targets, stats, opts.replyTo);
@@ -481,6 +514,7 @@ export class Client {
     for (const id of new Set(sent)) if (!g.seen.has(id)) stats.noResponses.push(id);
     stats.noResponses.sort();
     stats.unexpected.sort();
+    if (opts.signal?.aborted) stats.interrupted = true;
     return result;
   }
 
@@ -552,7 +586,14 @@ export class Client {
   ): Promise<void> {
     const t0 = performance.now();
     req.opts.onPublish?.(targets);
-    const bytes = this.signedRequest(req.agent, req.message, req.filter, stats.requestid, req.ttlS, replyTo);
+    const bytes = await this.signedRequest(
+      req.agent,
+      req.message,
+      req.filter,
+      stats.requestid,
+      req.ttlS,
+      replyTo,
+    );
     this.publishTo(nc, req.mode, req.agent, targets, bytes);
     await nc.flush();
     stats.publishMs = performance.now() - t0;
@@ -612,6 +653,9 @@ export class Client {
     const onReply = req.opts.onReply;
     const expected = new Set(nodes);
     let answered = 0;
+    // Signed once per round, before the round starts: every node gets the same bytes, as
+    // go-choria's cached transports do, and a refused signing sends nothing.
+    const bytes = await this.signedRequest(req.agent, req.message, req.filter, id, req.ttlS);
     const round: ReplyRound = new ReplyRound(nc, replySubject(this.collective, this.callerId, id), {
       requestId: id,
       trust: g.trust,
@@ -634,15 +678,7 @@ export class Client {
         }
       },
     });
-    // Signed once per round: every node gets the same bytes, as go-choria's cached transports do.
-    const publish = () =>
-      this.publishTo(
-        nc,
-        how,
-        req.agent,
-        nodes,
-        this.signedRequest(req.agent, req.message, req.filter, id, req.ttlS),
-      );
+    const publish = () => this.publishTo(nc, how, req.agent, nodes, bytes);
     stats.publishMs += await round.run(publish, req.timeoutMs, {
       signal: req.opts.signal,
       flush: () => nc.flush(),

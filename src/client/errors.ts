@@ -1,6 +1,21 @@
 import { ChorusError } from "../core/protocol/index.js";
 
-export type ClientErrorCode = "closed" | "bad_option" | "connect_failed" | "usage" | "discovery_failed";
+export type ClientErrorCode =
+  | "closed"
+  | "bad_option"
+  | "connect_failed"
+  | "usage"
+  | "discovery_failed"
+  /** the remote signer refused to sign the request: nothing was sent */
+  | "signer_denied"
+  /** the remote signer could not be used (unreachable, bad answer): nothing was sent */
+  | "signer_failed"
+  /** the login token has expired (log in again) */
+  | "token_expired"
+  /** remote signing is configured but there is no login token (log in first) */
+  | "no_token"
+  /** no login endpoint issued a token */
+  | "login_failed";
 
 /**
  * An option as a message names it: a property of the call's options (`limit`,

@@ -37,3 +37,21 @@ export type {
 export { compileReplyFilter, REPLY_ENV } from "./reply-filter.js";
 export { applyLimit, limitCount, planBatches, seededRandom, type LimitMethod } from "./pacing.js";
 export * from "./discovery/index.js";
+export {
+  checkSecureRequest,
+  remoteSigner,
+  REMOTE_SIGNER_AGENT,
+  TOKEN_WARN_WITHIN_S,
+  type RemoteSignerOptions,
+  type RequestSigner,
+  type SignerContext,
+} from "./signer.js";
+export {
+  login,
+  loginProof,
+  needsLogin,
+  saveTokenFile,
+  tokenExpiresAt,
+  type LoginOptions,
+  type LoginResult,
+} from "./login.js";

@@ -1,4 +1,5 @@
 import type { NatsConnection } from "../core/connector/index.js";
+import type { RequestSigner } from "./signer.js";
 import type { AgentDDL } from "../core/ddl/index.js";
 import type { Filter } from "../core/protocol/index.js";
 import type { ChoriaSecurity } from "../core/security/index.js";
@@ -36,6 +37,16 @@ export interface ClientOptions {
   discoveryDefaults?: Record<string, Record<string, string>>;
   /** use this connection instead of opening one (tests, embedding); it is not closed by close() */
   connection?: NatsConnection;
+  /**
+   * Signs requests remotely (an AAA signer, see remoteSigner) instead of with the
+   * security provider's own key and JWT; requests to aaa_signer itself stay local.
+   */
+  requestSigner?: RequestSigner;
+  /**
+   * Called once per login token when it expires within 5 minutes (fromConfigFile's
+   * remote signer); default: a warning through `logger`.
+   */
+  onTokenExpiring?: (expiresAt: Date) => void;
 }
 
 export interface DiscoverOptions {
@@ -98,10 +109,12 @@ export interface RpcStats {
   requestMs: number;
   startTime: Date;
   dropped: DropCounts;
-  /** nodes never sent the request: a canary batch failed, or ^C between batches */
+  /** nodes never sent the request: a canary batch failed, or ^C during discovery or between batches */
   skipped?: string[];
   /** true when a failing canary batch stopped the request */
   canaryStopped?: boolean;
+  /** true when `signal` aborted the request (^C), whatever stage it was at */
+  interrupted?: boolean;
   /** how many retry rounds were sent to nodes that had not answered */
   retries?: number;
 }

@@ -17,6 +17,7 @@ import {
 } from "../core/protocol/index.js";
 import {
   SecurityError,
+  delegatedCallerId,
   tokenExpiry,
   verifyToken,
   type ChoriaSecurity,
@@ -292,7 +293,11 @@ export class RequestDecoder {
         `request body from ${request.caller} is nested deeper than ${MAX_JSON_DEPTH} levels`,
       );
     }
-    if (request.caller !== callerClaims.callerid) {
+    // A delegated signer writes the caller id in its subject-safe form (Choria's AAA does).
+    const callerOk =
+      request.caller === callerClaims.callerid ||
+      (signerClaims !== undefined && request.caller === delegatedCallerId(callerClaims.callerid));
+    if (!callerOk) {
       return reject(
         "caller_mismatch",
         `request caller ${request.caller} does not match token callerid ${callerClaims.callerid}`,
@@ -342,12 +347,17 @@ function checkReply(d: DecodedRequest): void {
   const h = d.transport.headers;
   const caller = d.request.caller;
   if (!h.reply) return;
-  if (isCallerReplySubject(h.reply, caller)) {
+  // A delegated request's client listens on the inbox of its token's callerid, which
+  // the signer may have rewritten in the request.
+  const ownInbox = (subject: string) =>
+    isCallerReplySubject(subject, caller) ||
+    (d.signerClaims !== undefined && isCallerReplySubject(subject, d.callerClaims.callerid));
+  if (ownInbox(h.reply)) {
     d.replyTo = h.reply;
     return;
   }
   const saved = h.federation?.reply;
-  if (isFederationReplySubject(h.reply) && saved !== undefined && isCallerReplySubject(saved, caller)) {
+  if (isFederationReplySubject(h.reply) && saved !== undefined && ownInbox(saved)) {
     d.replyTo = h.reply;
     return;
   }

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { ServerError } from "./registry.js";
 
@@ -59,13 +59,51 @@ export function loadFacts(files: string[]): { facts: Record<string, unknown>; mi
   return { facts, missing };
 }
 
+function parseClasses(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
+}
+
 /** Reads a classes file: one class per line, blanks ignored; a missing file means no classes. */
 export function loadClasses(file: string | undefined): string[] {
   if (!file) return [];
   const text = readOptional(file, "classes file");
   if (text === undefined) return [];
-  return text
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l !== "");
+  return parseClasses(text);
+}
+
+/**
+ * A classes file read as go-choria reads it: whenever the classes are needed, so a
+ * Puppet run that rewrites it is seen at once (re-read only when its stat changes).
+ * An unreadable or missing file gives no classes and an `error`, so the node can
+ * refuse class filters instead of answering as if it had none.
+ */
+export class ClassesSource {
+  readonly file: string;
+  #key = "";
+  #classes: string[] = [];
+  #error: string | undefined;
+
+  constructor(file: string) {
+    this.file = file;
+  }
+
+  read(): { classes: string[]; error?: string } {
+    try {
+      const st = statSync(this.file);
+      const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+      if (key !== this.#key || this.#error !== undefined) {
+        this.#classes = parseClasses(readFileSync(this.file, "utf8"));
+        this.#error = undefined;
+        this.#key = key;
+      }
+    } catch (err) {
+      this.#classes = [];
+      this.#key = "";
+      this.#error = `cannot read classes file ${this.file}: ${(err as Error).message}`;
+    }
+    return this.#error === undefined ? { classes: this.#classes } : { classes: [], error: this.#error };
+  }
 }

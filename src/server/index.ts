@@ -37,11 +37,17 @@ export {
   ActionPolicyAuthorizer,
   PolicyError,
   authorizerFromSettings,
+  compileRule,
   evaluatePolicy,
+  isCompoundStatement,
   parseGroups,
   parsePolicy,
   readGroups,
   type ActionPolicyOptions,
+  type ActionPolicyStats,
+  type GroupWarning,
+  type PolicyFields,
+  type PolicyWarning,
   type Policy,
   type PolicyDecision,
   type PolicyRule,
@@ -50,7 +56,19 @@ export {
 export { StatusFileWriter, instanceStatus, type InstanceStatus, type StatusFileOptions } from "./status.js";
 export { ServerMetrics, type ServerMetricsOptions } from "./metrics.js";
 export { RateLimitedLog } from "./ratelog.js";
-export { loadClasses, loadFacts } from "./facts.js";
+export { ClassesSource, loadClasses, loadFacts } from "./facts.js";
+export {
+  DataError,
+  DataRegistry,
+  EXTERNAL_DATA_PROTOCOL,
+  loadExternalDataPlugins,
+  loadModuleDataPlugins,
+  parseDataDdl,
+  type DataDdl,
+  type DataLoadProblem,
+  type DataNode,
+  type DataPlugin,
+} from "./data/index.js";
 export {
   DROP_REASONS,
   NodeStats,
@@ -84,3 +102,15 @@ export {
   registerRpcutil,
   rpcutilActions,
 } from "./agents/index.js";
+export {
+  AaasvcAuthorizer,
+  actionListAuthorizer,
+  cedarAuthorizer,
+  cedarContext,
+  cedarPolicyProblem,
+  evaluateAgentList,
+  type AaasvcAuthorizerOptions,
+  type AuthzInput,
+  type CedarAuthorizer,
+  type ClaimsAuthorizer,
+} from "./authz/index.js";

@@ -3,6 +3,7 @@ import { MetricsEndpoint, promClient } from "../core/util/index.js";
 import type { SpoolStats } from "../services/submission/index.js";
 import type { RequestDecoder } from "./decoder.js";
 import type { ReplayGuard } from "./replay.js";
+import type { ActionPolicyStats } from "./authz/index.js";
 import type { NodeRuntime } from "./node.js";
 import { ServerError } from "./registry.js";
 import type { ServerStats } from "./stats.js";
@@ -17,6 +18,8 @@ export interface ServerMetricsOptions {
   replay?: ReplayGuard;
   /** Node.js process metrics (CPU, memory, event loop...); default true. */
   processMetrics?: boolean;
+  /** Action policy line counts, read at every scrape; undefined when no policy authorizer runs. */
+  policy?: () => ActionPolicyStats | undefined;
   /** The submission spool's stats, read at every scrape; undefined while no spool runs. */
   spool?: () => SpoolStats | undefined;
 }
@@ -153,6 +156,38 @@ export class ServerMetrics extends MetricsEndpoint {
           this.inc(replay.stats.evicted);
         },
       });
+    }
+    const policy = opts.policy;
+    if (policy) {
+      const fields: [keyof ActionPolicyStats, string, string][] = [
+        [
+          "skippedLines",
+          "policy_lines_skipped",
+          "Action policy allow lines ignored because they cannot be evaluated",
+        ],
+        [
+          "widenedDenyLines",
+          "policy_deny_lines_widened",
+          "Action policy deny lines that cannot be evaluated, kept matching every request",
+        ],
+        [
+          "skippedGroupLines",
+          "policy_group_lines_skipped",
+          "Policy groups lines ignored (no members or a bad name)",
+        ],
+      ];
+      for (const [field, name, help] of fields) {
+        new Counter({
+          name: `chorus_server_${name}`,
+          help,
+          registers: reg,
+          collect() {
+            this.reset();
+            const st = policy();
+            if (st) this.inc(st[field]);
+          },
+        });
+      }
     }
     // Observed as actions finish (not read at scrape time) since durations need buckets.
     this.actionRequests = new Counter({

@@ -5,7 +5,7 @@ import {
   validateInputs,
   type AgentDDL,
 } from "../core/ddl/index.js";
-import { matchFilter } from "../core/filter/index.js";
+import { matchAgents, matchFilter, matchIdentity } from "../core/filter/index.js";
 import {
   StatusCode,
   encodeMessage,
@@ -15,8 +15,11 @@ import {
   nowNanos,
   type RpcReplyBody,
   type TransportHeaders,
+  copyFederationData,
 } from "../core/protocol/index.js";
 import { auditTime, type Auditor } from "./audit.js";
+import { defaultDataRegistry, type DataRegistry } from "./data/index.js";
+import { ClassesSource } from "./facts.js";
 import type { DecodeResult, DecodedRequest } from "./decoder.js";
 import type { AgentRegistry } from "./registry.js";
 import { ReplayGuard } from "./replay.js";
@@ -37,6 +40,8 @@ import {
 export interface NodeEvents {
   drop?(reason: DropReason, detail: string, node: NodeRuntime): void;
   handlerError?(err: unknown, agent: string, action: string, node: NodeRuntime): void;
+  /** A data plugin failed while a filter asked it (the filter then does not match). */
+  dataError?(err: unknown, source: string, node: NodeRuntime): void;
   /** An action ran (or timed out: statuscode -1); seconds from dispatch to its reply. */
   action?(agent: string, action: string, statuscode: number, seconds: number, node: NodeRuntime): void;
 }
@@ -48,6 +53,10 @@ export interface NodeRuntimeOptions {
   mainCollective?: string;
   facts?: Record<string, unknown>;
   classes?: string[];
+  /** Read the classes from this file whenever needed, as go-choria does (ignored when `classes` is given). */
+  classesFile?: string;
+  /** Data plugins for compound filters and rpcutil#get_data; share one per server (default: the built-ins). */
+  dataRegistry?: DataRegistry;
   /** The agents this node runs; may be shared by many nodes. */
   registry: AgentRegistry;
   /** The node's server JWT (sent with replies) and its reply signer. */
@@ -105,7 +114,6 @@ export class NodeRuntime {
   readonly registry: AgentRegistry;
   readonly host: HostInfo;
   facts: Record<string, unknown>;
-  classes: string[];
   signReplies: boolean;
   authorizer: Authorizer;
   auditor: Auditor | undefined;
@@ -115,6 +123,19 @@ export class NodeRuntime {
   private credential: NodeCredential;
   private readonly replay: ReplayGuard;
   private readonly replaySlot: number;
+  #classes: string[];
+  #classesSource: ClassesSource | undefined;
+  readonly dataRegistry: DataRegistry;
+  /** What compound filters call for `fstat("/etc/hosts").size` and the like. */
+  readonly data = (source: string, query: string): Record<string, unknown> => {
+    try {
+      return this.dataRegistry.run(source, query, this);
+    } catch (err) {
+      // the filter treats a failed plugin as no match; say why, as go-choria logs it
+      this.events.dataError?.(err, source, this);
+      throw err;
+    }
+  };
 
   constructor(opts: NodeRuntimeOptions) {
     if (opts.collectives.length === 0) throw new Error("a node needs at least one collective");
@@ -123,7 +144,10 @@ export class NodeRuntime {
     this.mainCollective = opts.mainCollective ?? (opts.collectives[0] as string);
     this.registry = opts.registry;
     this.facts = opts.facts ?? {};
-    this.classes = opts.classes ?? [];
+    this.#classes = opts.classes ?? [];
+    this.#classesSource =
+      opts.classes === undefined && opts.classesFile ? new ClassesSource(opts.classesFile) : undefined;
+    this.dataRegistry = opts.dataRegistry ?? defaultDataRegistry;
     this.credential = opts.credential;
     this.signReplies = opts.signReplies ?? true;
     this.authorizer = opts.authorizer ?? allowAll;
@@ -133,6 +157,22 @@ export class NodeRuntime {
     this.maxTtl = opts.maxTtl ?? MAX_REQUEST_TTL;
     this.replay = opts.replayGuard ?? new ReplayGuard({ maxBytes: 4 * 1024 * 1024 });
     this.replaySlot = this.replay.slot();
+  }
+
+  /** The node's classes: the configured list, or the classes file as it is now. */
+  get classes(): string[] {
+    return this.#classesSource ? this.#classesSource.read().classes : this.#classes;
+  }
+
+  /** Replaces the classes with a fixed list (no longer read from a file). */
+  set classes(v: string[]) {
+    this.#classes = v;
+    this.#classesSource = undefined;
+  }
+
+  /** Why the classes are unknown (the classes file cannot be read), or undefined. */
+  classesProblem(): string | undefined {
+    return this.#classesSource?.read().error;
   }
 
   /** A copy of the counters. */
@@ -170,6 +210,22 @@ export class NodeRuntime {
       return undefined;
     }
     let matched: boolean;
+    // go-choria reads an unreadable classes file as no classes, so a class filter never
+    // matches; here that is also counted and logged, since the node cannot judge it. Only
+    // when the identity and agent filters (checked first, as go-choria) let it through,
+    // so requests meant for other nodes stay quiet.
+    const f = req.filter;
+    const classesProblem =
+      f?.cf_class?.length &&
+      !(f.identity?.length && !matchIdentity(f.identity, this.identity)) &&
+      !(f.agent?.length && !matchAgents(f.agent, this.agents))
+        ? this.classesProblem()
+        : undefined;
+    if (classesProblem !== undefined) {
+      c.filtered++;
+      this.drop("classes_unknown", `request ${req.id} has a class filter: ${classesProblem}`);
+      return undefined;
+    }
     try {
       matched = matchFilter(req.filter, this);
     } catch (err) {
@@ -314,6 +370,10 @@ export class NodeRuntime {
             collective: d.request.collective,
             data,
             node: this,
+            sender: d.request.sender,
+            ttl: d.request.ttl,
+            time: d.request.time,
+            filter: d.request.filter,
           }),
         );
       } catch (err) {
@@ -394,9 +454,8 @@ export class NodeRuntime {
     const signature = this.signReplies ? this.credential.sign(replyBytes) : undefined;
     const secure = encodeSecureReply(replyBytes, signature, this.credential.token);
     const headers: TransportHeaders = { sender: this.identity };
-    const fed = d.transport.headers.federation;
-    // Federation brokers route the reply back by these, so they travel with it.
-    if (fed) headers.federation = { ...fed, ...(fed.targets ? { targets: [...fed.targets] } : {}) };
+    // Federation brokers route the reply back by these (and the hops it took), so they travel with it.
+    if (d.transport.headers.federation) copyFederationData(d.transport, { headers });
     return { subject: d.replyTo, data: encodeTransport(secure, headers) };
   }
 }

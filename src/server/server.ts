@@ -10,9 +10,10 @@ import { Spool, submissionSettings } from "../services/submission/index.js";
 import { registerBuiltinAgents } from "./agents/index.js";
 import { scanAgentDirs, type AgentLoadProblem } from "./agents-loader.js";
 import { AuditLog } from "./audit.js";
-import { authorizerFromSettings } from "./authz/index.js";
+import { ActionPolicyAuthorizer, authorizerFromSettings } from "./authz/index.js";
 import { RequestDecoder } from "./decoder.js";
-import { loadClasses, loadFacts } from "./facts.js";
+import { DataRegistry, loadExternalDataPlugins, loadModuleDataPlugins } from "./data/index.js";
+import { loadFacts } from "./facts.js";
 import { startNodeMetadata, type NodeMetadata, type ServerLifecycleOptions } from "./metadata.js";
 import { ServerMetrics } from "./metrics.js";
 import { MAX_REQUEST_TTL, NodeRuntime } from "./node.js";
@@ -55,7 +56,16 @@ export interface ServerOptions {
   /** Companion NATS user JWT; defaults to the one ChoriaSecurity loaded. */
   natsJwt?: string;
   facts?: Record<string, unknown>;
+  /** A fixed list of classes; wins over classesFile. */
   classes?: string[];
+  /** classesfile: read whenever classes are needed; unreadable = class filters do not match. */
+  classesFile?: string;
+  /** Data plugins (default: the built-ins plus those in dataModuleDir and dataExternalDir, loaded by start()). */
+  dataRegistry?: DataRegistry;
+  /** plugin.chorus.data.module_dir: `<name>.mjs`/`.js` data plugin modules. */
+  dataModuleDir?: string;
+  /** plugin.chorus.data.external_dir: `<name>.json` data DDLs with an executable `<name>`. */
+  dataExternalDir?: string;
   /** Prometheus port; unset = no endpoint. 0 picks a free port. */
   statsPort?: number;
   statsAddress?: string;
@@ -139,6 +149,9 @@ export class Server {
   };
   private metadata: NodeMetadata | undefined;
   private submissionSpool: Spool | undefined;
+  /** The server's data plugins, shared by rpcutil, inventory and filter matching. */
+  readonly data: DataRegistry;
+  private dataLoaded = false;
 
   constructor(opts: ServerOptions) {
     if (opts.collectives.length === 0)
@@ -169,6 +182,7 @@ export class Server {
         security: sec,
         ...(opts.maxMessageBytes !== undefined && { maxBytes: opts.maxMessageBytes }),
       });
+    this.data = opts.dataRegistry ?? DataRegistry.withBuiltins();
     this.replay = new ReplayGuard(
       opts.replayCacheBytes !== undefined ? { maxBytes: opts.replayCacheBytes } : {},
     );
@@ -195,7 +209,10 @@ export class Server {
       collectives: opts.collectives,
       ...(opts.mainCollective && { mainCollective: opts.mainCollective }),
       facts: opts.facts ?? {},
-      classes: opts.classes ?? [],
+      ...(opts.classes !== undefined
+        ? { classes: opts.classes }
+        : opts.classesFile !== undefined && { classesFile: opts.classesFile }),
+      dataRegistry: this.data,
       registry: this.registry,
       credential: { token: sec.token, sign: (d) => sec.sign(d) },
       signReplies: opts.signReplies ?? true,
@@ -211,6 +228,12 @@ export class Server {
           ATTACK_REASONS.has(reason)
             ? this.rateLog.error(reason, { reason }, `refused message: ${detail}`)
             : this.rateLog.warn(reason, { reason }, `dropped message: ${detail}`),
+        dataError: (err, source) =>
+          this.rateLog.warn(
+            `data:${source}`,
+            { source },
+            `data plugin failed in a filter: ${(err as Error).message ?? String(err)}`,
+          ),
         handlerError: (err, agent, action) =>
           this.rateLog.warn(
             `handler:${agent}#${action}`,
@@ -270,7 +293,9 @@ export class Server {
       ...(s.certFile && { certFile: s.certFile }),
       ...(s.keyFile && { keyFile: s.keyFile }),
       facts,
-      classes: loadClasses(s.classesFile),
+      ...(s.classesFile !== undefined && { classesFile: s.classesFile }),
+      ...(s.dataModuleDir !== undefined && { dataModuleDir: s.dataModuleDir }),
+      ...(s.dataExternalDir !== undefined && { dataExternalDir: s.dataExternalDir }),
       ...(s.statsPort !== undefined && { statsPort: s.statsPort }),
       statsAddress: cfg.string("plugin.choria.stats_address", "127.0.0.1"),
       signReplies: cfg.bool("plugin.security.choria.sign_replies", true),
@@ -328,6 +353,7 @@ export class Server {
     const natsJwt = o.natsJwt ?? this.security.natsJwt;
     const log = this.log.child({ component: "nats" });
     if (o.libdir && o.libdir.length > 0) await this.reloadAgents();
+    await this.loadDataPlugins();
     if (o.statsPort !== undefined) {
       this.metricsServer = new ServerMetrics({
         port: o.statsPort,
@@ -335,6 +361,8 @@ export class Server {
         nodes: () => [this.node],
         decoder: this.decoder,
         replay: this.replay,
+        policy: () =>
+          this.node.authorizer instanceof ActionPolicyAuthorizer ? this.node.authorizer.stats : undefined,
         ...(o.submission && { spool: () => this.submissionSpool?.stats() }),
       });
       await this.metricsServer.start();
@@ -383,6 +411,33 @@ export class Server {
       },
       "server started",
     );
+  }
+
+  /**
+   * Adds the module and external data plugins to the registry, once. A plugin that
+   * fails to load (bad DDL, no executable, a module that throws) is logged and left
+   * out; the server runs on without it.
+   */
+  private async loadDataPlugins(): Promise<void> {
+    if (this.dataLoaded) return;
+    this.dataLoaded = true;
+    const o = this.opts;
+    const log = this.log.child({ component: "data" });
+    const results = [
+      ...(o.dataModuleDir !== undefined ? [await loadModuleDataPlugins(o.dataModuleDir)] : []),
+      ...(o.dataExternalDir !== undefined ? [loadExternalDataPlugins(o.dataExternalDir)] : []),
+    ];
+    for (const r of results) {
+      for (const p of r.problems) log.error({ file: p.file }, `data plugin not loaded: ${p.reason}`);
+      for (const p of r.plugins) {
+        if (this.data.get(p.name) !== undefined) {
+          log.error({ plugin: p.name }, `data plugin not loaded: ${p.name} is already registered`);
+          continue;
+        }
+        this.data.register(p);
+        log.info({ plugin: p.name }, "data plugin loaded");
+      }
+    }
   }
 
   /** Stops taking requests, lets running actions finish and send their replies, then closes. */

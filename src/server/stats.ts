@@ -21,7 +21,8 @@ export type NodeDropReason =
   | "replayed"
   | "replay_forgotten"
   | "reply_not_caller"
-  | "ttl_too_long";
+  | "ttl_too_long"
+  | "classes_unknown";
 
 export type DropReason = RejectReason | NodeDropReason;
 
@@ -49,6 +50,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   "replay_forgotten",
   "reply_not_caller",
   "ttl_too_long",
+  "classes_unknown",
 ];
 
 /** A copy of a node's counters; names follow go-choria's server statistics. */

@@ -1,5 +1,5 @@
 import type { AgentDDL } from "../core/ddl/index.js";
-import { StatusCode } from "../core/protocol/index.js";
+import { StatusCode, type Filter } from "../core/protocol/index.js";
 import type { ClientClaims } from "../core/security/index.js";
 import type { NodeRuntime } from "./node.js";
 
@@ -82,6 +82,11 @@ export interface Authorizer {
     collective: string;
     data: Record<string, unknown>;
     node: NodeRuntime;
+    /** The request's sender, ttl, time (unix nanoseconds) and filter, for claim policies. */
+    sender?: string;
+    ttl?: number;
+    time?: number;
+    filter?: Filter | undefined;
   }): boolean | AuthzDecision | Promise<boolean | AuthzDecision>;
   /** Drops cached policy so the next request re-reads it (Server.reloadAgents, SIGHUP). */
   reload?(): void;

@@ -18,6 +18,8 @@ const GROUPS: string[][] = [
   ["services/lifecycle"],
   ["services/streams", "services/registration", "services/submission"],
   ["server", "client", "broker"],
+  // daemon services that host agents on a server and call the fleet as a client
+  ["services/aaa"],
   ["apps/setup", "apps/codegen"],
   ["apps/emulator"],
   ["apps/demo"],

@@ -3,6 +3,7 @@ import { registerBuiltinAgents } from "../../src/server/index.js";
 import {
   MAX_MESSAGE_BYTES,
   StatusCode,
+  decodeTransport,
   emptyFilter,
   encodeSecureRequest,
   encodeTransport,
@@ -373,6 +374,50 @@ describe("RequestDecoder rejections", () => {
   });
 });
 
+describe("delegated caller ids", () => {
+  it("accepts the signer's subject-safe caller id and replies to the token caller's inbox", async () => {
+    const { decodeTransport, decodeSecureRequest, replySubject, newRequestId } =
+      await import("../../src/core/protocol/index.js");
+    const { delegatedCallerId } = await import("../../src/core/security/index.js");
+    const signer = fx.caller({ callerid: "choria=aaa", permissions: { authentication_delegator: true } });
+    const user = fx.caller({
+      callerid: "up=bob@example.com",
+      permissions: { signed_fleet_management: true },
+    });
+    const id = newRequestId();
+    const inbox = replySubject(COLLECTIVE, user.callerid, id);
+    const wrap = (callerField: string, withSigner: boolean) => {
+      const built = buildRequest({
+        caller: user,
+        callerField,
+        id,
+        replyTo: inbox,
+        agent: "rpcutil",
+        body: { action: "ping" },
+        signWith: withSigner ? signer.kp.seedHex : user.kp.seedHex,
+      });
+      const t = decodeTransport(built.bytes);
+      const sr = decodeSecureRequest(t.inner);
+      return encodeTransport(
+        encodeSecureRequest(sr.requestBytes, sr.signature, user.token, withSigner ? signer.token : undefined),
+        t.transport.headers,
+      );
+    };
+    const ok = decoder().decode(wrap("up=bob_example_com", true));
+    expect(delegatedCallerId(user.callerid)).toBe("up=bob_example_com");
+    expect(ok.ok).toBe(true);
+    if (ok.ok) {
+      expect(ok.replyTo).toBe(inbox);
+      expect(ok.replyError).toBeUndefined();
+    }
+    // any other caller id is still refused, signer or not
+    expect(decoder().decode(wrap("up=mallory", true))).toMatchObject({
+      ok: false,
+      reason: "caller_mismatch",
+    });
+  });
+});
+
 describe("many nodes, one decoder", () => {
   it("verifies identical bytes once however many nodes receive them", async () => {
     const reg = registry(); // shared by every node, as an emulator would
@@ -516,5 +561,33 @@ describe("handler context", () => {
     reg.register(TEST_DDL, {});
     expect(() => reg.register(TEST_DDL, {})).toThrow(/already registered/);
     reg.register(TEST_DDL, {}, { replace: true });
+  });
+});
+
+describe("NodeRuntime federated replies", () => {
+  it("copies the federation data and the hops a request took onto its reply", async () => {
+    const n = node();
+    const req = buildRequest({ caller: fx.client, agent: "rpcutil", body: { action: "ping" } });
+    const t = JSON.parse(Buffer.from(req.bytes).toString()) as {
+      headers: Record<string, unknown>;
+    };
+    t.headers.federation = { request: "fed-1", reply: req.replyTo, targets: ["node1.example"] };
+    t.headers.trace = [["nats://a", "fed1", "nats://b"]];
+    const out = await n.handle(decoder().decode(Buffer.from(JSON.stringify(t))));
+    const { transport } = decodeTransport(out!.data);
+    expect(transport.headers.federation).toEqual({
+      request: "fed-1",
+      reply: req.replyTo,
+      targets: ["node1.example"],
+    });
+    expect(transport.headers.trace).toEqual([["nats://a", "fed1", "nats://b"]]);
+  });
+
+  it("leaves an unfederated reply without federation headers", async () => {
+    const n = node();
+    const req = buildRequest({ caller: fx.client, agent: "rpcutil", body: { action: "ping" } });
+    const { transport } = decodeTransport((await n.handle(decoder().decode(req.bytes)))!.data);
+    expect(transport.headers.federation).toBeUndefined();
+    expect(transport.headers.trace).toBeUndefined();
   });
 });

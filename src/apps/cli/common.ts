@@ -1,9 +1,10 @@
 import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { Option, type Command } from "commander";
 import { Client, ClientError, DISCOVERY_METHODS, type ClientLogger } from "../../client/index.js";
 import { buildFilter } from "../../core/filter/index.js";
 import type { Filter } from "../../core/protocol/index.js";
+import { ChorusError } from "../../core/protocol/index.js";
 import { lineLogger } from "../../core/util/index.js";
 import { secondsArg } from "./flags.js";
 
@@ -154,21 +155,43 @@ export const stderrLogger: ClientLogger = lineLogger((level, m) => {
   if (level === "warn" || level === "error") process.stderr.write(`chorus: ${m}\n`);
 });
 
+/** The file `chorus setup dev` writes beside client.conf for a client with streams_admin. */
+export const ADMIN_CLIENT_CONFIG = "admin-client.conf";
+
+/**
+ * What to do when the broker refused a Streams operation: the ordinary client has
+ * streams_user, so creating or removing buckets and governors is refused.
+ */
+export function streamsAdminHint(configPath: string): string {
+  const admin = resolve(dirname(configPath), ADMIN_CLIENT_CONFIG);
+  if (existsSync(admin) && admin !== resolve(configPath)) {
+    return `this client may not administer Streams: use the admin client config ${admin} (--config) or a JWT with streams_admin`;
+  }
+  return `this client may not administer Streams: use a client config whose JWT has streams_admin (\`chorus setup dev\` writes ${ADMIN_CLIENT_CONFIG})`;
+}
+
 /**
  * Opens a client from the resolved config, runs `fn`, and always closes it. The
  * first ^C aborts `signal` so the command can print what it has; a second one
- * gets Node's default (exit).
+ * gets Node's default (exit). A broker permissions refusal (code `denied`, from the
+ * Streams services) gains a line saying which credential would be allowed.
  */
 export async function withClient<T>(
   configFlag: string | undefined,
   fn: (c: Client, signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
-  const client = await Client.fromConfigFile(resolveConfigPath(configFlag), { logger: stderrLogger });
+  const configPath = resolveConfigPath(configFlag);
+  const client = await Client.fromConfigFile(configPath, { logger: stderrLogger });
   const ac = new AbortController();
   const onInt = () => ac.abort();
   process.once("SIGINT", onInt);
   try {
     return await fn(client, ac.signal);
+  } catch (err) {
+    if (err instanceof ChorusError && err.code === "denied") {
+      throw new ChorusError("denied", `${err.message}\n  ${streamsAdminHint(configPath)}`, { cause: err });
+    }
+    throw err;
   } finally {
     process.removeListener("SIGINT", onInt);
     await client.close();

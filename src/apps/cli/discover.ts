@@ -9,7 +9,13 @@ import {
   type DiscoveryFlags,
 } from "./common.js";
 import { guarded } from "./errors.js";
-import { renderDiscovered } from "./render/index.js";
+import {
+  INTERRUPTED_EXIT,
+  interruptedNote,
+  nothingMatched,
+  plural,
+  renderDiscovered,
+} from "./render/index.js";
 
 interface DiscoverFlags extends DiscoveryFlags {
   json?: boolean;
@@ -36,8 +42,16 @@ export function register(program: Command): void {
           windowed: o.discoveryWindow === true,
         });
         process.stdout.write(renderDiscovered(ids, o.json === true));
-        // Choria's convention: 1 when discovery found nothing.
-        if (ids.length === 0) process.exitCode = 1;
+        if (signal.aborted) {
+          process.stderr.write(
+            interruptedNote("discover", `showing the ${plural(ids.length, "node")} found so far`),
+          );
+          process.exitCode = INTERRUPTED_EXIT;
+        } else if (ids.length === 0) {
+          // Choria's convention: 1 when discovery found nothing.
+          process.stderr.write(nothingMatched("discover"));
+          process.exitCode = 1;
+        }
       });
     }),
   );

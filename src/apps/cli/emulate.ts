@@ -3,6 +3,7 @@ import { SingleBar } from "cli-progress";
 import { Emulator } from "../emulator/index.js";
 import { guarded } from "./errors.js";
 import { intArg } from "./flags.js";
+import { plural } from "./render/index.js";
 
 const count = (flag: string, min: number) => intArg(flag, { min, expected: "a positive integer" });
 
@@ -40,7 +41,7 @@ export function register(program: Command): void {
           });
           await em.start();
           bar?.stop();
-          process.stdout.write(`emulating ${em.size} nodes; Ctrl-C to stop\n`);
+          process.stdout.write(`emulating ${plural(em.size, "node")}; Ctrl-C to stop\n`);
           await new Promise<void>((resolve) => {
             process.once("SIGINT", resolve);
             process.once("SIGTERM", resolve);

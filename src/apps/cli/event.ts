@@ -1,5 +1,6 @@
 import { Option, type Command } from "commander";
 import { ClientError } from "../../client/index.js";
+import { plural } from "./render/index.js";
 import { MetricsEndpoint } from "../../core/util/index.js";
 import {
   LIFECYCLE_TYPES,
@@ -120,7 +121,7 @@ async function tally(o: TallyFlags): Promise<void> {
     const rows = t.counts();
     const lines = rows.map((r) => `${String(r.count).padStart(8)}  ${r.component}  ${r.version}`);
     process.stdout.write(
-      `${new Date().toISOString()} ${t.size} nodes\n${lines.join("\n")}${lines.length ? "\n" : ""}`,
+      `${new Date().toISOString()} ${plural(t.size, "node")}\n${lines.join("\n")}${lines.length ? "\n" : ""}`,
     );
   };
   try {

@@ -11,7 +11,7 @@ import {
   type DiscoveryFlags,
 } from "./common.js";
 import { guarded } from "./errors.js";
-import { renderInventory } from "./render/index.js";
+import { plural, renderInventory } from "./render/index.js";
 
 interface InventoryFlags extends DiscoveryFlags {
   json?: boolean;
@@ -55,7 +55,9 @@ export function register(program: Command): void {
             );
             const inv = inventoryFromReplies(r.replies);
             writeFileSync(o.save, JSON.stringify(inv, null, 1) + "\n");
-            process.stderr.write(`chorus inventory: wrote ${inv.nodes.length} nodes to ${o.save}\n`);
+            process.stderr.write(
+              `chorus inventory: wrote ${plural(inv.nodes.length, "node")} to ${o.save}\n`,
+            );
             process.exitCode = inv.nodes.length === 0 ? 1 : 0;
             return;
           }

@@ -18,6 +18,21 @@ interface IssueFlags {
   natsTrust?: string;
 }
 
+interface ClientFlags {
+  agents?: string;
+  cedarPolicy?: string;
+  opaPolicy?: string;
+  ou: string;
+  pubSubjects?: string;
+  subSubjects?: string;
+}
+
+const list = (v: string): string[] =>
+  v
+    .split(",")
+    .map((e) => e.trim())
+    .filter(Boolean);
+
 function issueOptions(tokenFile: string, o: IssueFlags) {
   return {
     issuerSeedFile: o.issuerSeed,
@@ -52,9 +67,25 @@ export function register(program: Command): void {
     );
   issueCommand(jwt, "client", "<callerid>", CLIENT_PERMISSIONS)
     .description("Issue a client token (purpose choria_client_id)")
+    .option(
+      "--agents <list>",
+      "comma separated agent.action, agent.* or * the caller may call (rpcauthprovider aaasvc)",
+    )
+    .option("--cedar-policy <file>", "Cedar policy set the caller's requests are authorized with (aaasvc)")
+    .option("--opa-policy <file>", "Rego policy stored as opa_policy for Choria nodes (Chorus denies it)")
+    .option("--ou <name>", "organization unit", "choria")
+    .option("--pub-subjects <list>", "comma separated extra subjects the caller may publish to")
+    .option("--sub-subjects <list>", "comma separated extra subjects the caller may subscribe to")
     .action(
-      guarded("jwt client", async (tokenFile: string, callerid: string, o: IssueFlags) => {
-        const f = await issueClientTokenFiles(callerid, issueOptions(tokenFile, o));
+      guarded("jwt client", async (tokenFile: string, callerid: string, o: IssueFlags & ClientFlags) => {
+        const f = await issueClientTokenFiles(callerid, issueOptions(tokenFile, o), {
+          ou: o.ou,
+          ...(o.agents !== undefined && { agents: list(o.agents) }),
+          ...(o.cedarPolicy !== undefined && { cedarPolicyFile: o.cedarPolicy }),
+          ...(o.opaPolicy !== undefined && { opaPolicyFile: o.opaPolicy }),
+          ...(o.pubSubjects !== undefined && { pubSubjects: list(o.pubSubjects) }),
+          ...(o.subSubjects !== undefined && { subSubjects: list(o.subSubjects) }),
+        });
         process.stdout.write(`wrote ${f.tokenFile} for ${callerid} (public key ${f.publicHex})\n`);
       }),
     );
@@ -65,10 +96,7 @@ export function register(program: Command): void {
       guarded(
         "jwt server",
         async (tokenFile: string, identity: string, o: IssueFlags & { collectives: string }) => {
-          const collectives = o.collectives
-            .split(",")
-            .map((c) => c.trim())
-            .filter(Boolean);
+          const collectives = list(o.collectives);
           const f = await issueServerTokenFiles(identity, collectives, issueOptions(tokenFile, o));
           process.stdout.write(`wrote ${f.tokenFile} for ${identity} (public key ${f.publicHex})\n`);
         },

@@ -14,6 +14,7 @@ import {
 import { addConfigOption, withClient } from "./common.js";
 import { guarded } from "./errors.js";
 import { intArg, secondsArg } from "./flags.js";
+import { plural } from "./render/index.js";
 
 interface KvFlags {
   config?: string;
@@ -235,7 +236,9 @@ export function register(program: Command): void {
           else if (all.length === 0) out("no KV buckets");
           else
             for (const s of all)
-              out(`${s.bucket}\t${s.values} values\t${s.bytes} bytes\thistory ${s.history}`);
+              out(
+                `${s.bucket}\t${plural(s.values, "value")}\t${plural(s.bytes, "byte")}\thistory ${s.history}`,
+              );
         });
       }),
     );

@@ -39,6 +39,8 @@ export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   governor: () => import("./governor.js"),
   election: () => import("./election.js"),
   tool: () => import("./tool.js"),
+  aaa: () => import("./aaa.js"),
+  login: () => import("./login.js"),
 };
 
 /** `kv get` for the get subcommand of kv: how guarded() names a command in errors. */

@@ -10,7 +10,14 @@ import {
 } from "./common.js";
 import { guarded } from "./errors.js";
 import { secondsArg } from "./flags.js";
-import { renderPing, renderPingGraph } from "./render/index.js";
+import {
+  INTERRUPTED_EXIT,
+  interruptedNote,
+  nothingMatched,
+  plural,
+  renderPing,
+  renderPingGraph,
+} from "./render/index.js";
 
 interface PingFlags extends DiscoveryFlags {
   /** ms */
@@ -51,7 +58,16 @@ export function register(program: Command): void {
             windowed: o.discoveryWindow === true,
           });
           process.stdout.write(o.graph ? renderPingGraph(result) : renderPing(result));
-          process.exitCode = result.replies.length > 0 ? 0 : 1;
+          const n = result.replies.length;
+          if (signal.aborted) {
+            process.stderr.write(
+              interruptedNote("ping", `showing the ${plural(n, "reply", "replies")} received so far`),
+            );
+            process.exitCode = INTERRUPTED_EXIT;
+          } else if (n === 0) {
+            process.stderr.write(nothingMatched("ping"));
+            process.exitCode = 1;
+          } else process.exitCode = 0;
         });
       }),
     );

@@ -18,6 +18,9 @@ import {
   DISPLAY_MODES,
   computeSummaries,
   exitCodeFor,
+  interruptedNote,
+  nothingMatched,
+  plural,
   renderJson,
   renderJsonl,
   renderSenders,
@@ -157,6 +160,17 @@ async function runReq(agent: string, action: string, inputs: string[], o: ReqFla
     result = keepReplies(result, keep);
     if (o.sort) result = sortReplies(result);
     printResult(result, ddl, o);
+    // Exit 1 is "discovery found nothing": say so the way discover and ping do.
+    if (exit === 1) process.stderr.write(nothingMatched("req"));
+    // The text statistics say it; other formats would leave only the exit code.
+    if (result.stats.interrupted && (o.json || o.jsonl || o.table || o.senders)) {
+      process.stderr.write(
+        interruptedNote(
+          "req",
+          `showing the replies so far; the request was not sent to ${plural(result.stats.skipped?.length ?? 0, "node")}`,
+        ),
+      );
+    }
     process.exitCode = exit;
   });
 }

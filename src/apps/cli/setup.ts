@@ -20,6 +20,13 @@ export function register(program: Command): void {
     .option("--server <identity...>", "server identities to create", ["node1.example.net"])
     .option("--caller <callerid>", "client caller id (kind=name)")
     .option("--force", "overwrite a non-empty directory", false)
+    .option("--aaa", "also configure an AAA service (login and request signing) and a client using it", false)
+    .option(
+      "--aaa-port <port>",
+      "the AAA service's HTTPS port",
+      intArg("--aaa-port", { min: 1, max: 65535, expected: "a port number" }),
+      8443,
+    )
     .action(
       guarded(
         "setup dev",
@@ -30,6 +37,8 @@ export function register(program: Command): void {
           server: string[];
           caller?: string;
           force: boolean;
+          aaa: boolean;
+          aaaPort: number;
         }) => {
           const s = await createDevSetup({
             dir: o.dir,
@@ -37,6 +46,8 @@ export function register(program: Command): void {
             brokerPort: o.port,
             serverIdentities: o.server,
             force: o.force,
+            aaa: o.aaa,
+            aaaPort: o.aaaPort,
             ...(o.caller && { callerId: o.caller }),
           });
           const lines = [
@@ -46,7 +57,16 @@ export function register(program: Command): void {
             ...Object.values(s.serverConfigs).map((c) => `  server:   chorus server run --config ${c}`),
             `  emulator: chorus emulate --config ${s.emulatorConfig} --nodes 100`,
             `  client:   export CHORUS_CONFIG=${s.clientConfig}; chorus ping`,
+            `  admin:    chorus kv add BUCKET --config ${s.adminClientConfig}` +
+              " (creating or removing KV buckets and governors needs streams_admin)",
           ];
+          if (s.aaa) {
+            lines.push(
+              `  aaa:      chorus aaa run --config ${s.aaa.serviceConfig}`,
+              `  login:    chorus login --config ${s.aaa.clientConfig} --username ${s.aaa.username}`,
+              `  aaa user ${s.aaa.username} password (shown once, also in ${s.aaa.passwordFile}): ${s.aaa.password}`,
+            );
+          }
           process.stdout.write(`${lines.join("\n")}\n`);
         },
       ),

@@ -79,6 +79,11 @@ export interface ClientCredentialOptions {
   callerid: string;
   permissions?: ClientPermissions;
   validityS: number;
+  /** What the caller may do and reach (aaasvc authorization, broker subjects). */
+  claims?: Pick<
+    ClientClaims,
+    "agents" | "ou" | "cedar_policy" | "opa_policy" | "pub_subjects" | "sub_subjects"
+  >;
 }
 
 /** A client's token (and NATS user JWT beside it as `<token>.nats`) for the key in `paths.seedFile`. */
@@ -94,6 +99,7 @@ export async function issueClientCredential(
       publicKeyHex: kp.publicHex,
       validityS: opts.validityS,
       ...(opts.permissions && { permissions: opts.permissions }),
+      ...opts.claims,
     },
     authority.issuer,
   );

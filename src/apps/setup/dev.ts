@@ -8,6 +8,7 @@ import {
   orgIssuer,
   writeSeedFile,
 } from "../../core/security/index.js";
+import { createAaaDevFiles, type AaaDevFiles } from "./aaa.js";
 import { SetupError } from "./errors.js";
 import {
   issueClientCredential,
@@ -31,6 +32,10 @@ export interface DevSetupOptions {
   force?: boolean;
   /** Choria Streams (JetStream) in the broker, store in `<dir>/streams`; default true */
   streams?: boolean;
+  /** also an AAA service config, user, trust material and `aaa-client.conf` */
+  aaa?: boolean;
+  /** the AAA service's HTTPS port (default 8443) */
+  aaaPort?: number;
 }
 
 export interface DevSetup {
@@ -42,9 +47,14 @@ export interface DevSetup {
   caFile: string;
   brokerConfig: string;
   clientConfig: string;
+  /** a client that may also administer Choria Streams (streams_admin): create and remove KV buckets and governors */
+  adminClientConfig: string;
   emulatorConfig: string;
   serverConfigs: Record<string, string>;
   client: CredentialFiles;
+  adminClient: CredentialFiles;
+  /** set with `aaa` */
+  aaa?: AaaDevFiles;
 }
 
 const DAY = 86_400;
@@ -100,6 +110,14 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     validityS,
     permissions: { fleet_management: true, events_viewer: true, streams_user: true },
   });
+  // Day-to-day work does not need to create or delete streams, so that right is in a
+  // second client, used on purpose (`--config admin-client.conf`), as go-choria keeps
+  // streams_admin out of ordinary client tokens.
+  const adminClient = await issueClientCredential(authority, cred("admin-client"), {
+    callerid: `${callerId}-admin`,
+    validityS,
+    permissions: { fleet_management: true, events_viewer: true, streams_user: true, streams_admin: true },
+  });
   // The broker's own client: it creates the managed streams (streams_admin) and runs
   // adapters, whose ingest and output subjects are whatever the operator configures,
   // so it is an org_admin like go-choria's in-process broker connections.
@@ -151,6 +169,18 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
         "plugin.security.choria.token_file": "credentials/client.jwt",
       },
       "Chorus client",
+    ),
+  );
+  const adminClientConfig = join(dir, "admin-client.conf");
+  writeFileSync(
+    adminClientConfig,
+    conf(
+      {
+        ...common,
+        "plugin.security.choria.seed_file": "credentials/admin-client.seed",
+        "plugin.security.choria.token_file": "credentials/admin-client.jwt",
+      },
+      "Chorus client with streams_admin: creates and removes KV buckets and governors",
     ),
   );
 
@@ -208,7 +238,20 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     ),
   );
 
+  const aaa = opts.aaa
+    ? await createAaaDevFiles({
+        dir,
+        authority: { issuer, trust },
+        ca,
+        validityS,
+        port: opts.aaaPort ?? 8443,
+        common,
+        conf,
+      })
+    : undefined;
+
   return {
+    ...(aaa && { aaa }),
     dir,
     collective,
     brokerUrl,
@@ -217,8 +260,10 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     caFile,
     brokerConfig,
     clientConfig,
+    adminClientConfig,
     emulatorConfig,
     serverConfigs,
     client,
+    adminClient,
   };
 }

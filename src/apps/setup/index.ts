@@ -8,6 +8,7 @@ export {
   type ServerCredentialOptions,
 } from "./credentials.js";
 export { SetupError } from "./errors.js";
+export { createAaaDevFiles, type AaaDevFiles, type AaaDevContext } from "./aaa.js";
 export { createDevSetup, type DevSetup, type DevSetupOptions } from "./dev.js";
 export {
   CLIENT_PERMISSIONS,
@@ -17,6 +18,7 @@ export {
   issueClientTokenFiles,
   issueServerTokenFiles,
   parseValidity,
+  type ClientClaimOptions,
   type IssueTokenOptions,
   type TokenReport,
 } from "./tokens.js";

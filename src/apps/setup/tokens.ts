@@ -12,7 +12,12 @@ import {
   type ServerPermissions,
 } from "../../core/security/index.js";
 import { SetupError } from "./errors.js";
-import { issueClientCredential, issueServerCredential, type CredentialFiles } from "./credentials.js";
+import {
+  issueClientCredential,
+  issueServerCredential,
+  type ClientCredentialOptions,
+  type CredentialFiles,
+} from "./credentials.js";
 
 export const CLIENT_PERMISSIONS = [
   "fleet_management",
@@ -82,10 +87,61 @@ export interface IssueTokenOptions {
   natsTrustFile?: string;
 }
 
+/** Client token claims beyond permissions; policy files are read here. */
+export interface ClientClaimOptions {
+  /** `*`, `agent.*` or `agent.action` entries (aaasvc action list) */
+  agents?: string[];
+  ou?: string;
+  /** a Cedar policy set (aaasvc cedar) */
+  cedarPolicyFile?: string;
+  /** a Rego policy, kept as Choria's opa_policy for Choria nodes; Chorus cannot evaluate it */
+  opaPolicyFile?: string;
+  pubSubjects?: string[];
+  subSubjects?: string[];
+}
+
+function readPolicy(file: string, what: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (err) {
+    throw new SetupError("io", `cannot read ${what} ${file}: ${(err as Error).message}`);
+  }
+}
+
+async function clientClaims(c: ClientClaimOptions): Promise<NonNullable<ClientCredentialOptions["claims"]>> {
+  const out: NonNullable<ClientCredentialOptions["claims"]> = {};
+  if (c.agents && c.agents.length > 0) {
+    for (const a of c.agents) {
+      if (a !== "*" && !/^[^.\s]+\.[^.\s]+$/.test(a))
+        throw new SetupError("usage", `agents entry "${a}" is not *, agent.* or agent.action`);
+    }
+    out.agents = c.agents;
+  }
+  if (c.cedarPolicyFile !== undefined) {
+    const text = readPolicy(c.cedarPolicyFile, "cedar policy");
+    // loaded only here: the server tier is heavy for the other token commands
+    const { cedarPolicyProblem } = await import("../../server/index.js");
+    const why = cedarPolicyProblem(text);
+    if (why !== undefined) throw new SetupError("invalid", `cedar policy ${c.cedarPolicyFile}: ${why}`);
+    out.cedar_policy = text;
+  }
+  if (c.opaPolicyFile !== undefined) out.opa_policy = readPolicy(c.opaPolicyFile, "rego policy");
+  if (out.agents && (out.cedar_policy !== undefined || out.opa_policy !== undefined))
+    throw new SetupError("usage", "a token with both agents and a policy is denied by every node; give one");
+  if (c.ou !== undefined) {
+    if (c.ou.trim() === "") throw new SetupError("usage", "ou must not be empty");
+    out.ou = c.ou;
+  }
+  if (c.pubSubjects && c.pubSubjects.length > 0) out.pub_subjects = c.pubSubjects;
+  if (c.subSubjects && c.subSubjects.length > 0) out.sub_subjects = c.subSubjects;
+  return out;
+}
+
 /** `chorus jwt client`: a client token for the key in seedFile (created when missing). */
 export async function issueClientTokenFiles(
   callerid: string,
   o: IssueTokenOptions,
+  claims: ClientClaimOptions = {},
 ): Promise<CredentialFiles> {
   if (!/^[a-z]+=[\w.@-]+$/.test(callerid)) {
     throw new SetupError("usage", `caller id "${callerid}" must look like choria=name`);
@@ -98,6 +154,7 @@ export async function issueClientTokenFiles(
       callerid,
       validityS: parseValidity(o.validity),
       permissions: permissionsFrom(o.permissions, CLIENT_PERMISSIONS) as ClientPermissions,
+      claims: await clientClaims(claims),
     },
   );
 }

@@ -13,6 +13,7 @@ export {
   serverSettings,
   type BrokerSettings,
   type ClientSettings,
+  type RequestSignerSettings,
   type CommonSettings,
   type ServerSettings,
 } from "./settings.js";

@@ -40,11 +40,33 @@ export interface ServerSettings extends CommonSettings {
   actionPolicyEnableDefault: boolean;
   rpcAudit: boolean;
   rpcAuditLogFile?: string;
+  /** Chorus-only (go-choria has no data plugin dirs): plugin.chorus.data.module_dir / external_dir. */
+  dataModuleDir?: string;
+  dataExternalDir?: string;
+}
+
+/**
+ * Remote request signing (go-choria's plugin.choria.security.request_signer.*): the
+ * AAA signer signs requests on the caller's behalf, proven by the login token and seed.
+ */
+export interface RequestSignerSettings {
+  /** HTTP(S) signing endpoint (request_signer.url); unset when `service` is used */
+  url?: string;
+  /** sign through the aaa_signer service agent (request_signer.service) */
+  service: boolean;
+  /** the login token (request_signer.token_file; default plugin.security.choria.token_file) */
+  tokenFile: string;
+  /** hex ed25519 seed proving the token (request_signer.seed_file; default plugin.security.choria.seed_file) */
+  seedFile: string;
 }
 
 export interface ClientSettings extends CommonSettings {
   libdir: string[];
   discoveryMethod: string;
+  /** set when requests are signed by a remote AAA signer */
+  requestSigner?: RequestSignerSettings;
+  /** AAA login endpoints, tried in order (plugin.login.aaasvc.login.url, comma list) */
+  loginUrls: string[];
 }
 
 /** One broker-hosted adapter (`plugin.choria.adapter.<name>.*`, go-choria names). */
@@ -292,6 +314,8 @@ export function serverSettings(cfg: Config): ServerSettings {
   const statsPort = optionalPort(cfg, "plugin.choria.stats_port");
   const classesFile = pathOf(cfg, "classesfile");
   const auditLog = pathOf(cfg, "plugin.rpcaudit.logfile");
+  const dataModuleDir = pathOf(cfg, "plugin.chorus.data.module_dir");
+  const dataExternalDir = pathOf(cfg, "plugin.chorus.data.external_dir");
   return {
     ...c,
     factsFiles: pathList(cfg, "plugin.yaml"),
@@ -304,16 +328,51 @@ export function serverSettings(cfg: Config): ServerSettings {
     actionPolicyEnableDefault: cfg.bool("plugin.actionpolicy.enable_default", false),
     rpcAudit: cfg.bool("rpcaudit", false),
     ...(auditLog !== undefined && { rpcAuditLogFile: auditLog }),
+    ...(dataModuleDir !== undefined && { dataModuleDir }),
+    ...(dataExternalDir !== undefined && { dataExternalDir }),
   };
 }
 
 /** Client settings with Choria's key names and defaults. */
 export function clientSettings(cfg: Config): ClientSettings {
   const c = common(cfg);
+  const requestSigner = requestSignerSettings(cfg, c);
   return {
     ...c,
     libdir: pathList(cfg, "libdir"),
     discoveryMethod: cfg.string("default_discovery_method", "broadcast"),
+    ...(requestSigner && { requestSigner }),
+    loginUrls: cfg
+      .list("plugin.login.aaasvc.login.url", [])
+      .map((u) => httpUrl(cfg, "plugin.login.aaasvc.login.url", u)),
+  };
+}
+
+function httpUrl(cfg: Config, key: string, entry: string): string {
+  let url: URL;
+  try {
+    url = new URL(entry);
+  } catch {
+    throw cfg.error(key, `${key}: "${entry}" is not a URL`);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:")
+    throw cfg.error(key, `${key}: "${entry}" must use https:// or http://`);
+  return entry;
+}
+
+function requestSignerSettings(cfg: Config, c: CommonSettings): RequestSignerSettings | undefined {
+  const k = (n: string) => `plugin.choria.security.request_signer.${n}`;
+  const raw = cfg.get(k("url"));
+  const url = raw === undefined || raw.trim() === "" ? undefined : httpUrl(cfg, k("url"), raw.trim());
+  const service = cfg.bool(k("service"), false);
+  if (url === undefined && !service) return undefined;
+  if (url !== undefined && service)
+    throw cfg.error(k("service"), `${k("url")} and ${k("service")} cannot both be set`);
+  return {
+    ...(url !== undefined && { url }),
+    service,
+    tokenFile: pathOf(cfg, k("token_file")) ?? c.tokenFile,
+    seedFile: pathOf(cfg, k("seed_file")) ?? c.seedFile,
   };
 }
 

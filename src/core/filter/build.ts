@@ -1,7 +1,7 @@
 import { emptyFilter, type Filter } from "../protocol/index.js";
 import { FilterError } from "./errors.js";
 import { parseCompoundFilter } from "./compound.js";
-import { parseFactFilter } from "./facts.js";
+import { parseFactFilter, parseFactWord } from "./facts.js";
 import { isSlashRegex, regexProblem } from "./regex.js";
 
 function checked(kind: string, input: string): string {
@@ -25,9 +25,22 @@ export function parseIdentityFilter(input: string): string {
   return checked("identity", input);
 }
 
-/** `-C`: a class name or `/regex/`. */
+/** go-choria's test for a compound statement (its action policy's IsCompound), on each word. */
+const COMPOUND_WORD = /^(?:and|or|not)$|^!|\(.+\)/i;
+
+/**
+ * `-C`: a class name or `/regex/`. A compound statement (`a and not b`) is refused:
+ * go-choria sends it as one class name that no node has, so it silently matches nothing.
+ */
 export function parseClassFilter(input: string): string {
-  return checked("class", input);
+  const v = checked("class", input);
+  if (!isSlashRegex(v) && v.split(/\s+/).some((w) => COMPOUND_WORD.test(w))) {
+    throw new FilterError(
+      "unsupported_compound",
+      `compound statements are not supported in class filters: use a compound filter (${JSON.stringify(input)})`,
+    );
+  }
+  return v;
 }
 
 /** `-A`: an agent name or `/regex/`. */
@@ -42,11 +55,10 @@ export function parseAgentFilter(input: string): string {
 export function parseCombinedFilter(input: string, into: Filter = emptyFilter()): Filter {
   for (const word of input.split(" ")) {
     if (word === "") continue;
-    try {
-      into.fact.push(parseFactFilter(word));
-    } catch {
-      addUnique(into.cf_class, parseClassFilter(word));
-    }
+    // a word that reads as a fact filter with a bad regex is an error, not a class
+    const fact = parseFactWord(word);
+    if (fact) into.fact.push(fact);
+    else addUnique(into.cf_class, parseClassFilter(word));
   }
   return into;
 }

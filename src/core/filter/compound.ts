@@ -1,13 +1,16 @@
-import { DYNAMIC, compileExpression, contains, type ExprEnv } from "./expr.js";
-import { lookupFact, matchFact, parseFactFilter } from "./facts.js";
+import { DYNAMIC, compileExpression, contains, type ExprEnv, type ExprFunction } from "./expr.js";
+import { lookupFact, matchFact, parseFactWord } from "./facts.js";
 import { FilterError } from "./errors.js";
 import { matchClasses, type NodeInfo } from "./match.js";
 import { compileSemVerRange, semverSatisfies } from "./semver.js";
 import { isSlashRegex, regexProblem } from "./regex.js";
 import type { FactFilter } from "../protocol/index.js";
 
-/** `with("x")` reads its word like `-W` does: a fact filter when it parses as one, else a class. */
-type WithTest = { fact: FactFilter } | { cls: string };
+/**
+ * `with("x")` reads its word like `-W` does: a fact filter when it parses as one, else a
+ * class; a fact filter whose regex does not compile matches nothing.
+ */
+type WithTest = { fact: FactFilter } | { cls: string } | { none: true };
 
 const withCache = new Map<string, WithTest>();
 
@@ -15,16 +18,22 @@ function parseWith(word: string): WithTest {
   let w = withCache.get(word);
   if (w) return w;
   try {
-    w = { fact: parseFactFilter(word) };
+    const fact = parseFactWord(word);
+    w = fact ? { fact } : { cls: word };
   } catch {
-    w = { cls: word };
+    w = { none: true };
   }
   if (withCache.size > 512) withCache.clear();
   withCache.set(word, w);
   return w;
 }
 
-function checkRegexWord(word: string): string | undefined {
+function checkWithWord(word: string): string | undefined {
+  try {
+    if (parseFactWord(word)) return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
   if (!isSlashRegex(word)) return undefined;
   const why = regexProblem(word.slice(1, -1));
   return why === undefined ? undefined : `bad regular expression: ${why}`;
@@ -56,12 +65,43 @@ const includeFn = {
 /** Functions every expression language here shares (filters and reply filters). */
 export const COMMON_FUNCTIONS = { include: includeFn, semver: semverFn };
 
+/** Thrown inside an evaluation when a data function has no answer: the node does not match. */
+class NoData extends Error {}
+
+/**
+ * Any other function, `fstat("/etc/hosts")` or `name()`, is a data plugin of the node,
+ * answered by NodeInfo.data with an object whose fields the expression reads.
+ */
+function dataFunction(name: string): ExprFunction<NodeInfo> {
+  return {
+    min: 0,
+    max: 1,
+    call(n, [query]) {
+      if (n.data === undefined) throw new NoData();
+      let out: unknown;
+      try {
+        out = n.data(name, typeof query === "string" ? query : query === undefined ? "" : String(query));
+      } catch {
+        throw new NoData();
+      }
+      if (out === null || typeof out !== "object") throw new NoData();
+      return out;
+    },
+    check: ([query]) =>
+      query === undefined || query === DYNAMIC || typeof query === "string"
+        ? undefined
+        : "a data query is a string",
+  };
+}
+
 /**
  * The `-S` environment, Choria's compound filter names: `facts`, `classes`,
- * `agents`, `identity`, and `with()`, `fact()`, `include()`, `semver()`.
+ * `agents`, `identity`, and `with()`, `fact()`, `include()`, `semver()`; any other
+ * function is a data plugin (built-in names win, as in go-choria).
  */
 export const NODE_ENV: ExprEnv<NodeInfo> = {
   what: "compound filter",
+  otherFunction: dataFunction,
   vars: {
     facts: (n) => n.facts,
     classes: (n) => n.classes,
@@ -76,13 +116,14 @@ export const NODE_ENV: ExprEnv<NodeInfo> = {
       call(n, [word]) {
         if (typeof word !== "string") return false;
         const w = parseWith(word.trim());
-        return "fact" in w ? matchFact(w.fact, n.facts) : matchClasses([w.cls], n.classes);
+        if ("fact" in w) return matchFact(w.fact, n.facts);
+        return "cls" in w && matchClasses([w.cls], n.classes);
       },
       check([word]) {
         if (word === DYNAMIC) return undefined;
         if (typeof word !== "string" || word.trim() === "")
           return 'expects a string such as "os=linux" or "role::web"';
-        return checkRegexWord(word.trim());
+        return checkWithWord(word.trim());
       },
     },
     fact: {
@@ -104,7 +145,17 @@ const compiled = new Map<string, (n: NodeInfo) => boolean>();
 export function compileCompound(expr: string): (n: NodeInfo) => boolean {
   let f = compiled.get(expr);
   if (f) return f;
-  f = compileExpression(expr, NODE_ENV);
+  const run = compileExpression(expr, NODE_ENV);
+  // A data function without an answer fails the whole expression, as a failed run
+  // does in go-choria, rather than reading as a value that `not` could turn true.
+  f = (n) => {
+    try {
+      return run(n);
+    } catch (err) {
+      if (err instanceof NoData) return false;
+      throw err;
+    }
+  };
   if (compiled.size > 256) compiled.clear();
   compiled.set(expr, f);
   return f;

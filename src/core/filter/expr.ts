@@ -155,6 +155,11 @@ export interface ExprFunction<C> {
 export interface ExprEnv<C> {
   vars: Record<string, (ctx: C) => unknown>;
   funcs: Record<string, ExprFunction<C>>;
+  /**
+   * Resolves a call to a name that is not in funcs (the node's data plugins, which the
+   * client cannot know); without it such a call is a parse error.
+   */
+  otherFunction?: (name: string) => ExprFunction<C>;
   /** how errors name the expression ("compound filter", "reply filter") */
   what?: string;
 }
@@ -471,7 +476,9 @@ class Parser<C> {
     }
     if (KEYWORDS.has(t.text)) this.fail(t.col, `unexpected "${t.text}"`);
     if (this.isOp("(")) {
-      const fn = Object.hasOwn(this.env.funcs, t.text) ? this.env.funcs[t.text] : undefined;
+      const fn = Object.hasOwn(this.env.funcs, t.text)
+        ? this.env.funcs[t.text]
+        : this.env.otherFunction?.(t.text);
       if (!fn)
         this.fail(t.col, `unknown function "${t.text}" (known: ${Object.keys(this.env.funcs).join(", ")})`);
       this.pos++;

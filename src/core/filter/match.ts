@@ -9,6 +9,11 @@ export interface NodeInfo {
   facts: Record<string, unknown>;
   classes: string[];
   agents: string[];
+  /**
+   * Answers a data plugin for compound filters (`fstat("/etc/hosts").size > 0`): the
+   * plugin's output for the query. May throw; absent or throwing, the expression fails.
+   */
+  data?: (source: string, query: string) => Record<string, unknown>;
 }
 
 function matchesOne(needle: string, candidate: string): boolean {

@@ -1,6 +1,6 @@
 import { hash } from "node:crypto";
 import type { ValidateFunction } from "ajv";
-import { MAX_MESSAGE_BYTES, PROTOCOL_V2 } from "./constants.js";
+import { MAX_MESSAGE_BYTES, PROTOCOL_UNKNOWN, PROTOCOL_V2 } from "./constants.js";
 import { MAX_JSON_DEPTH, jsonDepthExceeds } from "./depth.js";
 import { ProtocolError } from "./errors.js";
 import type { Filter } from "./filter.js";
@@ -44,11 +44,40 @@ export function encodeMessage(payload: Uint8Array | string): string {
 }
 
 // ---------------------------------------------------------------------------
-// encoders: field order and omitempty rules follow go-choria's v2 structs
+// encoders: field order and omitempty rules follow go-choria's v2 structs.
+//
+// Each encoder first builds the document it is about to write (only what goes on the
+// wire, after omitempty), checks it against the same compiled schema the decoders use,
+// and then writes the JSON from that document. A peer would refuse a message that fails
+// its schema, so failing here names the field to the caller instead. The schemas have no
+// patterns and only `minLength: 1` on strings, so the check costs a few property tests,
+// not a pass over the (possibly large) base64 fields.
 
-function filterJson(f: Filter): string {
+function mustMatch(validate: ValidateFunction, doc: object, what: string): void {
+  if (!validate(doc)) {
+    throw new ProtocolError(
+      "schema",
+      `refusing to encode a ${what} that fails Choria's ${what} schema: ${errorsText(validate.errors)}`,
+    );
+  }
+}
+
+type FilterDoc = Filter;
+
+/** The filter as encodeRequest writes it: every list present. */
+function filterDoc(f: Filter): FilterDoc {
+  return {
+    fact: f.fact ?? [],
+    cf_class: f.cf_class ?? [],
+    agent: f.agent ?? [],
+    identity: f.identity ?? [],
+    compound: f.compound ?? [],
+  };
+}
+
+function filterJson(f: FilterDoc): string {
   let facts = "[";
-  const ff = f.fact ?? [];
+  const ff = f.fact;
   for (let i = 0; i < ff.length; i++) {
     const x = ff[i]!;
     if (i > 0) facts += ",";
@@ -56,7 +85,7 @@ function filterJson(f: Filter): string {
   }
   facts += "]";
   let compound = "[";
-  const cc = f.compound ?? [];
+  const cc = f.compound;
   for (let i = 0; i < cc.length; i++) {
     if (i > 0) compound += ",";
     const group = cc[i]!;
@@ -77,11 +106,24 @@ function filterJson(f: Filter): string {
 
 /** Request JSON: {protocol,message,id,sender,caller,collective,agent,ttl,time,filter?}. */
 export function encodeRequest(r: Omit<Request, "protocol">): Buffer {
+  const d: Request & { filter?: FilterDoc } = {
+    protocol: PROTOCOL_V2.request,
+    message: r.message,
+    id: r.id,
+    sender: r.sender,
+    caller: r.caller,
+    collective: r.collective,
+    agent: r.agent,
+    ttl: r.ttl,
+    time: r.time,
+  };
+  if (r.filter) d.filter = filterDoc(r.filter);
+  mustMatch(validators.request, d, "request");
   let s =
-    `{"protocol":"${PROTOCOL_V2.request}","message":${goString(r.message)},"id":${goString(r.id)}` +
-    `,"sender":${goString(r.sender)},"caller":${goString(r.caller)},"collective":${goString(r.collective)}` +
-    `,"agent":${goString(r.agent)},"ttl":${goInt(r.ttl, "ttl")},"time":${goInt(r.time, "time")}`;
-  if (r.filter) s += `,"filter":${filterJson(r.filter)}`;
+    `{"protocol":"${d.protocol}","message":${goString(d.message)},"id":${goString(d.id)}` +
+    `,"sender":${goString(d.sender)},"caller":${goString(d.caller)},"collective":${goString(d.collective)}` +
+    `,"agent":${goString(d.agent)},"ttl":${goInt(d.ttl, "ttl")},"time":${goInt(d.time, "time")}`;
+  if (d.filter) s += `,"filter":${filterJson(d.filter)}`;
   return Buffer.from(s + "}", "utf8");
 }
 
@@ -92,18 +134,35 @@ export function encodeSecureRequest(
   callerJwt: string,
   signerJwt?: string,
 ): Buffer {
+  const d: SecureRequest = {
+    protocol: PROTOCOL_V2.secureRequest,
+    request: b64(requestBytes),
+    signature: b64(signature),
+    caller: callerJwt,
+  };
+  if (signerJwt) d.signer = signerJwt;
+  mustMatch(validators.secureRequest, d, "secure request");
   let s =
-    `{"protocol":"${PROTOCOL_V2.secureRequest}","request":"${b64(requestBytes)}"` +
-    `,"signature":"${b64(signature)}","caller":${goString(callerJwt)}`;
-  if (signerJwt) s += `,"signer":${goString(signerJwt)}`;
+    `{"protocol":"${d.protocol}","request":"${d.request}"` +
+    `,"signature":"${d.signature}","caller":${goString(d.caller)}`;
+  if (d.signer !== undefined) s += `,"signer":${goString(d.signer)}`;
   return Buffer.from(s + "}", "utf8");
 }
 
 /** Reply JSON: {protocol,message,request,sender,agent,time}. */
 export function encodeReply(r: Omit<Reply, "protocol">): Buffer {
+  const d: Reply = {
+    protocol: PROTOCOL_V2.reply,
+    message: r.message,
+    request: r.request,
+    sender: r.sender,
+    agent: r.agent,
+    time: r.time,
+  };
+  mustMatch(validators.reply, d, "reply");
   const s =
-    `{"protocol":"${PROTOCOL_V2.reply}","message":${goString(r.message)},"request":${goString(r.request)}` +
-    `,"sender":${goString(r.sender)},"agent":${goString(r.agent)},"time":${goInt(r.time, "time")}}`;
+    `{"protocol":"${d.protocol}","message":${goString(d.message)},"request":${goString(d.request)}` +
+    `,"sender":${goString(d.sender)},"agent":${goString(d.agent)},"time":${goInt(d.time, "time")}}`;
   return Buffer.from(s, "utf8");
 }
 
@@ -113,28 +172,50 @@ export function encodeSecureReply(
   signature?: Uint8Array,
   senderJwt?: string,
 ): Buffer {
-  const digest = hash("sha256", replyBytes, "base64");
-  let s = `{"protocol":"${PROTOCOL_V2.secureReply}","reply":"${b64(replyBytes)}","hash":"${digest}"`;
+  const d: SecureReply = {
+    protocol: PROTOCOL_V2.secureReply,
+    reply: b64(replyBytes),
+    hash: hash("sha256", replyBytes, "base64"),
+  };
   // Go's omitempty drops a nil or zero-length []byte and an empty string.
-  if (signature && signature.length > 0) s += `,"signature":"${b64(signature)}"`;
-  if (senderJwt) s += `,"sender":${goString(senderJwt)}`;
+  if (signature && signature.length > 0) d.signature = b64(signature);
+  if (senderJwt) d.sender = senderJwt;
+  mustMatch(validators.secureReply, d, "secure reply");
+  let s = `{"protocol":"${d.protocol}","reply":"${d.reply}","hash":"${d.hash}"`;
+  if (d.signature !== undefined) s += `,"signature":"${d.signature}"`;
+  if (d.sender !== undefined) s += `,"sender":${goString(d.sender)}`;
   return Buffer.from(s + "}", "utf8");
 }
 
-function headersJson(h: TransportHeaders): string {
-  const parts: string[] = [];
-  if (h.reply) parts.push(`"reply":${goString(h.reply)}`);
-  if (h.sender) parts.push(`"sender":${goString(h.sender)}`);
-  if (h.trace && h.trace.length > 0) {
-    parts.push(`"trace":[${h.trace.map((t) => goStringArray(t)).join(",")}]`);
-  }
+/** The headers as written: empty strings and lists left out, a federation object always kept. */
+function headersDoc(h: TransportHeaders): TransportHeaders {
+  const d: TransportHeaders = {};
+  if (h.reply) d.reply = h.reply;
+  if (h.sender) d.sender = h.sender;
+  if (h.trace && h.trace.length > 0) d.trace = h.trace;
   if (h.federation) {
     // A non-nil pointer is always written, even when every field inside is empty.
     const f = h.federation;
+    const fd: NonNullable<TransportHeaders["federation"]> = {};
+    if (f.request) fd.request = f.request;
+    if (f.reply) fd.reply = f.reply;
+    if (f.targets && f.targets.length > 0) fd.targets = f.targets;
+    d.federation = fd;
+  }
+  return d;
+}
+
+function headersJson(d: TransportHeaders): string {
+  const parts: string[] = [];
+  if (d.reply !== undefined) parts.push(`"reply":${goString(d.reply)}`);
+  if (d.sender !== undefined) parts.push(`"sender":${goString(d.sender)}`);
+  if (d.trace !== undefined) parts.push(`"trace":[${d.trace.map((t) => goStringArray(t)).join(",")}]`);
+  const f = d.federation;
+  if (f !== undefined) {
     const fp: string[] = [];
-    if (f.request) fp.push(`"request":${goString(f.request)}`);
-    if (f.reply) fp.push(`"reply":${goString(f.reply)}`);
-    if (f.targets && f.targets.length > 0) fp.push(`"targets":${goStringArray(f.targets)}`);
+    if (f.request !== undefined) fp.push(`"request":${goString(f.request)}`);
+    if (f.reply !== undefined) fp.push(`"reply":${goString(f.reply)}`);
+    if (f.targets !== undefined) fp.push(`"targets":${goStringArray(f.targets)}`);
     parts.push(`"federation":{${fp.join(",")}}`);
   }
   return `{${parts.join(",")}}`;
@@ -142,7 +223,13 @@ function headersJson(h: TransportHeaders): string {
 
 /** Transport JSON: {protocol,data,headers}; data is base64 of the secure layer. */
 export function encodeTransport(inner: Uint8Array, headers: TransportHeaders): Buffer {
-  const s = `{"protocol":"${PROTOCOL_V2.transport}","data":"${b64(inner)}","headers":${headersJson(headers ?? {})}}`;
+  const d: Transport = {
+    protocol: PROTOCOL_V2.transport,
+    data: b64(inner),
+    headers: headersDoc(headers ?? {}),
+  };
+  mustMatch(validators.transport, d, "transport");
+  const s = `{"protocol":"${d.protocol}","data":"${d.data}","headers":${headersJson(d.headers)}}`;
   return Buffer.from(s, "utf8");
 }
 
@@ -153,9 +240,17 @@ export function encodeTransport(inner: Uint8Array, headers: TransportHeaders): B
  * Reply-side decode options. go-choria validates reply layers against their schemas
  * only in strict mode (off by default); `strict: false` swaps the schema for a check
  * of just the fields the client reads, which is most of a reply's decode cost.
+ *
+ * `lax: true` (decodeReply only) goes as far as go-choria's client does with strict
+ * validation off: the reply is read the way json.Unmarshal fills a struct, so a missing
+ * or null protocol, message, request, sender, agent or time takes Go's zero value
+ * ("", an empty body, 0) and any protocol string is kept; a field of the wrong type or
+ * a message that is not base64 still fails, as the Go unmarshal does. It implies
+ * `strict: false`.
  */
 export interface DecodeOptions {
   strict?: boolean;
+  lax?: boolean;
 }
 
 /** Without a schema: the named fields must be strings (the rest is not read). */
@@ -168,7 +263,7 @@ function requireStrings(doc: Record<string, unknown>, fields: readonly string[],
 function parseLayer<T>(
   bytes: Uint8Array,
   protocol: string,
-  validate: ValidateFunction | readonly string[],
+  validate: ValidateFunction | readonly string[] | null,
   what: string,
 ): T {
   if (bytes.byteLength > MAX_MESSAGE_BYTES) {
@@ -193,6 +288,8 @@ function parseLayer<T>(
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
     throw new ProtocolError("malformed", `${what} is not a JSON object`);
   }
+  // null: the caller checks every field itself (lax replies).
+  if (validate === null) return doc as T;
   // Report a foreign protocol id on its own: it usually means v1 or a different layer, not corruption.
   const p = (doc as { protocol?: unknown }).protocol;
   if (typeof p === "string" && p !== protocol) {
@@ -227,8 +324,21 @@ export function decodeTransport(
   bytes: Uint8Array,
   opts: DecodeOptions = {},
 ): { transport: Transport; inner: Buffer } {
-  const check = opts.strict === false ? LIGHT.transport : validators.transport;
-  const transport = parseLayer<Transport>(bytes, PROTOCOL_V2.transport, check, "transport");
+  const light = opts.strict === false;
+  const transport = parseLayer<Transport>(
+    bytes,
+    PROTOCOL_V2.transport,
+    light ? LIGHT.transport : validators.transport,
+    "transport",
+  );
+  if (light) {
+    // The schema requires headers; without it, give the header accessors an empty set.
+    const h = transport.headers as unknown;
+    if (h === undefined) transport.headers = {};
+    else if (typeof h !== "object" || h === null || Array.isArray(h)) {
+      throw new ProtocolError("schema", "transport headers are not an object");
+    }
+  }
   return { transport, inner: mustB64(transport.data, "transport data") };
 }
 
@@ -301,6 +411,7 @@ export function decodeSecureReply(
 }
 
 export function decodeReply(bytes: Uint8Array, opts: DecodeOptions = {}): { reply: Reply; message: Buffer } {
+  if (opts.lax === true) return decodeReplyLax(bytes);
   const reply = parseLayer<Reply>(
     bytes,
     PROTOCOL_V2.reply,
@@ -310,5 +421,38 @@ export function decodeReply(bytes: Uint8Array, opts: DecodeOptions = {}): { repl
   if (opts.strict === false && typeof reply.time !== "number") {
     throw new ProtocolError("schema", "reply has no numeric time");
   }
+  return { reply, message: mustB64(reply.message, "reply message") };
+}
+
+/** Go's int64 range; a JSON number outside it or with a fraction fails json.Unmarshal. */
+const INT64_MIN = -(2 ** 63);
+const INT64_MAX = 2 ** 63;
+
+function laxString(doc: Record<string, unknown>, field: string): string {
+  const v = doc[field];
+  if (v === undefined || v === null) return "";
+  if (typeof v !== "string") throw new ProtocolError("schema", `reply field ${field} is not a string`);
+  return v;
+}
+
+function decodeReplyLax(bytes: Uint8Array): { reply: Reply; message: Buffer } {
+  // The size, depth and JSON checks stay; the protocol and field checks are Go's.
+  const doc = parseLayer<Record<string, unknown>>(bytes, PROTOCOL_V2.reply, null, "reply");
+  const p = doc.protocol;
+  // go-choria starts from a v2 reply and its UnmarshalJSON maps null to "unknown".
+  const protocol = p === undefined ? PROTOCOL_V2.reply : p === null ? PROTOCOL_UNKNOWN : p;
+  if (typeof protocol !== "string") throw new ProtocolError("schema", "reply protocol is not a string");
+  const t = doc.time ?? 0;
+  if (typeof t !== "number" || !Number.isInteger(t) || t < INT64_MIN || t >= INT64_MAX) {
+    throw new ProtocolError("schema", "reply time is not a 64-bit integer");
+  }
+  const reply: Reply = {
+    protocol,
+    message: laxString(doc, "message"),
+    request: laxString(doc, "request"),
+    sender: laxString(doc, "sender"),
+    agent: laxString(doc, "agent"),
+    time: t,
+  };
   return { reply, message: mustB64(reply.message, "reply message") };
 }

@@ -9,3 +9,15 @@ export const PROTOCOL_V2 = {
 
 /** Inputs larger than this are refused before any parsing (4 MiB, a little above NATS' usual max_payload). */
 export const MAX_MESSAGE_BYTES: number = 4 * 1024 * 1024;
+
+/** Version 1 (x509) protocol identifiers; Chorus does not speak v1 but recognises it. */
+export const PROTOCOL_V1 = {
+  transport: "choria:transport:1",
+  secureRequest: "choria:secure:request:1",
+  request: "choria:request:1",
+  secureReply: "choria:secure:reply:1",
+  reply: "choria:reply:1",
+} as const;
+
+/** What go-choria reports for a protocol field it does not know. */
+export const PROTOCOL_UNKNOWN = "io.choria.protocol.unknown";

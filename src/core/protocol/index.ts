@@ -1,5 +1,22 @@
 export { ChorusError, ProtocolError, type ProtocolErrorCode } from "./errors.js";
-export { PROTOCOL_V2, MAX_MESSAGE_BYTES } from "./constants.js";
+export { PROTOCOL_V2, PROTOCOL_V1, PROTOCOL_UNKNOWN, MAX_MESSAGE_BYTES } from "./constants.js";
+export { protocolVersion } from "./version.js";
+export {
+  type Federable,
+  type NetworkHop,
+  isFederated,
+  federationRequestId,
+  federationReplyTo,
+  federationTargets,
+  setFederationRequestId,
+  setFederationReplyTo,
+  setFederationTargets,
+  setUnfederated,
+  recordNetworkHop,
+  networkHops,
+  seenBy,
+  copyFederationData,
+} from "./federation.js";
 export type { Transport, TransportHeaders, SecureRequest, Request, SecureReply, Reply } from "./types.js";
 export { type FactFilter, type Filter, emptyFilter, isEmptyFilter } from "./filter.js";
 export { newRequestId, nowNanos, ksuidFromParts, parseKsuid, KSUID_EPOCH } from "./ksuid.js";

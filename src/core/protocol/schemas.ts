@@ -46,7 +46,13 @@ const reply = load("reply");
 
 // strict:false because the transport schema uses the draft-07 tuple form of `items`
 // without `minItems`/`additionalItems`, which strict mode rejects.
-const ajv = new Ajv({ allErrors: false, strict: false });
+// unicode:false measures strings with .length instead of walking them for surrogate
+// pairs: every length rule in these schemas is `minLength: 1`, which both agree on,
+// and walking would cost about 5 ns per character of every base64 payload field (5 µs
+// for a 1 KB body, 17 ms for 4 MB) on each encode and decode. ajv calls the option
+// deprecated and says so on the console, its only message for these fixed schemas,
+// hence logger:false.
+const ajv = new Ajv({ allErrors: false, strict: false, unicode: false, logger: false });
 
 function compile(schema: Json): ValidateFunction {
   const copy = { ...schema };

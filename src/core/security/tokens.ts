@@ -46,6 +46,8 @@ export interface ClientClaims extends StandardClaims {
   ou?: string;
   user_properties?: Record<string, string>;
   opa_policy?: string;
+  /** Chorus: a Cedar policy set the caller's requests are authorized with (aaasvc). */
+  cedar_policy?: string;
   pub_subjects?: string[];
   sub_subjects?: string[];
   permissions?: ClientPermissions | undefined;
@@ -146,6 +148,7 @@ export interface ClientTokenOptions extends Pick<
   | "ou"
   | "user_properties"
   | "opa_policy"
+  | "cedar_policy"
   | "pub_subjects"
   | "sub_subjects"
 > {
@@ -164,6 +167,7 @@ export function createClientToken(c: ClientTokenOptions, issuer: Issuer): string
       ou: c.ou ?? "choria",
       user_properties: c.user_properties,
       opa_policy: c.opa_policy,
+      cedar_policy: c.cedar_policy,
       pub_subjects: c.pub_subjects,
       sub_subjects: c.sub_subjects,
       permissions: c.permissions,
@@ -409,4 +413,12 @@ export function verifyToken(
   if (verified.size >= MAX_CACHED_TOKENS) verified.delete(verified.keys().next().value as string);
   verified.set(key, claims);
   return claims as unknown as ClientClaims | ServerClaims;
+}
+
+/**
+ * The caller id a delegated signer writes into requests it signs: Choria's AAA signer
+ * replaces `@` and `.` so the id is safe inside a NATS subject token.
+ */
+export function delegatedCallerId(callerid: string): string {
+  return callerid.replace(/[@.]/g, "_");
 }

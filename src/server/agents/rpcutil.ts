@@ -1,6 +1,6 @@
 import { builtinDDL } from "../../core/ddl/index.js";
 import { lookupFact } from "../../core/filter/index.js";
-import { DataError, DataRegistry, choriaPlugin, fstatPlugin, sysctlPlugin } from "../data/index.js";
+import { DataError } from "../data/index.js";
 import type { AgentRegistry } from "../registry.js";
 import type { ActionRequest, AgentHandler } from "../types.js";
 
@@ -8,23 +8,6 @@ function uptimeTimes(): Record<string, number> {
   const u = process.cpuUsage();
   // Seconds, like the Ruby daemon's Process.times; children are not tracked.
   return { utime: u.user / 1e6, stime: u.system / 1e6, cutime: 0, cstime: 0 };
-}
-
-/** The built-in data plugins for a node (not yet a per-server registry with module/external plugins). */
-function dataRegistry(req: ActionRequest): DataRegistry {
-  const n = req.node;
-  const reg = new DataRegistry();
-  reg.register(fstatPlugin);
-  reg.register(sysctlPlugin);
-  reg.register(
-    choriaPlugin({
-      configFile: () => n.host.configFile ?? "",
-      connectedServer: () => n.host.connectedServer(),
-      agents: () => [...n.agents],
-      classes: () => [...n.classes],
-    }),
-  );
-  return reg;
 }
 
 function str(req: ActionRequest, key: string): string {
@@ -78,13 +61,13 @@ export const rpcutilActions: Record<string, AgentHandler> = {
 
   get_data: (req, reply) => {
     const source = str(req, "source");
-    const reg = dataRegistry(req);
+    const reg = req.node.dataRegistry;
     if (reg.get(source) === undefined) {
       reply.fail(`Unknown data plugin ${source}`);
       return;
     }
     try {
-      return reg.run(source, str(req, "query"));
+      return reg.run(source, str(req, "query"), req.node);
     } catch (e) {
       if (!(e instanceof DataError)) throw e;
       reply.fail(e.message);
@@ -115,7 +98,7 @@ export const rpcutilActions: Record<string, AgentHandler> = {
       version: n.host.version,
       main_collective: n.mainCollective,
       collectives: [...n.collectives],
-      data_plugins: dataRegistry(req).names(),
+      data_plugins: n.dataRegistry.names(),
       machines: {},
       upgradable: false,
     };

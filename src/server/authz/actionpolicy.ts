@@ -2,7 +2,14 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../../core/util/index.js";
 import type { Authorizer } from "../types.js";
-import { evaluatePolicy, parsePolicy, PolicyError, readGroups, type PolicyDecision } from "./policy.js";
+import {
+  evaluatePolicy,
+  parsePolicy,
+  PolicyError,
+  readGroups,
+  type PolicyDecision,
+  type PolicySubject,
+} from "./policy.js";
 
 export interface ActionPolicyOptions {
   /** `<configdir>/policies` */
@@ -13,13 +20,23 @@ export interface ActionPolicyOptions {
   enableDefault?: boolean;
   /** plugin.actionpolicy.default_name (default "default"). */
   defaultName?: string;
-  /** where denials and broken policy files are reported */
+  /** where denials, unusable lines and unreadable policy files are reported */
   logger?: Pick<Logger, "warn" | "error">;
   /** How long a parsed file is trusted before its mtime is checked again (default 1000 ms). */
   recheckMs?: number;
 }
 
 type Loaded<T> = { value: T } | { error: PolicyError } | { missing: true };
+
+/** Counts since start, for the server's metrics; bumped each time a file is (re)read. */
+export interface ActionPolicyStats {
+  /** allow (or unrecognised) policy lines ignored because they cannot be evaluated */
+  skippedLines: number;
+  /** deny lines that cannot be fully read and so match more requests than written */
+  widenedDenyLines: number;
+  /** groups file lines ignored (no members, bad group name) */
+  skippedGroupLines: number;
+}
 
 interface CacheEntry {
   key: string;
@@ -37,6 +54,7 @@ export class ActionPolicyAuthorizer implements Authorizer {
     logger?: Pick<Logger, "warn" | "error">;
   };
   private readonly cache = new Map<string, CacheEntry>();
+  readonly stats: ActionPolicyStats = { skippedLines: 0, widenedDenyLines: 0, skippedGroupLines: 0 };
 
   constructor(opts: ActionPolicyOptions) {
     this.opts = {
@@ -60,6 +78,7 @@ export class ActionPolicyAuthorizer implements Authorizer {
       caller: req.caller,
       facts: req.node.facts,
       classes: req.node.classes,
+      node: req.node,
     });
     if (!d.allowed) {
       this.opts.logger?.warn(
@@ -71,15 +90,8 @@ export class ActionPolicyAuthorizer implements Authorizer {
   }
 
   /** The decision with its reason (exposed for tests and tooling). */
-  decide(s: {
-    agent: string;
-    action: string;
-    caller: string;
-    facts: Record<string, unknown>;
-    classes: readonly string[];
-  }): PolicyDecision {
-    const policyFile = (n: string) =>
-      this.load(`${n}.policy`, (f) => parsePolicy(readFileSync(f, "utf8"), f));
+  decide(s: PolicySubject & { agent: string }): PolicyDecision {
+    const policyFile = (n: string) => this.load(`${n}.policy`, (f) => this.parsePolicyFile(f));
     let loaded = policyFile(s.agent);
     if ("missing" in loaded && this.opts.enableDefault) loaded = policyFile(this.opts.defaultName);
     if ("missing" in loaded) {
@@ -88,11 +100,40 @@ export class ActionPolicyAuthorizer implements Authorizer {
         : { allowed: false, reason: `no policy file for agent ${s.agent}` };
     }
     if ("error" in loaded)
-      return { allowed: false, reason: `broken policy, denying all: ${loaded.error.message}` };
-    const groups = this.load("groups", readGroups);
+      return { allowed: false, reason: `unreadable policy, denying all: ${loaded.error.message}` };
+    const groups = this.load("groups", (f) => this.readGroupsFile(f));
     if ("error" in groups)
-      return { allowed: false, reason: `broken groups file, denying all: ${groups.error.message}` };
-    return evaluatePolicy(loaded.value, s, "value" in groups ? groups.value : new Map());
+      return { allowed: false, reason: `unreadable groups file, denying all: ${groups.error.message}` };
+    return evaluatePolicy(
+      loaded.value,
+      s,
+      "value" in groups ? groups.value : new Map(),
+      this.opts.allowUnconfigured,
+    );
+  }
+
+  /** Only a file that cannot be read is an error; its unusable lines are logged and counted. */
+  private parsePolicyFile(file: string) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      throw new PolicyError(file, 0, `cannot read: ${(err as Error).message}`);
+    }
+    const policy = parsePolicy(text, file);
+    for (const w of policy.warnings) {
+      if (w.outcome === "skipped") this.stats.skippedLines++;
+      if (w.outcome === "deny-widened") this.stats.widenedDenyLines++;
+      this.opts.logger?.warn({ file, line: w.line, outcome: w.outcome }, `${file}:${w.line}: ${w.message}`);
+    }
+    return policy;
+  }
+
+  private readGroupsFile(file: string) {
+    return readGroups(file, (line, message) => {
+      this.stats.skippedGroupLines++;
+      this.opts.logger?.warn({ file, line }, `${file}:${line}: ${message}`);
+    });
   }
 
   private load<T>(name: string, parse: (file: string) => T): Loaded<T> {
@@ -120,7 +161,7 @@ export class ActionPolicyAuthorizer implements Authorizer {
       } catch (err) {
         const error = err instanceof PolicyError ? err : new PolicyError(file, 0, (err as Error).message);
         loaded = { error };
-        this.opts.logger?.error({ file, line: error.line }, `invalid policy file: ${error.message}`);
+        this.opts.logger?.error({ file }, `unreadable policy file, denying all: ${error.message}`);
       }
     }
     this.cache.set(name, { key, checkedAt: now, loaded });

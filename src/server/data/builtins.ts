@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
-import { lstatSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readFileSync, statSync, type Stats } from "node:fs";
+import { cpus } from "node:os";
 import { CHORUS_VERSION } from "../../core/util/index.js";
-import { DataError, type DataDdl, type DataOutput, type DataPlugin } from "./types.js";
+import { DataError, type DataDdl, type DataNode, type DataOutput, type DataPlugin } from "./types.js";
 
 function ddl(
   name: string,
@@ -18,92 +19,116 @@ function ddl(
       version: CHORUS_VERSION,
       url: "https://choria.io",
       timeout: 1,
+      provider: "chorus",
     },
-    ...(query === undefined
-      ? {}
-      : {
-          input: {
-            query: { prompt: query, description: query, type: "string", optional: false },
-          },
-        }),
+    ...(query !== undefined && {
+      query: { prompt: query, description: query, type: "string", optional: false },
+    }),
     output,
   };
 }
 
-const out = (type: string, description: string): DataOutput => ({
+const out = (type: string, display_as: string, description = display_as): DataOutput => ({
   description,
-  display_as: description,
+  display_as,
   type,
 });
 
-function fileType(s: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean }): string {
+function fileType(s: Stats): string {
   if (s.isSymbolicLink()) return "symlink";
   if (s.isDirectory()) return "directory";
   if (s.isFile()) return "file";
+  if (s.isSocket()) return "socket";
+  if (s.isCharacterDevice()) return "chardev";
+  if (s.isBlockDevice()) return "blockdev";
   return "unknown";
 }
 
+/** "%F %T" in local time, as the Ruby fstat plugin formats times. */
+function rubyTime(d: Date): string {
+  const p = (n: number): string => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+const TIMES = ["mtime", "ctime", "atime"] as const;
+
+/**
+ * The Ruby MCollective fstat plugin's outputs (go-choria has no fstat of its own):
+ * `present` is 1 or 0, `mode` the full st_mode in octal, times as "%F %T" plus
+ * `_seconds` and `_age`; a symlink is described by lstat, and a dangling one is absent.
+ */
 export const fstatPlugin: DataPlugin = {
   name: "fstat",
   ddl: ddl("fstat", "Retrieve file stat data for a given file", "File Name", {
-    name: out("string", "File Name"),
-    output: out("string", "Output"),
-    present: out("boolean", "Present"),
-    size: out("integer", "Size"),
-    mode: out("string", "Mode"),
-    type: out("string", "Type"),
-    uid: out("integer", "Owner"),
-    gid: out("integer", "Group"),
-    mtime: out("string", "Modification time"),
-    mtime_seconds: out("integer", "Modification time (seconds)"),
-    md5: out("string", "MD5"),
+    name: out("string", "Name", "File name"),
+    output: out("string", "Status", "Human readable information about the file"),
+    present: out("integer", "Present", "Indicates if the file exist using 0 or 1"),
+    size: out("integer", "Size", "File size"),
+    mode: out("string", "Mode", "File mode"),
+    mtime: out("string", "Modification time", "File modification time"),
+    ctime: out("string", "Change time", "File change time"),
+    atime: out("string", "Access time", "File access time"),
+    mtime_seconds: out("integer", "Modification time", "File modification time in seconds"),
+    ctime_seconds: out("integer", "Change time", "File change time in seconds"),
+    atime_seconds: out("integer", "Access time", "File access time in seconds"),
+    mtime_age: out("integer", "Modification age", "File modification age in seconds"),
+    ctime_age: out("integer", "Change age", "File change age in seconds"),
+    atime_age: out("integer", "Access age", "File access age in seconds"),
+    md5: out("string", "MD5", "File MD5 digest"),
+    type: out("string", "Type", "File type"),
+    uid: out("integer", "Owner", "File owner"),
+    gid: out("integer", "Group", "File group"),
   }),
   run(query: string): Record<string, unknown> {
     if (query === "") throw new DataError("fstat requires a file name");
-    const base = { name: query, output: "not present", present: false, size: 0, type: "unknown" };
-    let l;
+    const r: Record<string, unknown> = {
+      name: query,
+      output: "not present",
+      type: "unknown",
+      mode: "0000",
+      present: 0,
+      size: 0,
+      md5: "",
+      uid: 0,
+      gid: 0,
+    };
+    for (const t of TIMES) Object.assign(r, { [t]: "", [`${t}_seconds`]: 0, [`${t}_age`]: 0 });
+    let s: Stats;
     try {
-      l = lstatSync(query);
+      if (!existsSync(query)) return r;
+      const l = lstatSync(query);
+      s = l.isSymbolicLink() ? l : statSync(query);
     } catch {
-      return base;
+      return r;
     }
-    const s = l.isSymbolicLink()
-      ? (() => {
-          try {
-            return statSync(query);
-          } catch {
-            return l;
-          }
-        })()
-      : l;
-    let md5 = "";
+    const now = Math.floor(Date.now() / 1000);
+    r["output"] = "present";
+    r["present"] = 1;
+    r["size"] = s.size;
+    r["uid"] = s.uid;
+    r["gid"] = s.gid;
+    for (const t of TIMES) {
+      const d = s[t];
+      const secs = Math.floor(d.getTime() / 1000);
+      Object.assign(r, { [t]: rubyTime(d), [`${t}_seconds`]: secs, [`${t}_age`]: now - secs });
+    }
+    r["mode"] = s.mode.toString(8);
+    r["type"] = fileType(s);
     if (s.isFile()) {
       try {
-        md5 = createHash("md5").update(readFileSync(query)).digest("hex");
+        r["md5"] = createHash("md5").update(readFileSync(query)).digest("hex");
       } catch {
-        md5 = "";
+        // unreadable: present with no digest, as a stat without read permission allows
       }
     }
-    return {
-      name: query,
-      output: "present",
-      present: true,
-      size: s.size,
-      mode: (s.mode & 0o7777).toString(8).padStart(4, "0"),
-      type: fileType(l),
-      uid: s.uid,
-      gid: s.gid,
-      mtime: s.mtime.toISOString(),
-      mtime_seconds: Math.floor(s.mtimeMs / 1000),
-      md5,
-    };
+    return r;
   },
 };
 
 export const sysctlPlugin: DataPlugin = {
   name: "sysctl",
   ddl: ddl("sysctl", "Retrieve values for a given sysctl", "Sysctl key", {
-    value: out("string", "Value"),
+    value: out("string", "Value", "Sysctl value"),
   }),
   run(query: string): Record<string, unknown> {
     if (!/^[A-Za-z0-9_.-]+$/.test(query) || query.includes("..")) {
@@ -119,32 +144,62 @@ export const sysctlPlugin: DataPlugin = {
   },
 };
 
-/** Runtime facts the node exposes to the `choria` data plugin. */
-export interface ChoriaRuntime {
-  configFile(): string;
-  connectedServer(): string;
-  agents(): readonly string[];
-  classes(): readonly string[];
-}
+/** go-choria's choriadata outputs, less the Go runtime ones (go_version, goroutines, built, commit). */
+export const choriaPlugin: DataPlugin = {
+  name: "choria",
+  ddl: ddl("choria", "Data about a the running Choria instance", undefined, {
+    agents: out("Array", "Agents", "Known agents hosted by this server"),
+    agents_count: out("integer", "Agents", "Number of active agents on the node"),
+    classes: out("Array", "Class Names", "List of classes this machine is tagged with"),
+    classes_count: out("integer", "Classes", "Number of classes this node is tagged with"),
+    machines: out("Array", "Machines Names", "The names of running machines"),
+    machines_count: out("integer", "Machines", "The number of running Autonomous Agents"),
+    configfile: out("string", "Configuration File", "The path to the running configuration"),
+    connected_broker: out("string", "Connected Broker", "The Choria Broker this server is connected to"),
+    provisioning: out("boolean", "Provisioning", "If the node is currently in Provisioning mode"),
+    pid: out("integer", "PID", "The process ID of the running process"),
+    cpus: out("integer", "CPUs", "The number of logical CPUs"),
+    uptime: out("integer", "Uptime", "The time, in seconds, that the server has been up"),
+    total: out("integer", "Total Messages", "The number of messages this server processed"),
+    validated: out("integer", "Valid Messages", "Messages that passed validation"),
+    unvalidated: out("integer", "Invalid Messages", "Messages that did not pass validation"),
+    passed: out("integer", "Passed Messages", "Messages that matched filters"),
+    filtered: out("integer", "Filtered Messages", "Messages that did not match filters"),
+    replies: out("integer", "Reply Messages", "The number of reply messages this server sent"),
+    ttlexpired: out("integer", "Expired Messages", "Messages rejected due to TTL expiration"),
+    events: out("integer", "Events", "Lifecycle events published"),
+    version: out("string", "Version", "The running version of the server"),
+    license: out("string", "License", "The license this server is released under"),
+  }),
+  run(_query: string, node: DataNode): Record<string, unknown> {
+    const s = node.stats;
+    const agents = [...node.agents];
+    const classes = [...node.classes];
+    return {
+      agents,
+      agents_count: agents.length,
+      classes,
+      classes_count: classes.length,
+      machines: [],
+      machines_count: 0,
+      configfile: node.host.configFile ?? "",
+      connected_broker: node.host.connectedServer(),
+      provisioning: false,
+      pid: process.pid,
+      cpus: cpus().length,
+      uptime: Math.floor((Date.now() - node.host.startTime) / 1000),
+      total: s.total,
+      validated: s.validated,
+      unvalidated: s.unvalidated,
+      passed: s.passed,
+      filtered: s.filtered,
+      replies: s.replies,
+      ttlexpired: s.ttlexpired,
+      events: s.events,
+      version: node.host.version,
+      license: "Apache-2.0",
+    };
+  },
+};
 
-export function choriaPlugin(rt: ChoriaRuntime): DataPlugin {
-  return {
-    name: "choria",
-    ddl: ddl("choria", "Runtime information about the Chorus server", undefined, {
-      version: out("string", "Version"),
-      config_file: out("string", "Config file"),
-      connected_broker: out("string", "Connected broker"),
-      agents: out("array", "Agents"),
-      classes: out("array", "Classes"),
-    }),
-    run(): Record<string, unknown> {
-      return {
-        version: CHORUS_VERSION,
-        config_file: rt.configFile(),
-        connected_broker: rt.connectedServer(),
-        agents: [...rt.agents()],
-        classes: [...rt.classes()],
-      };
-    },
-  };
-}
+export const BUILTIN_DATA_PLUGINS: readonly DataPlugin[] = [choriaPlugin, fstatPlugin, sysctlPlugin];

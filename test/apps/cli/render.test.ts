@@ -1,10 +1,17 @@
 import { describe, expect, it } from "vitest";
 import {
   exitCodeFor,
+  factReport,
   formatMs,
+  INTERRUPTED_EXIT,
+  nothingMatched,
+  plural,
+  renderDDLDoc,
+  renderFactReport,
   renderDiscovered,
   renderJson,
   renderPing,
+  renderPingGraph,
   renderStats,
   renderText,
   replyProgress,
@@ -124,15 +131,38 @@ describe("text rendering", () => {
     expect(s).toContain("Unexpected responses from: 4\n\n    x1  x2  x3\n    x4\n");
   });
 
-  it("says when nothing was discovered", () => {
+  it("leaves 'nothing matched' to the command's one stderr line (exit 1)", () => {
     const empty = {
       ...fixed,
       replies: [],
       stats: stats({ discovered: 0, responses: 0, ok: 0, failed: 0, noResponses: [] }),
     };
-    expect(renderText(empty, TEST_DDL)).toMatch(
-      /^No nodes matched the filter: no request was sent\.\n\n---- request statistics ----\n/,
+    expect(renderText(empty, TEST_DDL)).toMatch(/^---- request statistics ----\n/);
+    expect(exitCodeFor(empty.stats)).toBe(1);
+    expect(nothingMatched("req")).toBe("chorus req: no nodes matched the filter\n");
+  });
+
+  it("says a request was interrupted and names at most 20 of the nodes it was not sent to", () => {
+    const skipped = Array.from({ length: 23 }, (_, i) => `s${String(i).padStart(2, "0")}`);
+    const s = renderStats(stats({ interrupted: true, skipped }));
+    expect(s).toContain("\nInterrupted (^C): the request was not sent to 23 nodes.\n");
+    expect(s).toContain("Not sent to: 23\n");
+    expect(s).toContain("    s18  s19\n    ... and 3 more");
+    expect(s).not.toContain("s20");
+    expect(renderStats(stats({ interrupted: true, skipped: ["s1"] }))).toContain(
+      "the request was not sent to 1 node.",
     );
+    expect(renderStats(stats({ interrupted: true }))).toContain(
+      "\nInterrupted (^C) while waiting for replies.\n",
+    );
+    expect(renderStats(stats())).not.toContain("Interrupted");
+  });
+
+  it("marks an interrupted result in the JSON", () => {
+    const doc = toChoriaJson({ ...fixed, stats: stats({ interrupted: true, skipped: ["s1"] }) });
+    expect(doc.interrupted).toBe(true);
+    expect(doc.skipped).toEqual(["s1"]);
+    expect(toChoriaJson(fixed).interrupted).toBeUndefined();
   });
 
   it("formats milliseconds", () => {
@@ -217,6 +247,16 @@ describe("exit codes", () => {
       0,
     ],
     ["unexpected replies only", stats({ discovered: 0, responses: 1, ok: 1, failed: 0, noResponses: [] }), 0],
+    [
+      "interrupted, all sent answered OK",
+      stats({ interrupted: true, responses: 3, ok: 3, failed: 0, noResponses: [] }),
+      130,
+    ],
+    [
+      "interrupted in discovery",
+      stats({ interrupted: true, responses: 0, ok: 0, failed: 0, skipped: ["n1"] }),
+      130,
+    ],
   ])("%s → %i", (_name, s, code) => {
     expect(exitCodeFor(s)).toBe(code);
   });
@@ -245,9 +285,12 @@ describe("ping and discover output", () => {
     expect(
       renderPing({ requestid: "x", dropped: emptyDropCounts(), replies: [{ sender: "n1", ms: 1 }] }),
     ).toContain("1 reply min/avg/max");
-    expect(renderPing({ requestid: "x", dropped: emptyDropCounts(), replies: [] })).toContain(
-      "No responses received",
-    );
+    // nobody answered: the command's nothingMatched() line says it, stdout stays empty
+    expect(renderPing({ requestid: "x", dropped: emptyDropCounts(), replies: [] })).toBe("");
+    expect(renderPingGraph({ requestid: "x", dropped: emptyDropCounts(), replies: [] })).toBe("");
+    expect(
+      renderPingGraph({ requestid: "x", dropped: emptyDropCounts(), replies: [{ sender: "n1", ms: 1 }] }),
+    ).toContain("1 reply min/p50");
   });
 
   it("discover prints sorted identities or JSON", () => {
@@ -265,5 +308,39 @@ describe("progress", () => {
     p.tick();
     p.stop();
     expect(written).toBe("");
+  });
+});
+
+describe("counts and nouns", () => {
+  it("plural() writes the singular for exactly one", () => {
+    expect(plural(0, "node")).toBe("0 nodes");
+    expect(plural(1, "node")).toBe("1 node");
+    expect(plural(2, "node")).toBe("2 nodes");
+    expect(plural(1, "reply", "replies")).toBe("1 reply");
+    expect(plural(3, "reply", "replies")).toBe("3 replies");
+    expect(INTERRUPTED_EXIT).toBe(130);
+  });
+
+  it("fact reports say 1 time and 1 node", () => {
+    const t = new Date();
+    const report = factReport("os", [
+      { sender: "a", statuscode: 0, statusmsg: "OK", data: { fact: "os", value: "linux" }, time: t },
+      { sender: "b", statuscode: 0, statusmsg: "OK", data: { fact: "os", value: "bsd" }, time: t },
+      { sender: "c", statuscode: 0, statusmsg: "OK", data: { fact: "os", value: "bsd" }, time: t },
+      { sender: "d", statuscode: 0, statusmsg: "OK", data: { fact: "os", value: null }, time: t },
+    ]);
+    const text = renderFactReport(report);
+    expect(text).toContain("found 1 time\n");
+    expect(text).toContain("found 2 times\n");
+    expect(text).toContain("\n  1 node without the fact\n");
+    expect(text).not.toContain("(s)");
+  });
+
+  it("the DDL doc says 1 second", () => {
+    const ddl = { ...TEST_DDL, metadata: { ...TEST_DDL.metadata, timeout: 1 } };
+    expect(renderDDLDoc(ddl)).toContain("Timeout: 1 second\n");
+    expect(renderDDLDoc({ ...ddl, metadata: { ...ddl.metadata, timeout: 10 } })).toContain(
+      "Timeout: 10 seconds\n",
+    );
   });
 });

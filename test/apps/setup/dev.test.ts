@@ -51,6 +51,18 @@ describe("createDevSetup", () => {
       const sec = securityFor(s.clientConfig);
       const claims = sec.verifyClientToken(sec.token);
       expect(claims.permissions?.fleet_management).toBe(true);
+      // the everyday client may use Streams but not administer them; the admin client may
+      expect(claims.permissions?.streams_user).toBe(true);
+      expect(claims.permissions?.streams_admin).toBeFalsy();
+      expect(s.adminClientConfig).toBe(join(dir, "admin-client.conf"));
+      const admin = securityFor(s.adminClientConfig);
+      const adminClaims = admin.verifyClientToken(admin.token);
+      expect(adminClaims.permissions?.streams_admin).toBe(true);
+      expect(adminClaims.permissions?.fleet_management).toBe(true);
+      expect(adminClaims.callerid).not.toBe(claims.callerid);
+      expect(admin.seedHex).not.toBe(sec.seedHex);
+      expect(statSync(s.adminClient.seedFile).mode & 0o077).toBe(0);
+      expect(existsSync(s.adminClient.natsJwtFile)).toBe(true);
       // secrets are private to the owner
       expect(statSync(s.issuerSeedFile).mode & 0o077).toBe(0);
       expect(statSync(s.client.seedFile).mode & 0o077).toBe(0);

@@ -46,30 +46,57 @@ describe("parseFactFilter", () => {
     });
   });
 
-  it("uses the first operator so regex values may contain operator characters", () => {
+  it("a whole /regex/ value may contain operator characters", () => {
     expect(parseFactFilter("kernel=~/a>=b|c<d/")).toEqual({
       fact: "kernel",
       operator: "=~",
       value: "/a>=b|c<d/",
     });
-    expect(parseFactFilter("motd==a=b")).toEqual({ fact: "motd", operator: "==", value: "a=b" });
+    expect(parseFactFilter("motd=/a=b/")).toEqual({ fact: "motd", operator: "=~", value: "/a=b/" });
   });
 
-  it.each(["country", "", "=mt", "==mt", "country==", "country=   ", "a==b<", "a===b", "<=4"])(
-    "rejects %j with FilterError bad_fact_filter naming the input",
-    (input) => {
-      let err: unknown;
-      try {
-        parseFactFilter(input);
-      } catch (e) {
-        err = e;
-      }
-      expect(err).toBeInstanceOf(FilterError);
-      expect(err).toBeInstanceOf(ChorusError);
-      expect((err as FilterError).code).toBe("bad_fact_filter");
-      expect((err as Error).message).toContain(JSON.stringify(input));
-    },
-  );
+  it("splits on the right-most operator so gjson queries may hold operators", () => {
+    expect(parseFactFilter('storage.#(name="nvme0n1").size==64')).toEqual({
+      fact: 'storage.#(name="nvme0n1").size',
+      operator: "==",
+      value: "64",
+    });
+    expect(parseFactFilter('disks.#(type!="ssd")#.size>=100')).toEqual({
+      fact: 'disks.#(type!="ssd")#.size',
+      operator: ">=",
+      value: "100",
+    });
+    expect(parseFactFilter("nets.#(mtu>1500).name=~/^eth/")).toEqual({
+      fact: "nets.#(mtu>1500).name",
+      operator: "=~",
+      value: "/^eth/",
+    });
+  });
+
+  it.each([
+    "country",
+    "",
+    "=mt",
+    "==mt",
+    "country==",
+    "country=   ",
+    "a==b<",
+    "a===b",
+    "<=4",
+    // an operator outside a #(...) query is ambiguous, not a fact named "motd==a"
+    "motd==a=b",
+  ])("rejects %j with FilterError bad_fact_filter naming the input", (input) => {
+    let err: unknown;
+    try {
+      parseFactFilter(input);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(FilterError);
+    expect(err).toBeInstanceOf(ChorusError);
+    expect((err as FilterError).code).toBe("bad_fact_filter");
+    expect((err as Error).message).toContain(JSON.stringify(input));
+  });
 });
 
 describe("lookupFact", () => {
@@ -201,8 +228,21 @@ describe("matchFact booleans", () => {
     expect(t("fbool", "==", "true")).toBe(false);
     // go-choria answers true here (falsey("bob")); an unparseable value is not equal to false
     expect(t("fbool", "==", "bob")).toBe(false);
-    expect(t("fbool", "!=", "true")).toBe(true);
-    expect(t("fbool", "!=", "false")).toBe(false);
+  });
+
+  it("!= is go-choria's: true when the value is not a spelling of true, whatever the fact", () => {
+    // go-choria's facts_test.go pins these for fbool: != "bob" and != "false" hold, != "true" does not
+    expect(t("fbool", "!=", "bob")).toBe(true);
+    expect(t("fbool", "!=", "false")).toBe(true);
+    expect(t("fbool", "!=", "true")).toBe(false);
+    for (const v of ["1", "t", "T", "TRUE", "True", "tRuE"]) {
+      expect(t("fbool", "!=", v)).toBe(false);
+      expect(t("tbool", "!=", v)).toBe(false);
+    }
+    for (const v of ["0", "f", "F", "FALSE", "no", "yes"]) {
+      expect(t("fbool", "!=", v)).toBe(true);
+      expect(t("tbool", "!=", v)).toBe(true);
+    }
   });
 
   it("ordering operators never match booleans", () => {

@@ -72,8 +72,9 @@ describe("encodeRequest", () => {
   });
 
   it("refuses non-integer ttl and time", () => {
-    expect(() => encodeRequest({ ...baseRequest, ttl: 1.5 })).toThrow(/ttl must be an integer/);
-    expect(() => encodeRequest({ ...baseRequest, time: Number.NaN })).toThrow(/time must be an integer/);
+    // the schema check runs first and names the field
+    expect(() => encodeRequest({ ...baseRequest, ttl: 1.5 })).toThrow(/\/ttl must be integer/);
+    expect(() => encodeRequest({ ...baseRequest, time: Number.NaN })).toThrow(/\/time must be integer/);
   });
 
   it("produces a document that passes the request schema", () => {

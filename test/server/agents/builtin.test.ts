@@ -162,9 +162,9 @@ describe("rpcutil", () => {
   it("get_data answers each built-in data plugin", async () => {
     const f = await call("rpcutil", "get_data", { source: "fstat", query: "/etc/hosts" });
     expect(f.statuscode).toBe(StatusCode.OK);
-    expect(f.data).toMatchObject({ name: "/etc/hosts", present: true, type: "file" });
+    expect(f.data).toMatchObject({ name: "/etc/hosts", present: 1, type: "file" });
     const c = await call("rpcutil", "get_data", { source: "choria" });
-    expect(c.data).toMatchObject({ version: CHORUS_VERSION, config_file: "/etc/choria/server.conf" });
+    expect(c.data).toMatchObject({ version: CHORUS_VERSION, configfile: "/etc/choria/server.conf" });
     const s = await call("rpcutil", "get_data", { source: "sysctl", query: "no.such.key" });
     expect(s.statuscode).toBe(StatusCode.Aborted);
   });

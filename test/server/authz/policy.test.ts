@@ -8,7 +8,6 @@ import {
   ActionPolicyAuthorizer,
   AgentRegistry,
   NodeRuntime,
-  PolicyError,
   RequestDecoder,
   allowAll,
   authorizerFromSettings,
@@ -93,9 +92,11 @@ describe("action_policy rules", () => {
   it("skips a group line with a name and no members instead of rejecting the file", () => {
     write("groups", ["empty", "admins choria=alice"]);
     write("puppet.policy", ["policy default deny", rule("allow", "admins", "*", "*", "*")]);
-    const { ask } = authz();
+    const { ask, a, warnings } = authz();
     expect(ask({ caller: "choria=alice" }).allowed).toBe(true);
     expect(ask({ caller: "choria=bob" }).allowed).toBe(false);
+    expect(warnings).toEqual([expect.stringMatching(/groups:1: group empty has no members; line skipped$/)]);
+    expect(a.stats.skippedGroupLines).toBe(1);
   });
 
   it("an empty regex caller (//) is invalid and matches nobody", () => {
@@ -126,16 +127,20 @@ describe("action_policy rules", () => {
     expect(ask({ facts: {} }).allowed).toBe(false);
   });
 
-  it("requires every class; a 4-field rule ignores classes", () => {
+  it("requires every class; a 4-field allow rule has no classes field and is skipped", () => {
     write("puppet.policy", [
       "policy default deny",
       rule("allow", "choria=alice", "*", "*", "web base"),
       rule("allow", "choria=bob", "*", "*"),
+      rule("allow", "choria=bob", "status", "*", "*"),
     ]);
-    const { ask } = authz();
+    const { ask, warnings } = authz();
     expect(ask({ caller: "choria=alice", classes: ["base", "web", "x"] }).allowed).toBe(true);
     expect(ask({ caller: "choria=alice", classes: ["base"] }).allowed).toBe(false);
-    expect(ask({ caller: "choria=bob", classes: [] }).allowed).toBe(true);
+    // go-choria reads the missing field as "" and cannot evaluate it: the line never allows
+    expect(ask({ caller: "choria=bob", action: "run", classes: [] }).allowed).toBe(false);
+    expect(ask({ caller: "choria=bob", action: "status" }).reason).toMatch(/puppet\.policy:4$/);
+    expect(warnings.join("\n")).toMatch(/puppet\.policy:3: empty classes field.*line skipped/);
   });
 
   it("first match wins, deny rules included", () => {
@@ -160,8 +165,12 @@ describe("action_policy rules", () => {
     expect(ask({ agent: "rpcutil" }).allowed).toBe(false);
     expect(ask({ agent: "other" })).toMatchObject({
       allowed: false,
-      reason: expect.stringMatching(/default is deny/),
+      reason: expect.stringMatching(/has no policy default, using deny/),
     });
+    // as go-choria, a file without a default line falls back to allow_unconfigured
+    const unconfigured = authz({ allowUnconfigured: true });
+    expect(unconfigured.ask({ agent: "other" }).allowed).toBe(true);
+    expect(unconfigured.ask({ agent: "rpcutil" }).allowed).toBe(false);
   });
 
   it("unconfigured agents: denied unless allow_unconfigured; default.policy only with enable_default", () => {
@@ -174,19 +183,21 @@ describe("action_policy rules", () => {
     expect(withDefault.ask({ agent: "nofile", caller: "choria=eve" }).allowed).toBe(false);
   });
 
-  it("a malformed file denies everything for that agent and names the line", () => {
-    write("puppet.policy", [
-      "policy default allow",
-      rule("allow", "*", "*", "*", "*"),
-      "allow choria=alice * * *", // spaces, not TABs
-    ]);
+  it("only an unreadable file denies everything for that agent", () => {
+    // a directory where the file should be: stat works, reading fails
+    mkdirSync(join(policies, "puppet.policy"));
     write("other.policy", ["policy default allow", rule("allow", "*", "*", "os=", "*")]);
     const { ask, errors, warnings, a } = authz();
     const d = ask();
     expect(d.allowed).toBe(false);
-    expect(d.reason).toMatch(/puppet\.policy:3: rule fields must be separated by TAB characters/);
-    expect(errors.join("\n")).toMatch(/puppet\.policy:3/);
-    expect(ask({ agent: "other" }).reason).toMatch(/other\.policy:2: .*fact filter/);
+    expect(d.reason).toMatch(/unreadable policy, denying all: .*puppet\.policy: cannot read/);
+    expect(errors.join("\n")).toMatch(/unreadable policy file.*puppet\.policy/);
+    // a bad line is not a broken file: the line is skipped and the default applies
+    expect(ask({ agent: "other" })).toMatchObject({
+      allowed: true,
+      reason: expect.stringMatching(/default is allow/),
+    });
+    expect(warnings.join("\n")).toMatch(/other\.policy:2: facts field: .*fact filter.*line skipped/);
     // the authorize() path logs the denial with caller, agent and action
     const node = { facts: {}, classes: [] } as unknown as NodeRuntime;
     const decision = a.authorize({
@@ -199,14 +210,37 @@ describe("action_policy rules", () => {
       node,
     });
     expect(decision.allowed).toBe(false);
-    expect(decision.reason).toMatch(/broken policy/);
-    expect(warnings.at(-1)).toMatch(/denying choria=alice access to puppet#status: broken policy/);
+    expect(decision.reason).toMatch(/unreadable policy/);
+    expect(warnings.at(-1)).toMatch(/denying choria=alice access to puppet#status: unreadable policy/);
   });
 
-  it("parsePolicy reports bad defaults and wrong field counts with the line", () => {
-    expect(() => parsePolicy("policy default maybe\n", "x.policy")).toThrow(/x\.policy:1: .*allow or deny/);
-    expect(() => parsePolicy(`\n${rule("allow", "*", "*")}\n`, "x.policy")).toThrow(/x\.policy:2: .*4 or 5/);
-    expect(() => parsePolicy("permit\t*\t*\t*\n", "x.policy")).toThrow(PolicyError);
+  it("an unreadable groups file denies everything; a missing one means no groups", () => {
+    write("puppet.policy", ["policy default allow"]);
+    expect(authz().ask().allowed).toBe(true);
+    mkdirSync(join(policies, "groups"));
+    expect(authz().ask()).toMatchObject({
+      allowed: false,
+      reason: expect.stringMatching(/unreadable groups file/),
+    });
+  });
+
+  it("parsePolicy never throws for a bad line: it reports each with its line and outcome", () => {
+    const p = parsePolicy(
+      ["policy default maybe", rule("allow", "*", "*"), "permit\t*\t*\t*\t*", "allow * * * *"].join("\n"),
+      "x.policy",
+    );
+    expect(p.defaultAllow).toBe(false);
+    expect(p.rules).toEqual([]);
+    expect(p.warnings).toEqual([
+      { line: 1, outcome: "default-deny", message: expect.stringMatching(/allow or deny, not "maybe"/) },
+      { line: 2, outcome: "skipped", message: expect.stringMatching(/5 TAB separated fields.*found 3/) },
+      {
+        line: 3,
+        outcome: "skipped",
+        message: expect.stringMatching(/expected "policy default allow\|deny"/),
+      },
+      { line: 4, outcome: "skipped", message: expect.stringMatching(/separated by TAB characters/) },
+    ]);
   });
 
   it("picks up an edited policy file", () => {

@@ -81,7 +81,7 @@ describe("chorus event", () => {
     }
     const text = out.join("");
     expect(text).toMatch(new RegExp(`\\[startup\\] ${NODE.replace(/\./g, "\\.")} server version \\S+`));
-    expect(text).toMatch(/ 1 nodes\n\s+1 {2}server {2}\S+/);
+    expect(text).toMatch(/ 1 node\n\s+1 {2}server {2}\S+/);
     expect(metrics).toMatch(/choria_lifecycle_tally_versions\{component="server",version="[^"]+"\} 1/);
   }, 30_000);
 });

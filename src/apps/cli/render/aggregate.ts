@@ -1,6 +1,7 @@
 import type { ActionDDL, AggregateDDL } from "../../../core/ddl/index.js";
 import { StatusCode } from "../../../core/protocol/index.js";
 import { ClientError, type RpcReply } from "../../../client/index.js";
+import { plural } from "./words.js";
 
 export const AGGREGATE_FUNCTIONS = ["summary", "boolean_summary", "average", "chart"] as const;
 export type AggregateFunction = (typeof AGGREGATE_FUNCTIONS)[number];
@@ -133,7 +134,7 @@ export function renderSummaries(summaries: readonly Summary[]): string {
   for (const s of summaries) {
     if (s.function === "average") {
       out.push(
-        `Average of ${s.label}: ${formatValue(s.format, s.average ?? 0)} (${s.samples} ${s.samples === 1 ? "reply" : "replies"})`,
+        `Average of ${s.label}: ${formatValue(s.format, s.average ?? 0)} (${plural(s.samples, "reply", "replies")})`,
         "",
       );
       continue;

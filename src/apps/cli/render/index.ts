@@ -3,6 +3,7 @@
 // data; turning it into output is the CLI's job.
 export * from "./results.js";
 export * from "./output.js";
+export * from "./words.js";
 export {
   computeSummaries,
   renderSummaries,

@@ -1,6 +1,7 @@
 import type { AgentDDL, InputDDL } from "../../../core/ddl/index.js";
 import { StatusCode } from "../../../core/protocol/index.js";
 import type { RpcReply } from "../../../client/index.js";
+import { plural } from "./words.js";
 
 export interface FactReport {
   fact: string;
@@ -39,14 +40,14 @@ export function renderFactReport(r: FactReport, verbose = false): string {
   const out = [`Report for fact: ${r.fact}`, ""];
   const w = Math.max(0, ...r.values.map((v) => v.value.length));
   for (const v of r.values) {
-    out.push(`  ${v.value.padEnd(w)}  found ${v.count} time${v.count === 1 ? "" : "s"}`);
+    out.push(`  ${v.value.padEnd(w)}  found ${plural(v.count, "time")}`);
     if (verbose) {
       for (const n of v.nodes) out.push(`      ${n}`);
       out.push("");
     }
   }
   if (r.values.length === 0) out.push("  no node has this fact");
-  if (r.missing.length > 0) out.push("", `  ${r.missing.length} node(s) without the fact`);
+  if (r.missing.length > 0) out.push("", `  ${plural(r.missing.length, "node")} without the fact`);
   return out.join("\n") + "\n";
 }
 
@@ -130,7 +131,7 @@ export function renderDDLDoc(ddl: AgentDDL): string {
     `  Author:  ${m.author}`,
     `  Version: ${m.version}`,
     `  License: ${m.license}`,
-    `  Timeout: ${m.timeout} seconds`,
+    `  Timeout: ${plural(m.timeout, "second")}`,
     ...(m.url ? [`  Home:    ${m.url}`] : []),
     ...(m.service ? ["  Service agent: requests go to one member of a queue (--service)"] : []),
     "",

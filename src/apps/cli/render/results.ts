@@ -3,6 +3,7 @@ import { findAction } from "../../../core/ddl/index.js";
 import { StatusCode } from "../../../core/protocol/index.js";
 import { renderSummaries, type Summary } from "./aggregate.js";
 import { printableReply } from "./output.js";
+import { INTERRUPTED_EXIT, plural } from "./words.js";
 import type { PingResult, RpcReply, RpcResult, RpcStats } from "../../../client/index.js";
 
 /** Which replies the text output shows; "ddl" follows the action's `display` hint. */
@@ -13,9 +14,11 @@ export const DISPLAY_MODES: readonly DisplayMode[] = ["ddl", "ok", "failed", "al
 /**
  * The MCollective exit code convention: 0 OK, 1 discovery found nothing, 2 some nodes
  * failed or did not answer, 3 nodes were discovered but none answered, 4 no discovery
- * was done (nodes given or identity-only filter) and nothing answered.
+ * was done (nodes given or identity-only filter) and nothing answered. A request cut
+ * short by ^C exits 130 whatever it got, as a shell reports an interrupted command.
  */
 export function exitCodeFor(stats: RpcStats): number {
+  if (stats.interrupted) return INTERRUPTED_EXIT;
   if (stats.discoverMs === 0 && stats.responses === 0) return 4;
   if (stats.discovered === 0) return stats.responses > 0 ? 0 : 1;
   if (stats.responses === 0) return 3;
@@ -50,6 +53,7 @@ export function toChoriaJson(result: RpcResult, summaries?: readonly Summary[]):
   }
   if (s.skipped?.length) extra.skipped = s.skipped;
   if (s.canaryStopped) extra.canary_stopped = true;
+  if (s.interrupted) extra.interrupted = true;
   return {
     agent: result.agent,
     action: result.action,
@@ -177,11 +181,17 @@ export function formatMs(ms: number): string {
   return ms >= 100 ? `${Math.round(ms)} ms` : `${ms.toFixed(1)} ms`;
 }
 
-function nodeList(out: string[], title: string, nodes: string[]): void {
+/** Identities three to a line; with `max`, only the first `max` and how many more. */
+function nodeList(out: string[], title: string, nodes: string[], max = Infinity): void {
   if (nodes.length === 0) return;
   out.push("", `${title}: ${nodes.length}`, "");
-  for (let i = 0; i < nodes.length; i += 3) out.push(`    ${nodes.slice(i, i + 3).join("  ")}`);
+  const shown = nodes.slice(0, max);
+  for (let i = 0; i < shown.length; i += 3) out.push(`    ${shown.slice(i, i + 3).join("  ")}`);
+  if (nodes.length > shown.length) out.push(`    ... and ${nodes.length - shown.length} more`);
 }
+
+/** How many unsent identities are named: after ^C in discovery this can be the whole fleet. */
+export const NOT_SENT_SHOWN = 20;
 
 function statLine(label: string, value: string | number): string {
   return `${label.padStart(21)}: ${value}`;
@@ -209,7 +219,16 @@ export function renderStats(stats: RpcStats): string {
   nodeList(out, "Unexpected responses from", stats.unexpected);
   if (stats.canaryStopped)
     out.push("", "The canary batch failed: the request was not sent to the other nodes.");
-  nodeList(out, "Not sent to", stats.skipped ?? []);
+  if (stats.interrupted) {
+    const notSent = stats.skipped?.length ?? 0;
+    out.push(
+      "",
+      notSent > 0
+        ? `Interrupted (^C): the request was not sent to ${plural(notSent, "node")}.`
+        : "Interrupted (^C) while waiting for replies.",
+    );
+  }
+  nodeList(out, "Not sent to", stats.skipped ?? [], NOT_SENT_SHOWN);
   return out.join("\n") + "\n";
 }
 
@@ -225,34 +244,30 @@ export function renderText(
   for (const r of result.replies) {
     if (shouldDisplay(display, action?.display, r.statuscode)) renderReply(out, r, action);
   }
-  if (result.stats.discovered === 0 && result.stats.responses === 0) {
-    out.push("No nodes matched the filter: no request was sent.", "");
-  }
   return (
     (out.length > 0 ? out.join("\n") + "\n" : "") + renderSummaries(summaries) + renderStats(result.stats)
   );
 }
 
 export function renderPing(result: PingResult): string {
+  // Nobody answered: the command prints nothingMatched() instead.
+  if (result.replies.length === 0) return "";
   const out = result.replies.map((r) => `${r.sender.padEnd(40)} time=${formatMs(r.ms)}`);
-  out.push("", "---- ping statistics ----");
-  if (result.replies.length === 0) {
-    out.push("No responses received");
-  } else {
-    // A loop, not Math.min(...): spreading a large fleet's replies overflows the stack.
-    let min = Infinity;
-    let max = 0;
-    let sum = 0;
-    for (const r of result.replies) {
-      min = Math.min(min, r.ms);
-      max = Math.max(max, r.ms);
-      sum += r.ms;
-    }
-    const avg = sum / result.replies.length;
-    out.push(
-      `${result.replies.length} ${result.replies.length === 1 ? "reply" : "replies"} min/avg/max = ${min.toFixed(1)}/${avg.toFixed(1)}/${max.toFixed(1)} ms`,
-    );
+  // A loop, not Math.min(...): spreading a large fleet's replies overflows the stack.
+  let min = Infinity;
+  let max = 0;
+  let sum = 0;
+  for (const r of result.replies) {
+    min = Math.min(min, r.ms);
+    max = Math.max(max, r.ms);
+    sum += r.ms;
   }
+  const avg = sum / result.replies.length;
+  out.push(
+    "",
+    "---- ping statistics ----",
+    `${plural(result.replies.length, "reply", "replies")} min/avg/max = ${min.toFixed(1)}/${avg.toFixed(1)}/${max.toFixed(1)} ms`,
+  );
   return out.join("\n") + "\n";
 }
 
@@ -265,7 +280,7 @@ export function renderDiscovered(identities: string[], json: boolean): string {
 /** `ping --graph`: a latency histogram with percentiles instead of one line per node. */
 export function renderPingGraph(result: PingResult, buckets = 20): string {
   const ms = result.replies.map((r) => r.ms).sort((a, b) => a - b);
-  if (ms.length === 0) return "No responses received\n";
+  if (ms.length === 0) return "";
   const pct = (p: number) => ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))] as number;
   const lo = ms[0] as number;
   const hi = ms[ms.length - 1] as number;
@@ -283,7 +298,7 @@ export function renderPingGraph(result: PingResult, buckets = 20): string {
   out.push(
     "",
     "---- ping statistics ----",
-    `${ms.length} ${ms.length === 1 ? "reply" : "replies"} min/p50/p90/p99/max = ${lo.toFixed(1)}/${pct(50).toFixed(1)}/${pct(90).toFixed(1)}/${pct(99).toFixed(1)}/${hi.toFixed(1)} ms`,
+    `${plural(ms.length, "reply", "replies")} min/p50/p90/p99/max = ${lo.toFixed(1)}/${pct(50).toFixed(1)}/${pct(90).toFixed(1)}/${pct(99).toFixed(1)}/${hi.toFixed(1)} ms`,
   );
   return out.join("\n") + "\n";
 }

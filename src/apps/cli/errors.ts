@@ -35,6 +35,8 @@ export const OPTION_FLAGS: Readonly<Record<string, string>> = {
  * command, daemons included) does not load the client.
  */
 export function cliMessage(err: ChorusError): string {
+  // the remote signer needs a fresh login token; the library says what, the CLI says how
+  if (err.code === "token_expired" || err.code === "no_token") return `${err.message}: run chorus login`;
   const describe = (err as { describe?: unknown }).describe;
   if (typeof describe !== "function") return err.message;
   return (describe as (name: (option: string) => string | undefined) => string).call(err, (o) =>

@@ -25,7 +25,6 @@ export { AaaService, type AaaServiceOptions } from "./service.js";
 export {
   RequestSigner,
   UNVERIFIED_CALLER,
-  signerCallerId,
   type SignInput,
   type SignOutcome,
   type SignerAuthorizer,

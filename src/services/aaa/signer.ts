@@ -8,6 +8,7 @@ import {
 } from "../../core/protocol/index.js";
 import {
   SecurityError,
+  delegatedCallerId,
   decodeTokenUnverified,
   publicHexFromSeed,
   sign,
@@ -87,11 +88,6 @@ export const UNVERIFIED_CALLER = "unverified";
 const DENIED = "Request denied";
 const INVALID = "invalid request";
 const HEX_SIG = /^[0-9a-fA-F]{128}$/;
-
-/** Choria's signer rewrites these so the callerid is usable in NATS subjects (basicjwt setCaller). */
-export function signerCallerId(callerid: string): string {
-  return callerid.replace(/[@.]/g, "_");
-}
 
 /** The request as the audit record shows it: parsed JSON when it parses, else the raw text. */
 function auditView(bytes: Buffer): unknown {
@@ -189,7 +185,7 @@ export class RequestSigner {
     }
 
     // 4. the caller the nodes will see
-    const callerid = signerCallerId(claims.callerid);
+    const callerid = delegatedCallerId(claims.callerid);
     let requestBytes: Buffer;
     try {
       const { protocol: _p, ...rest } = request;

@@ -73,6 +73,11 @@ export interface RequestDecoderOptions {
   cacheBytes?: number;
   /** How long an outcome is remembered, ms (default 60 000; never past the caller token's expiry). */
   cacheTtlMs?: number;
+  /**
+   * Agents a caller holding only signed_fleet_management may call without a signer:
+   * the AAA service's own aaa_signer, which users must reach to get requests signed.
+   */
+  signedOnlyAgents?: readonly string[];
 }
 
 export interface DecoderStats {
@@ -139,6 +144,7 @@ export class RequestDecoder {
   readonly cacheTtlMs: number;
   readonly cacheBytes: number;
   private readonly security: DecoderSecurity;
+  private readonly signedOnlyAgents: ReadonlySet<string>;
   private readonly cache = new Map<string, CacheEntry>();
   private readonly keys = new WeakMap<DecodeResult, string>();
   private cachedBytes = 0;
@@ -146,6 +152,7 @@ export class RequestDecoder {
 
   constructor(opts: RequestDecoderOptions) {
     this.security = opts.security;
+    this.signedOnlyAgents = new Set(opts.signedOnlyAgents ?? []);
     this.maxBytes = opts.maxBytes ?? MAX_MESSAGE_BYTES;
     this.cacheSize = Math.max(1, opts.cacheSize ?? 10_000);
     this.cacheTtlMs = opts.cacheTtlMs ?? 60_000;
@@ -260,6 +267,7 @@ export class RequestDecoder {
     let callerClaims: ClientClaims;
     let signerClaims: ClientClaims | undefined;
     let signingKey: string;
+    let signedOnly = false;
     try {
       if (secure.signer) {
         // Delegation: the signer vouches for the caller and its key signs the request;
@@ -268,7 +276,19 @@ export class RequestDecoder {
         callerClaims = this.delegatedCaller(secure.caller);
         signingKey = signerClaims.public_key;
       } else {
-        callerClaims = this.security.verifyClientToken(secure.caller);
+        try {
+          callerClaims = this.security.verifyClientToken(secure.caller);
+        } catch (err) {
+          if (!(
+            err instanceof SecurityError &&
+            err.code === "requires_signer" &&
+            this.signedOnlyAgents.size > 0
+          ))
+            throw err;
+          // checked against the request's agent once it is decoded, below
+          callerClaims = this.delegatedCaller(secure.caller);
+          signedOnly = true;
+        }
         signingKey = callerClaims.public_key;
       }
     } catch (err) {
@@ -291,6 +311,12 @@ export class RequestDecoder {
       return reject(
         "too_deep",
         `request body from ${request.caller} is nested deeper than ${MAX_JSON_DEPTH} levels`,
+      );
+    }
+    if (signedOnly && !this.signedOnlyAgents.has(request.agent)) {
+      return reject(
+        "no_fleet_management",
+        `caller ${callerClaims.callerid} may only make requests signed by a delegator`,
       );
     }
     // A delegated signer writes the caller id in its subject-safe form (Choria's AAA does).

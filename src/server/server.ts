@@ -81,6 +81,8 @@ export interface ServerOptions {
   config?: Config;
   /** Share a decoder (and its verification cache) between servers in one process. */
   decoder?: RequestDecoder;
+  /** Agents that callers holding only signed_fleet_management may call unsigned (see RequestDecoderOptions). */
+  signedOnlyAgents?: readonly string[];
   /** Longest request TTL accepted, seconds (plugin.chorus.security.max_request_ttl; default 5 h). */
   maxRequestTtl?: number;
   /** Memory for remembered request ids, bytes (plugin.chorus.security.replay_cache_mb; default 32 MiB). */
@@ -181,6 +183,7 @@ export class Server {
       new RequestDecoder({
         security: sec,
         ...(opts.maxMessageBytes !== undefined && { maxBytes: opts.maxMessageBytes }),
+        ...(opts.signedOnlyAgents && { signedOnlyAgents: opts.signedOnlyAgents }),
       });
     this.data = opts.dataRegistry ?? DataRegistry.withBuiltins();
     this.replay = new ReplayGuard(

@@ -418,6 +418,27 @@ describe("delegated caller ids", () => {
   });
 });
 
+describe("signed-only callers and the signer's own agent", () => {
+  it("lets a signed_fleet_management caller reach only the listed agents unsigned", () => {
+    const user = fx.caller({ callerid: "up=carol", permissions: { signed_fleet_management: true } });
+    const d = new RequestDecoder({ security: serverSec, signedOnlyAgents: ["aaa_signer"] });
+    const sign = buildRequest({ caller: user, agent: "aaa_signer", body: { action: "sign" } });
+    expect(d.decode(sign.bytes).ok).toBe(true);
+    const ping = buildRequest({ caller: user, agent: "rpcutil", body: { action: "ping" } });
+    expect(d.decode(ping.bytes)).toMatchObject({ ok: false, reason: "no_fleet_management" });
+    // a node without the option refuses the signed-only caller everywhere
+    expect(decoder().decode(sign.bytes)).toMatchObject({ ok: false, reason: "no_fleet_management" });
+    // and a forged signature is still a forged signature
+    const forged = buildRequest({
+      caller: user,
+      agent: "aaa_signer",
+      body: { action: "sign" },
+      signWith: fx.client.kp.seedHex,
+    });
+    expect(d.decode(forged.bytes)).toMatchObject({ ok: false, reason: "bad_signature" });
+  });
+});
+
 describe("many nodes, one decoder", () => {
   it("verifies identical bytes once however many nodes receive them", async () => {
     const reg = registry(); // shared by every node, as an emulator would

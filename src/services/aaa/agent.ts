@@ -51,6 +51,8 @@ export async function startSignerAgent(o: {
   const server = await Server.fromConfigFile(o.choriaConfig, {
     logger: o.log,
     authorizer: allowAll,
+    // users hold signed_fleet_management only: this is the one agent they reach unsigned
+    signedOnlyAgents: [SIGNER_AGENT],
     reloadOnSighup: false,
     waitOnFirstConnect: true,
   });

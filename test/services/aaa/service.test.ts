@@ -63,8 +63,8 @@ beforeAll(async () => {
   svc = new AaaService(loadAaaConfig(file));
   await svc.start();
 
-  // who asks aaa_signer over RPC: the Chorus node (unlike Choria's AAA instance, which turns
-  // caller verification off) wants a caller token with fleet_management
+  // who asks aaa_signer over RPC: a user as the login issues them, signed_fleet_management
+  // only; the embedded node lets such callers reach aaa_signer (and nothing else) unsigned
   const askerKp = generateKeyPair();
   writeSeedFile(join(fx.dir, "asker.seed"), askerKp);
   writeFileSync(
@@ -74,7 +74,7 @@ beforeAll(async () => {
         callerid: "choria=asker",
         publicKeyHex: askerKp.publicHex,
         validityS: 3600,
-        permissions: { fleet_management: true },
+        permissions: { signed_fleet_management: true },
       },
       fx.org,
     ),

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { hash } from "@node-rs/bcrypt";
+import { hashPassword } from "../../services/aaa/index.js";
 import {
   createChainIssuer,
   generateKeyPair,
@@ -110,7 +110,7 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
   const users = [
     {
       username,
-      password: await hash(password, { cost: 10 }),
+      password: await hashPassword(password),
       acls: ["*"],
       broker_permissions: USER_PERMISSIONS,
     },

@@ -3,7 +3,7 @@ import { watch, type FSWatcher } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import { Ajv } from "ajv";
-import { hash as bcryptHash, verify as bcryptVerify } from "@node-rs/bcrypt";
+import bcrypt from "bcrypt";
 import {
   createClientToken,
   decodeTokenUnverified,
@@ -45,7 +45,7 @@ const GENERIC = "Login failed";
 // verified against for unknown users, so their failure takes as long as a wrong password
 let dummyHash: Promise<string> | undefined;
 const unknownUserHash = (): Promise<string> =>
-  (dummyHash ??= bcryptHash(randomBytes(16).toString("hex"), { cost: 10 }));
+  (dummyHash ??= bcrypt.hash(randomBytes(16).toString("hex"), 10));
 
 const usersValidator = new Ajv({ allErrors: true, strict: false }).compile({
   type: "array",
@@ -123,7 +123,7 @@ export interface UserlistOptions {
 
 /** Hashes a password for a users file (`chorus aaa crypt`). */
 export function hashPassword(password: string, cost = 10): Promise<string> {
-  return bcryptHash(password, { cost });
+  return bcrypt.hash(password, cost);
 }
 
 /**
@@ -322,7 +322,7 @@ export class UserlistAuthenticator {
     if (this.cfg.users_file) await this.reloadFile(false);
     const user = this.users.get(username);
     if (!user) {
-      await bcryptVerify(password, await unknownUserHash());
+      await bcrypt.compare(password, await unknownUserHash());
       return this.failed(username, address, "unknown user");
     }
     if (!(await this.checkPassword(user, password)))
@@ -342,7 +342,7 @@ export class UserlistAuthenticator {
   private async checkPassword(user: UserEntry, password: string): Promise<boolean> {
     const ttlMs = this.cfg.credentialCacheS * 1000;
     const site = this.opts.site;
-    if (ttlMs <= 0) return bcryptVerify(password, user.password);
+    if (ttlMs <= 0) return bcrypt.compare(password, user.password);
     const key = createHmac("sha256", this.cacheKey)
       .update(user.username)
       .update("\0")
@@ -363,7 +363,7 @@ export class UserlistAuthenticator {
       return pending;
     }
     this.opts.metrics?.credentialCache.inc({ site, result: "miss" });
-    const run = bcryptVerify(password, user.password).finally(() => this.verifying.delete(key));
+    const run = bcrypt.compare(password, user.password).finally(() => this.verifying.delete(key));
     this.verifying.set(key, run);
     if (!(await run)) return false;
     if (this.verifiedCache.size >= UserlistAuthenticator.MAX_CACHED) {

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hashSync } from "@node-rs/bcrypt";
+import bcrypt from "bcrypt";
 import { stringify } from "yaml";
 import {
   encodeMessage,
@@ -38,7 +38,7 @@ export interface AaaFixture {
 }
 
 // cost 4 keeps the suite fast; the cost-10 numbers are measured in userlist.test.ts
-export const hashPw = (pw: string, cost = 4): string => hashSync(pw, { cost });
+export const hashPw = (pw: string, cost = 4): string => bcrypt.hashSync(pw, cost);
 
 export const ALICE = { username: "alice", password: "alice-secret" };
 

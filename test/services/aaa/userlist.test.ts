@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { verify as bcryptVerify } from "@node-rs/bcrypt";
+import bcrypt from "bcrypt";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   clearTokenCache,
@@ -275,27 +275,6 @@ describe("crypt and login rate", () => {
   it("hashes with cost 10 by default", async () => {
     const h = await hashPassword("s3cret");
     expect(h).toMatch(/^\$2b\$10\$/);
-    expect(await bcryptVerify("s3cret", h)).toBe(true);
+    expect(await bcrypt.compare("s3cret", h)).toBe(true);
   });
-
-  it("measures logins per second at bcrypt cost 10, fresh and cached", async () => {
-    fx.writeUsers([{ username: "alice", password: await hashPassword(ALICE.password, 10), acls: ["*"] }]);
-    const rate = async (cacheS: number, n: number): Promise<number> => {
-      await startAuth({ credentialCacheS: cacheS, max_failures_per_address: 1e6 });
-      expect((await auth.login(loginBody(userKp, "alice", ALICE.password), "127.0.0.1")).ok).toBe(true);
-      const t0 = performance.now();
-      const outs = await Promise.all(
-        Array.from({ length: n }, () => auth.login(loginBody(userKp, "alice", ALICE.password), "127.0.0.1")),
-      );
-      const s = (performance.now() - t0) / 1000;
-      expect(outs.every((o) => o.ok)).toBe(true);
-      return n / s;
-    };
-    const fresh = await rate(0, 40);
-    const cached = await rate(60, 1000);
-    process.stdout.write(
-      `login/s at bcrypt cost 10: fresh ${fresh.toFixed(0)}, cached ${cached.toFixed(0)}\n`,
-    );
-    expect(cached).toBeGreaterThan(fresh * 5);
-  }, 60_000);
 });

@@ -19,11 +19,15 @@ export function chorus(args: string[], env: Record<string, string> = {}, timeout
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Like chorus() but without blocking this process (needed when the fleet runs in-process). */
+/**
+ * Like chorus() but without blocking this process (needed when the fleet runs
+ * in-process); `input` goes to the command's stdin.
+ */
 export function chorusAsync(
   args: string[],
   env: Record<string, string> = {},
   timeoutMs = 30_000,
+  input = "",
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
@@ -37,5 +41,6 @@ export function chorusAsync(
       clearTimeout(timer);
       resolve({ status, stdout, stderr });
     });
+    child.stdin.end(input);
   });
 }

@@ -24,6 +24,8 @@ export async function startSecureFleet(
     streams?: boolean;
     /** lines appended to broker.conf before the broker starts (adapters, retention...) */
     brokerConfig?: string;
+    /** also the AAA service's files (`setup dev --aaa`), its HTTPS on this port */
+    aaa?: { port: number };
     /** sees the broker's log lines */
     brokerLog?: (level: string, line: string) => void;
   } = {},
@@ -36,6 +38,7 @@ export async function startSecureFleet(
     ...(opts.servers && { serverIdentities: opts.servers }),
     ...(opts.collective && { collective: opts.collective }),
     ...(opts.streams !== undefined && { streams: opts.streams }),
+    ...(opts.aaa && { aaa: true, aaaPort: opts.aaa.port }),
   });
   if (opts.brokerConfig) appendFileSync(setup.brokerConfig, `\n${opts.brokerConfig}\n`);
   const broker = new BrokerSupervisor({

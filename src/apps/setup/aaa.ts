@@ -42,6 +42,8 @@ export interface AaaDevFiles {
   userSeedFile: string;
   /** where `chorus login` saves the token */
   userTokenFile: string;
+  /** set when the broker has Streams: the JetStream auditor's stream and its credential */
+  auditStream?: { stream: string; topic: string; config: string; credential: CredentialFiles };
 }
 
 export interface AaaDevContext {
@@ -50,10 +52,16 @@ export interface AaaDevContext {
   ca: CertPair;
   validityS: number;
   port: number;
+  /** the broker runs Choria Streams: audit to a JetStream stream as well as the file */
+  streams: boolean;
   /** shared client config lines (collective, broker, issuer, CA) */
   common: Record<string, string | number | boolean | undefined>;
   conf(lines: Record<string, string | number | boolean | undefined>, header: string): string;
 }
+
+/** Where the dev AAA service audits when the broker has Streams. */
+export const AAA_AUDIT_STREAM = "CHORUS_AAA_AUDIT";
+export const AAA_AUDIT_TOPIC = "chorus.aaa.audit";
 
 /** Login tokens last a working day; the signer accepts nothing longer-lived than that. */
 const LOGIN_VALIDITY = "8h";
@@ -162,6 +170,40 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
     ),
   );
 
+  // The JetStream auditor connects as its own user that may only publish audit
+  // records and create or inspect its stream.
+  let auditStream: AaaDevFiles["auditStream"];
+  if (ctx.streams) {
+    const credential = await issueClientCredential(
+      authority,
+      { seedFile: join(credDir, "aaa-audit.seed"), tokenFile: join(credDir, "aaa-audit.jwt") },
+      {
+        callerid: "aaa=auditor",
+        validityS,
+        claims: {
+          pub_subjects: [
+            AAA_AUDIT_TOPIC,
+            `$JS.API.STREAM.INFO.${AAA_AUDIT_STREAM}`,
+            `$JS.API.STREAM.CREATE.${AAA_AUDIT_STREAM}`,
+          ],
+        },
+      },
+    );
+    const config = join(dir, "aaa-audit.conf");
+    writeFileSync(
+      config,
+      ctx.conf(
+        {
+          ...ctx.common,
+          "plugin.security.choria.seed_file": "credentials/aaa-audit.seed",
+          "plugin.security.choria.token_file": "credentials/aaa-audit.jwt",
+        },
+        "Chorus AAA service: the JetStream auditor's connection (publishes audit records only)",
+      ),
+    );
+    auditStream = { stream: AAA_AUDIT_STREAM, topic: AAA_AUDIT_TOPIC, config, credential };
+  }
+
   const serviceConfig = join(dir, "aaa.json");
   const service = {
     loglevel: "info",
@@ -169,13 +211,13 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
     choria_config: serviceChoriaConfig,
     site: "dev",
     authenticator: "userlist",
-    auditors: ["logfile"],
+    auditors: auditStream ? ["logfile", "jetstream"] : ["logfile"],
     authorizer: "actionlist",
     signer: "basicjwt",
     port,
     tls_certificate: certFile,
     tls_key: keyFile,
-    tls_ca: join(tls, "ca.pem"),
+    // no tls_ca: dev clients prove themselves with their JWT and key, not a certificate
     basicjwt_signer: {
       signing_certificate: authority.issuer.publicHex,
       signing_token: signer.tokenFile,
@@ -185,6 +227,15 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
       allow_bearer_tokens: false,
     },
     logfile_auditor: { logfile: join(dir, "aaa-audit.log") },
+    ...(auditStream && {
+      jetstream_auditor: {
+        servers: String(ctx.common["plugin.choria.middleware_hosts"] ?? ""),
+        topic: auditStream.topic,
+        stream: auditStream.stream,
+        credentials: auditStream.config,
+        spool: join(dir, "aaa-audit.spool"),
+      },
+    }),
     userlist_authenticator: {
       users_file: usersFile,
       validity: LOGIN_VALIDITY,
@@ -229,5 +280,6 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
     clientConfig,
     userSeedFile,
     userTokenFile,
+    ...(auditStream && { auditStream }),
   };
 }

@@ -245,6 +245,7 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
         ca,
         validityS,
         port: opts.aaaPort ?? 8443,
+        streams: opts.streams !== false,
         common,
         conf,
       })

@@ -3,8 +3,10 @@ import { dirname, join } from "node:path";
 import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { pino, type Logger } from "pino";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { clientSettings, loadConfig } from "../../core/config/index.js";
 import { closeNats, connectNats, type NatsConnection } from "../../core/connector/index.js";
+import { replyPrefix } from "../../core/protocol/index.js";
 import { loadSeedFile, securityFromSettings } from "../../core/security/index.js";
 import { actionListAuthorizer, cedarAuthorizer, type Server } from "../../server/index.js";
 import { startSignerAgent } from "./agent.js";
@@ -29,6 +31,32 @@ function readText(path: string, what: string): string {
     throw new AaaConfigError("config", `cannot read ${what} ${path}: ${(err as Error).message}`, {
       cause: err,
     });
+  }
+}
+
+/**
+ * Creates the audit stream when it is missing and the credential may; otherwise
+ * records wait in the spool until an operator creates it (logged with the fix).
+ */
+async function ensureAuditStream(nc: NatsConnection, stream: string, topic: string, log: Logger) {
+  try {
+    // no account-info probe: the auditor's credential may touch only its own stream
+    const jsm = await jetstreamManager(nc, { checkAPI: false });
+    const info = await jsm.streams.info(stream).catch(() => undefined);
+    if (info) {
+      if (!info.config.subjects?.some((s) => s === topic || topic.startsWith(s.replace(/>$/, "")))) {
+        log.warn({ stream, topic, subjects: info.config.subjects }, "audit stream does not take the topic");
+      }
+      return;
+    }
+    // duplicate_window: at least the time a crashed service takes to come back and re-send
+    await jsm.streams.add({ name: stream, subjects: [topic], duplicate_window: 10 * 60 * 1e9 });
+    log.info({ stream, topic }, "created the audit stream");
+  } catch (err) {
+    log.warn(
+      { stream, topic, err: (err as Error).message },
+      "cannot check or create the audit stream; records stay in the spool until it exists",
+    );
   }
 }
 
@@ -203,11 +231,18 @@ export class AaaService {
         .filter((s) => s !== "");
       // credentials: a Choria client config whose TLS files and NATS JWT are used
       let sec: ReturnType<typeof securityFromSettings> | undefined;
-      if (ja.credentials) sec = securityFromSettings(clientSettings(loadConfig(ja.credentials)));
+      let inboxPrefix: string | undefined;
+      if (ja.credentials) {
+        const settings = clientSettings(loadConfig(ja.credentials));
+        sec = securityFromSettings(settings);
+        // JetStream acks come to an inbox the credential may subscribe to
+        inboxPrefix = replyPrefix(settings.mainCollective, sec.callerId);
+      }
       this.auditNc = await connectNats({
         servers,
         name: `chorus-aaa-audit-${site}`,
         waitOnFirstConnect: true,
+        ...(inboxPrefix && { inboxPrefix }),
         ...(sec?.caFile && { caFile: sec.caFile }),
         ...(sec?.certFile && { certFile: sec.certFile }),
         ...(sec?.keyFile && { keyFile: sec.keyFile }),
@@ -215,6 +250,7 @@ export class AaaService {
         logger: this.log.child({ component: "audit-nats" }),
       });
       const alog = this.log.child({ component: "audit-jetstream" });
+      if (ja.stream) await ensureAuditStream(this.auditNc, ja.stream, ja.topic, alog);
       out.push(
         await JetStreamAuditor.create({
           nc: this.auditNc,

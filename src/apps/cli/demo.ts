@@ -16,12 +16,13 @@ export function register(program: Command): void {
       50,
     )
     .option("--keep", "keep the temp dir with the trust setup", false)
+    .option("--aaa", "also run the AAA service: log in, and send a request it signs and audits", false)
     .action(
-      guarded("demo", async (o: { nodes: number; keep: boolean }) => {
+      guarded("demo", async (o: { nodes: number; keep: boolean; aaa: boolean }) => {
         const { nodes } = o;
         const render = { ping: renderPing, text: renderText, stats: renderStats };
-        const r = await runDemo({ nodes, keep: o.keep, render });
-        if (r.pinged !== nodes) process.exitCode = 2;
+        const r = await runDemo({ nodes, keep: o.keep, aaa: o.aaa, render });
+        if (r.pinged !== nodes || (r.aaa && r.aaa.answered !== nodes)) process.exitCode = 2;
       }),
     );
 }

@@ -1,13 +1,14 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { BrokerSupervisor, brokerSettings, freeLoopbackPort } from "../../broker/index.js";
-import { Client, type PingResult, type RpcResult, type RpcStats } from "../../client/index.js";
-import { loadConfig } from "../../core/config/index.js";
+import { Client, login, type PingResult, type RpcResult, type RpcStats } from "../../client/index.js";
+import { clientSettings, loadConfig } from "../../core/config/index.js";
 import { builtinDDL, type AgentDDL } from "../../core/ddl/index.js";
+import { AaaService } from "../../services/aaa/index.js";
 import { Emulator } from "../emulator/index.js";
-import { createDevSetup } from "../setup/index.js";
+import { createDevSetup, type DevSetup } from "../setup/index.js";
 
 /** How the demo prints results: the CLI hands over its renderers (the client returns data only). */
 export interface DemoRender {
@@ -24,12 +25,16 @@ export interface DemoOptions {
   out?: (line: string) => void;
   /** keep the temp dir (for inspection) */
   keep?: boolean;
+  /** also start the AAA service, log in as its admin user and send a request it signs */
+  aaa?: boolean;
 }
 
 export interface DemoResult {
   pinged: number;
   inventoried: number;
   nodes: number;
+  /** with `aaa`: nodes that answered the signed request, and audit records written */
+  aaa?: { answered: number; audited: number };
 }
 
 /**
@@ -45,9 +50,16 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   let broker: BrokerSupervisor | undefined;
   let emulator: Emulator | undefined;
   let client: Client | undefined;
+  let aaa: AaaService | undefined;
+  const steps = opts.aaa ? 6 : 5;
   try {
-    say(`[1/5] creating trust in ${dir}: org issuer, NATS operator/accounts, CA + TLS, tokens`);
-    const setup = await createDevSetup({ dir, brokerPort: await freeLoopbackPort(), force: true });
+    say(`[1/${steps}] creating trust in ${dir}: org issuer, NATS operator/accounts, CA + TLS, tokens`);
+    const setup = await createDevSetup({
+      dir,
+      brokerPort: await freeLoopbackPort(),
+      force: true,
+      ...(opts.aaa && { aaa: true, aaaPort: await freeLoopbackPort() }),
+    });
 
     say(
       `[2/5] starting nats-server (TLS, JWT accounts, permissions from token claims) on ${setup.brokerUrl}`,
@@ -60,16 +72,16 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     });
     await broker.start();
 
-    say(`[3/5] starting ${nodes} emulated nodes, each with its own key and server token`);
+    say(`[3/${steps}] starting ${nodes} emulated nodes, each with its own key and server token`);
     emulator = Emulator.fromConfigFile(setup.emulatorConfig, { nodes, logger: quiet });
     await emulator.start();
 
     client = await Client.fromConfigFile(setup.clientConfig, { logger: quiet });
-    say(`[4/5] chorus ping (signed broadcast, every reply's hash checked)`);
+    say(`[4/${steps}] chorus ping (signed broadcast, every reply's hash checked)`);
     const ping = await client.ping({ windowed: true });
     say(opts.render.ping(ping));
 
-    say(`[5/5] chorus req rpcutil inventory -F os=linux --verify-replies`);
+    say(`[5/${steps}] chorus req rpcutil inventory -F os=linux --verify-replies`);
     const inv = await client.request(
       "rpcutil",
       "inventory",
@@ -80,12 +92,55 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const [shown] = opts.render.text(firstTwo, builtinDDL("rpcutil")).split("---- request statistics ----");
     say(`${shown ?? ""}(${inv.replies.length} inventories received, first two shown)\n`);
     say(opts.render.stats(inv.stats));
-    return { pinged: ping.replies.length, inventoried: inv.replies.length, nodes };
+    const result: DemoResult = { pinged: ping.replies.length, inventoried: inv.replies.length, nodes };
+    if (opts.aaa) {
+      aaa = AaaService.fromFile(setup.aaa!.serviceConfig, { logger: quiet });
+      await aaa.start();
+      result.aaa = await aaaStep(setup, say, `[6/${steps}]`);
+    }
+    return result;
   } finally {
+    await aaa?.stop();
     await client?.close();
     await emulator?.stop();
     await broker?.stop();
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
     say("demo stopped; broker, nodes and temp files are gone");
+  }
+}
+
+/** Logs the dev admin in and sends one request through the signer; counts its audit. */
+async function aaaStep(
+  setup: DevSetup,
+  say: (l: string) => void,
+  step: string,
+): Promise<{ answered: number; audited: number }> {
+  const a = setup.aaa!;
+  const settings = clientSettings(loadConfig(a.clientConfig));
+  say(`${step} AAA: chorus login as ${a.username}, then rpcutil ping signed by the AAA service`);
+  const session = await login({
+    urls: settings.loginUrls,
+    username: a.username,
+    password: a.password,
+    seedFile: settings.seedFile,
+    tokenFile: settings.tokenFile,
+    caFile: settings.caFile,
+  });
+  say(`  logged in: token for up=${a.username} until ${session.expiresAt?.toISOString() ?? "never"}`);
+  const quiet = pino({ level: "warn" }, pino.destination(2));
+  const user = await Client.fromConfigFile(a.clientConfig, { logger: quiet });
+  try {
+    const res = await user.request("rpcutil", "ping", {}, {});
+    const auditFile = join(setup.dir, "aaa-audit.log");
+    const records = readFileSync(auditFile, "utf8")
+      .split("\n")
+      .filter((l) => l.includes(`"up=${a.username}"`));
+    say(
+      `  ${res.replies.length} nodes answered a request the signer checked (actionlist) and ` +
+        `re-signed as delegator; ${records.length} audit records in ${auditFile}`,
+    );
+    return { answered: res.replies.length, audited: records.length };
+  } finally {
+    await user.close();
   }
 }

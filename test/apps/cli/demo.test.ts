@@ -16,3 +16,16 @@ describe("chorus demo", () => {
     expect(r.stdout).toContain("demo stopped");
   }, 90_000);
 });
+
+describe("chorus demo --aaa", () => {
+  it("logs the admin in and every node answers a request the AAA service signed and audited", async () => {
+    const r = await chorusAsync(["demo", "--nodes", "4", "--aaa"], {}, 90_000);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/\[6\/6\] AAA: chorus login as admin/);
+    expect(r.stdout).toMatch(/logged in: token for up=admin until \d{4}-/);
+    // discovery and the ping are both signed, so both are audited
+    expect(r.stdout).toMatch(/ 4 nodes answered a request the signer checked .*; 2 audit records in /);
+    expect(r.stdout).toContain("demo stopped");
+  }, 120_000);
+});

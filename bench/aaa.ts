@@ -1,19 +1,26 @@
-// AAA throughput: signed requests per second through the signer (in-process call and
-// HTTP), and logins per second at bcrypt cost 10 (fresh and through the credential
-// cache), against the same-run raw baseline of ed25519 sign+verify on the same cores.
-// Not part of the tests. Run: bench/aaa.sh [--seconds 3] [--runs 3] [--concurrency 32]
-// The HTTP load comes from this process too (loopback, plain HTTP), so the HTTP figure
-// includes the client's own cost on the same two cores.
+// AAA throughput: signed requests per second through the signer (in-process call, HTTP
+// and the aaa_signer RPC agent over a real nats-server), and logins per second at bcrypt
+// cost 10 (fresh and through the credential cache), against the same-run raw baseline of
+// ed25519 sign+verify on one core. Not part of the tests.
+// Run: bench/aaa.sh [--seconds 3] [--runs 3] [--concurrency 32]
+// HTTP and RPC load comes from a separate process (bench/aaa-load.ts) with requests
+// signed before the clock starts, and, when Debian's wrk is installed, from wrk against
+// one signer process and against two sharing the port; all share this machine's cores.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { Agent, request as httpRequest } from "node:http";
+import { spawn, spawnSync } from "node:child_process";
+import cluster from "node:cluster";
+import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import bcrypt from "bcrypt";
 import { encodeMessage, encodeRequest, newRequestId, nowNanos } from "../src/core/protocol/index.js";
+import { findNatsServer, freeLoopbackPort } from "../src/broker/index.js";
+import { connectNats } from "../src/core/connector/index.js";
 import {
   createChainIssuer,
   createClientToken,
+  createServerToken,
   generateKeyPair,
   orgIssuer,
   sign,
@@ -96,6 +103,64 @@ async function main(): Promise<void> {
       },
     ]),
   );
+
+  // a real nats-server for the RPC path, and the embedded node's and asker's credentials
+  const natsPort = await freeLoopbackPort();
+  const nats = spawn(findNatsServer(), ["-a", "127.0.0.1", "-p", String(natsPort)], { stdio: "ignore" });
+  const natsUrl = `nats://127.0.0.1:${natsPort}`;
+  for (let i = 0; ; i++) {
+    try {
+      const nc = await connectNats({ servers: [natsUrl], name: "bench-probe", reconnect: false });
+      await nc.close();
+      break;
+    } catch (err) {
+      if (i > 50) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const nodeKp = generateKeyPair();
+  writeSeedFile(join(dir, "node.seed"), nodeKp);
+  writeFileSync(
+    join(dir, "node.jwt"),
+    createServerToken(
+      {
+        identity: "aaa.bench",
+        collectives: ["mcollective"],
+        publicKeyHex: nodeKp.publicHex,
+        validityS: 3600,
+      },
+      org,
+    ),
+  );
+  writeFileSync(
+    join(dir, "node.conf"),
+    [
+      "identity = aaa.bench",
+      "collectives = mcollective",
+      `plugin.choria.middleware_hosts = ${natsUrl}`,
+      "plugin.security.provider = choria",
+      "plugin.security.choria.seed_file = node.seed",
+      "plugin.security.choria.token_file = node.jwt",
+      "plugin.security.issuer.names = bench",
+      `plugin.security.issuer.bench.public = ${orgKp.publicHex}`,
+      "loglevel = error",
+    ].join("\n"),
+  );
+  const askerKp = generateKeyPair();
+  writeSeedFile(join(dir, "asker.seed"), askerKp);
+  writeFileSync(
+    join(dir, "asker.jwt"),
+    createClientToken(
+      {
+        callerid: "up=asker",
+        publicKeyHex: askerKp.publicHex,
+        validityS: 3600,
+        permissions: { signed_fleet_management: true },
+      },
+      org,
+    ),
+  );
+
   const config = (cache: string) => ({
     site: "bench",
     loglevel: "error",
@@ -105,12 +170,14 @@ async function main(): Promise<void> {
     auditors: ["logfile"],
     port: 0,
     listen_address: "127.0.0.1",
+    choria_config: "node.conf",
     logfile_auditor: { logfile: join(dir, "audit.log"), rotate_bytes: 64 * 1024 * 1024, keep: 1 },
     basicjwt_signer: {
       signing_certificate: orgKp.publicHex,
       signing_token: "signer.jwt",
       signing_seed: "signer.seed",
       max_validity: "2h",
+      choria_service: true,
     },
     userlist_authenticator: {
       users_file: "users.json",
@@ -126,9 +193,9 @@ async function main(): Promise<void> {
   writeFileSync(file, JSON.stringify(config("1m")));
   const svc = new AaaService(loadAaaConfig(file));
   await svc.start();
-  const url = `http://127.0.0.1:${svc.port}/choria/v1`;
+  let url = `http://127.0.0.1:${svc.port}`;
   const post = async (path: string, body: unknown) => {
-    const r = await fetch(`${url}/${path}`, {
+    const r = await fetch(`${url}/choria/v1/${path}`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify(body),
@@ -137,23 +204,6 @@ async function main(): Promise<void> {
     if (r.status !== 200) throw new Error(`${path}: ${r.status} ${JSON.stringify(j)}`);
     return j;
   };
-  // node:http with keep-alive: fetch's own cost per call is larger than the signer's
-  const agent = new Agent({ keepAlive: true, maxSockets: CONC });
-  const rawPost = (path: string, body: string) =>
-    new Promise<void>((resolve, reject) => {
-      const r = httpRequest(
-        `${url}/${path}`,
-        { method: "POST", agent, headers: { "content-type": "application/json" } },
-        (res) => {
-          res.resume();
-          res.on("end", () =>
-            res.statusCode === 200 ? resolve() : reject(new Error(`${path}: ${res.statusCode}`)),
-          );
-        },
-      );
-      r.on("error", reject);
-      r.end(body);
-    });
   const userKp = generateKeyPair();
   const loginBody = () => {
     const ts = String(Math.floor(Date.now() / 1000));
@@ -169,15 +219,90 @@ async function main(): Promise<void> {
   const signer = svc.signer;
   if (!signer) throw new Error("signer did not start");
 
-  // Requests are built and signed by the "client" before each timed run, so the rates
-  // below are the signer's own cost (and HTTP's), not the client's.
+  const loadScript = fileURLToPath(new URL("./aaa-load.js", import.meta.url));
+  const load = (mode: "http" | "rpc", conc: number) =>
+    new Promise<number>((resolve, reject) => {
+      const child = spawn(
+        process.execPath,
+        [
+          loadScript,
+          JSON.stringify({
+            mode,
+            seconds: SECONDS,
+            conc,
+            token,
+            seedHex: userKp.seedHex,
+            url,
+            natsUrl,
+            askerSeedFile: join(dir, "asker.seed"),
+            askerTokenFile: join(dir, "asker.jwt"),
+            issuer: orgKp.publicHex,
+          }),
+        ],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      );
+      let out = "";
+      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      child.once("exit", (code) =>
+        code === 0
+          ? resolve((JSON.parse(out) as { rate: number }).rate)
+          : reject(new Error(`aaa-load ${mode}: ${code}`)),
+      );
+    });
+
+  // Requests are signed by the "client" before each timed run, so the in-process rate is
+  // the signer's own cost.
   const POOL = 60_000;
   const presign = () =>
     Array.from({ length: POOL }, () => {
       const req = request();
       return { req, sig: sign(userKp.seedHex, req).toString("hex") };
     });
-  const rows: Record<string, number[]> = { raw: [], inproc: [], http: [], loginCached: [] };
+  // wrk (C, from Debian's package) as the HTTP client: one pre-signed request re-sent,
+  // so the client's share of the two cores is as small as it gets
+  const wrk = spawnSync("wrk", ["--version"]).error ? undefined : "wrk";
+  const wrkRate = async (): Promise<number> => {
+    const req = request();
+    const body = JSON.stringify({
+      token,
+      signature: sign(userKp.seedHex, req).toString("hex"),
+      request: req.toString("base64"),
+    });
+    const script = join(dir, "sign.lua");
+    writeFileSync(
+      script,
+      `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\nwrk.headers["Content-Type"] = "application/json"\n`,
+    );
+    // async: the service answering wrk runs in this process
+    const r = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn("wrk", [
+        "-t1",
+        `-c${CONC}`,
+        `-d${SECONDS}s`,
+        "-s",
+        script,
+        `${url}/choria/v1/sign`,
+      ]);
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.once("error", reject);
+      child.once("exit", () => resolve({ stdout, stderr }));
+    });
+    if (/Non-2xx/.test(r.stdout)) throw new Error(`wrk: refused requests\n${r.stdout}`);
+    const m = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
+    if (!m) throw new Error(`wrk: no rate in\n${r.stdout}${r.stderr}`);
+    return Number(m[1]);
+  };
+  const rows: Record<string, number[]> = {
+    raw: [],
+    inproc: [],
+    http: [],
+    wrk: [],
+    rpc: [],
+    loginCached: [],
+  };
   for (let run = 0; run < RUNS; run++) {
     // raw: one ed25519 sign and one verify, serially, as a baseline of the crypto involved
     const payload = request();
@@ -187,7 +312,7 @@ async function main(): Promise<void> {
         if (!verify(delegatorKp.publicHex, payload, s)) throw new Error("verify failed");
       }, 1),
     );
-    let pool = presign();
+    const pool = presign();
     let next = 0;
     rows.inproc!.push(
       await rate(async () => {
@@ -196,21 +321,54 @@ async function main(): Promise<void> {
         if (!out.ok) throw new Error(out.reason);
       }),
     );
-    pool = presign();
-    next = 0;
-    rows.http!.push(
-      await rate(async () => {
-        const { req, sig } = pool[next++ % POOL]!;
-        await rawPost("sign", JSON.stringify({ token, signature: sig, request: req.toString("base64") }));
-      }),
-    );
+    rows.http!.push(await load("http", CONC));
+    if (wrk) rows.wrk!.push(await wrkRate());
+    rows.rpc!.push(await load("rpc", CONC));
     rows.loginCached!.push(await rate(async () => void (await post("login", loginBody())), 8));
   }
-  agent.destroy();
   await svc.stop();
 
+  // Signing keeps no state between requests, so signers scale out: N processes on one
+  // port (node:cluster hands connections round-robin), wrk as the client.
+  const clusterRates: number[] = [];
+  if (wrk) {
+    const clusterPort = await freeLoopbackPort();
+    const clusterFile = join(dir, "aaa-cluster.json");
+    writeFileSync(
+      clusterFile,
+      JSON.stringify({
+        ...config("1m"),
+        port: clusterPort,
+        choria_config: undefined,
+        basicjwt_signer: { ...config("1m").basicjwt_signer, choria_service: false },
+      }),
+    );
+    cluster.setupPrimary({ exec: fileURLToPath(import.meta.url), args: [] });
+    const workers = Array.from({ length: 2 }, () => cluster.fork({ AAA_BENCH_CONFIG: clusterFile }));
+    await Promise.all(workers.map((w) => new Promise((r) => w.once("message", r))));
+    const base = url;
+    url = `http://127.0.0.1:${clusterPort}`;
+    for (let run = 0; run < RUNS; run++) clusterRates.push(await wrkRate());
+    url = base;
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise((r) => {
+            w.once("exit", r);
+            w.disconnect();
+          }),
+      ),
+    );
+  }
+
   // fresh logins: the credential cache off, so every login runs bcrypt at cost 10
-  writeFileSync(file, JSON.stringify(config("0s")));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      ...config("0s"),
+      basicjwt_signer: { ...config("0s").basicjwt_signer, choria_service: false },
+    }),
+  );
   const fresh = new AaaService(loadAaaConfig(file));
   await fresh.start();
   const freshUrl = `http://127.0.0.1:${fresh.port}/choria/v1/login`;
@@ -229,6 +387,7 @@ async function main(): Promise<void> {
     );
   }
   await fresh.stop();
+  nats.kill();
   rmSync(dir, { recursive: true, force: true });
 
   const raw = median(rows.raw!);
@@ -236,17 +395,29 @@ async function main(): Promise<void> {
   console.log(`AAA bench: ${RUNS} runs x ${SECONDS} s, concurrency ${CONC}, medians (min-max)`);
   const line = (name: string, xs: number[], base?: number) =>
     console.log(
-      `${name.padEnd(44)} ${fmt(median(xs)).padStart(9)}/s  (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})` +
+      `${name.padEnd(46)} ${fmt(median(xs)).padStart(9)}/s  (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})` +
         (base ? `  ratio to raw ${(median(xs) / base).toFixed(3)}` : ""),
     );
   line("raw ed25519 sign+verify (baseline, 1 core)", rows.raw!);
   line("signer, in-process (actionlist, file audit)", rows.inproc!, raw);
-  line("signer over HTTP (client in this process)", rows.http!, raw);
+  line("signer over HTTP (load from another process)", rows.http!, raw);
+  if (rows.wrk!.length > 0) line("signer over HTTP (load from wrk)", rows.wrk!, raw);
+  else console.log("signer over HTTP (load from wrk): skipped, wrk is not installed (apt-get install wrk)");
+  if (clusterRates.length > 0) line("signer over HTTP, 2 processes (load from wrk)", clusterRates, raw);
+  line("signer over RPC, aaa_signer via nats-server", rows.rpc!, raw);
   line("login, credential cache (bcrypt cost 10)", rows.loginCached!);
   line("login, fresh bcrypt cost 10", loginFresh);
 }
 
-main().catch((err: unknown) => {
+/** A cluster worker: one more signer process on the shared port. */
+async function worker(): Promise<void> {
+  const svc = new AaaService(loadAaaConfig(process.env.AAA_BENCH_CONFIG as string));
+  await svc.start();
+  process.send?.("ready");
+  process.on("disconnect", () => void svc.stop().then(() => process.exit(0)));
+}
+
+(cluster.isWorker ? worker() : main()).catch((err: unknown) => {
   console.error(err);
   process.exit(1);
 });

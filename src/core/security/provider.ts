@@ -7,6 +7,7 @@ import {
   verifyToken,
   type ClientClaims,
   type ServerClaims,
+  type StandardClaims,
 } from "./tokens.js";
 
 export interface ChoriaSecurityOptions {
@@ -24,6 +25,35 @@ export interface ChoriaSecurityOptions {
 interface Cached<T> {
   claims: T;
   expiresAt: number; // unix seconds, Infinity when the token never expires
+}
+
+/**
+ * Claims of tokens that passed a check, kept until the token expires: a token is
+ * verified once however many requests carry it. Oldest evicted first when full.
+ */
+export class VerifiedTokenCache<T extends StandardClaims> {
+  private readonly entries = new Map<string, Cached<T>>();
+
+  constructor(private readonly max = MAX_CACHED) {}
+
+  /** The cached claims of `jwt`, or `check()`'s (cached when it does not throw). */
+  get(jwt: string, check: () => T, nowS: number = Date.now() / 1000): T {
+    const hit = this.entries.get(jwt);
+    if (hit && nowS < hit.expiresAt) return hit.claims;
+    if (hit) this.entries.delete(jwt);
+    const claims = check();
+    if (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value as string);
+    this.entries.set(jwt, { claims, expiresAt: tokenExpiry(claims) ?? Infinity });
+    return claims;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
 }
 
 // as tokens.ts: room for a large fleet, oldest evicted first rather than a full clear
@@ -81,8 +111,8 @@ export class ChoriaSecurity {
   /** the companion NATS user JWT when the file exists */
   readonly natsJwt?: string;
 
-  private readonly clientCache = new Map<string, Cached<ClientClaims>>();
-  private readonly serverCache = new Map<string, Cached<ServerClaims>>();
+  private readonly clientCache = new VerifiedTokenCache<ClientClaims>();
+  private readonly serverCache = new VerifiedTokenCache<ServerClaims>();
 
   constructor(opts: ChoriaSecurityOptions) {
     const kp = loadSeedFile(opts.seedFile);
@@ -129,7 +159,7 @@ export class ChoriaSecurity {
 
   /** A caller allowed to make fleet requests on its own: fleet_management and no need for a signer. */
   verifyClientToken(jwt: string): ClientClaims {
-    return this.cached(this.clientCache, jwt, () => {
+    return this.clientCache.get(jwt, () => {
       const c = this.verifyPurpose<ClientClaims>(jwt, "choria_client_id");
       if (c.permissions?.signed_fleet_management) {
         throw new SecurityError(
@@ -152,7 +182,7 @@ export class ChoriaSecurity {
   }
 
   verifyServerToken(jwt: string): ServerClaims {
-    return this.cached(this.serverCache, jwt, () => this.verifyPurpose<ServerClaims>(jwt, "choria_server"));
+    return this.serverCache.get(jwt, () => this.verifyPurpose<ServerClaims>(jwt, "choria_server"));
   }
 
   private verifyPurpose<T extends ClientClaims | ServerClaims>(jwt: string, purpose: string): T {
@@ -160,20 +190,5 @@ export class ChoriaSecurity {
     if (c.purpose !== purpose)
       throw new SecurityError("wrong_purpose", `token purpose is ${c.purpose}, need ${purpose}`);
     return c as T;
-  }
-
-  private cached<T extends ClientClaims | ServerClaims>(
-    cache: Map<string, Cached<T>>,
-    jwt: string,
-    check: () => T,
-  ): T {
-    const now = Date.now() / 1000;
-    const hit = cache.get(jwt);
-    if (hit && now < hit.expiresAt) return hit.claims;
-    if (hit) cache.delete(jwt);
-    const claims = check();
-    if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
-    cache.set(jwt, { claims, expiresAt: tokenExpiry(claims) ?? Infinity });
-    return claims;
   }
 }

@@ -14,6 +14,7 @@ import {
   sign,
   verify,
   verifyToken,
+  VerifiedTokenCache,
   type ClientClaims,
 } from "../../core/security/index.js";
 import type { AuthzDecision, AuthzInput } from "../../server/index.js";
@@ -126,6 +127,7 @@ export class RequestSigner {
   private readonly o: SignerOptions;
   private readonly now: () => number;
   private readonly log: SignerLog;
+  private readonly tokens = new VerifiedTokenCache<ClientClaims>();
 
   constructor(o: SignerOptions) {
     if (!(o.maxValiditySeconds > 0)) throw new Error("maxValiditySeconds must be a positive number");
@@ -264,11 +266,18 @@ export class RequestSigner {
   }
 
   private verifyClaims(token: string, nowS: number): ClientClaims {
-    const c = verifyToken(token, this.o.issuers, nowS);
-    if (c.purpose !== "choria_client_id") {
-      throw new SecurityError("wrong_purpose", `token purpose is ${c.purpose}, need choria_client_id`);
-    }
-    const claims = c as ClientClaims;
+    // a chain-issued token costs two signature checks: do them once per token
+    const claims = this.tokens.get(
+      token,
+      () => {
+        const c = verifyToken(token, this.o.issuers, nowS);
+        if (c.purpose !== "choria_client_id") {
+          throw new SecurityError("wrong_purpose", `token purpose is ${c.purpose}, need choria_client_id`);
+        }
+        return c as ClientClaims;
+      },
+      nowS,
+    );
     // Choria's `service` permission (ExtendedServiceLifetime) lifts the validity cap entirely.
     if (claims.permissions?.service) return claims;
     if (typeof claims.exp !== "number") throw new SecurityError("malformed", "token has no expiry");

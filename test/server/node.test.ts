@@ -372,6 +372,31 @@ describe("RequestDecoder rejections", () => {
     );
     expect(alone).toMatchObject({ ok: false, reason: "no_fleet_management" });
   });
+
+  it("refuses a secure request whose signer JWT lacks authentication_delegator, and counts it", async () => {
+    const { decodeTransport, decodeSecureRequest } = await import("../../src/core/protocol/index.js");
+    const user = fx.caller({ callerid: "choria=user", permissions: { signed_fleet_management: true } });
+    // a fleet manager, even an org-signed one, is not a signer
+    const impostor = fx.caller({ callerid: "choria=aaa", permissions: { fleet_management: true } });
+    const built = buildRequest({
+      caller: user,
+      agent: "rpcutil",
+      body: { action: "ping" },
+      signWith: impostor.kp.seedHex,
+    });
+    const t = decodeTransport(built.bytes);
+    const sr = decodeSecureRequest(t.inner);
+    const bytes = encodeTransport(
+      encodeSecureRequest(sr.requestBytes, sr.signature, user.token, impostor.token),
+      t.transport.headers,
+    );
+    const d = decoder();
+    const res = d.decode(bytes);
+    // the decoder's word for a signer it does not trust
+    expect(res).toMatchObject({ ok: false, reason: "untrusted_caller" });
+    expect(d.stats.rejected.untrusted_caller).toBe(1);
+    expect((res as { detail?: string }).detail ?? JSON.stringify(res)).toMatch(/delegator/);
+  });
 });
 
 describe("delegated caller ids", () => {

@@ -10,7 +10,36 @@ export {
 export { MAX_REQUEST_TTL, NodeRuntime, type NodeEvents, type NodeRuntimeOptions } from "./node.js";
 export { ReplayGuard, type ReplayGuardOptions, type ReplayGuardStats, type ReplayVerdict } from "./replay.js";
 export { AgentRegistry, ServerError, type RegisterOptions } from "./registry.js";
-export { Server, type AgentReloadResult, type ServerOptions } from "./server.js";
+export {
+  Server,
+  type AgentReloadResult,
+  type ServerOptions,
+  type ServerProvisioning,
+  type ServerSecurity,
+} from "./server.js";
+export {
+  ProvisionAgent,
+  ProvisionError,
+  ProvisioningSecurity,
+  choriaProvisionDDL,
+  createRsaCsr,
+  provisioningBrokers,
+  provisioningDecision,
+  renderConfig,
+  renewalTime,
+  serveConfigFile,
+  setConfigKey,
+  writeFileAtomic,
+  type CsrSubject,
+  type GeneratedCsr,
+  type ProvisionAgentOptions,
+  type ProvisionAgentStats,
+  type ProvisionTuning,
+  type ProvisioningDecision,
+  type ServeOptions,
+  type ServeOutcome,
+  type ServerExitRequest,
+} from "./provision/index.js";
 export {
   agentDirs,
   defineActions,

@@ -1,17 +1,22 @@
 import { resolve } from "node:path";
 import { pino, type Logger } from "pino";
-import { loadConfig, serverSettings, type Config } from "../core/config/index.js";
+import { loadConfig, serverSettings, type Config, type ProvisioningSettings } from "../core/config/index.js";
 import { closeNats, connectNats, type NatsConnection } from "../core/connector/index.js";
 import type { AgentDDL } from "../core/ddl/index.js";
 import type { RegistrationSettings } from "../services/registration/index.js";
 import { broadcastSubject, directSubject, replyPrefix, serviceSubject } from "../core/protocol/index.js";
-import { securityFromSettings, type ChoriaSecurity } from "../core/security/index.js";
+import {
+  provisioningTokenIssuer,
+  securityFromSettings,
+  type ChoriaSecurity,
+  type ProvisioningClaims,
+} from "../core/security/index.js";
 import { Spool, submissionSettings } from "../services/submission/index.js";
 import { registerBuiltinAgents } from "./agents/index.js";
 import { scanAgentDirs, type AgentLoadProblem } from "./agents-loader.js";
 import { AuditLog } from "./audit.js";
 import { ActionPolicyAuthorizer, authorizerFromSettings } from "./authz/index.js";
-import { RequestDecoder } from "./decoder.js";
+import { RequestDecoder, type DecoderSecurity } from "./decoder.js";
 import { DataRegistry, loadExternalDataPlugins, loadModuleDataPlugins } from "./data/index.js";
 import { loadFacts } from "./facts.js";
 import { startNodeMetadata, type NodeMetadata, type ServerLifecycleOptions } from "./metadata.js";
@@ -22,8 +27,21 @@ import { ReplayGuard } from "./replay.js";
 import { AgentRegistry, ServerError, type RegisterOptions } from "./registry.js";
 import type { DropReason, ServerStats } from "./stats.js";
 import { StatusFileWriter } from "./status.js";
-import type { AgentHandler, Authorizer, HostInfo } from "./types.js";
+import { allowAll, type AgentHandler, type Authorizer, type HostInfo } from "./types.js";
 import { CHORUS_VERSION } from "../core/util/index.js";
+import {
+  ProvisionAgent,
+  choriaProvisionDDL,
+  type ProvisionTuning,
+  type ServerExitRequest,
+} from "./provision/agent.js";
+import { setConfigKey } from "./provision/files.js";
+import {
+  ProvisioningSecurity,
+  provisioningBrokers,
+  provisioningDecision,
+  type ProvisioningDecision,
+} from "./provision/mode.js";
 
 function positive(cfg: Config, key: string, v: number): number {
   if (!(v > 0)) throw cfg.error(key, `${key} must be positive`);
@@ -39,13 +57,35 @@ const ATTACK_REASONS: ReadonlySet<DropReason> = new Set<DropReason>([
   "ttl_too_long",
 ]);
 
+/**
+ * What a server needs of its security provider: ChoriaSecurity, or in provisioning mode
+ * a provider with no server token (ProvisioningSecurity).
+ */
+export type ServerSecurity = DecoderSecurity &
+  Pick<ChoriaSecurity, "purpose" | "identity" | "token" | "seedHex" | "natsJwt" | "sign">;
+
+/** A node's provisioning state (fromConfigFile fills it in from the config and provisioning.jwt). */
+export interface ServerProvisioning {
+  /** true: provisioning mode; false: a normal node that can be sent back to it (reprovision, renewal) */
+  mode: boolean;
+  /** why this mode */
+  reason: string;
+  /** the provisioning.jwt text and its verified claims */
+  jwt: string;
+  claims: ProvisioningClaims;
+  settings: ProvisioningSettings;
+  /** normal mode: at this time (unix ms) turn plugin.choria.server.provision on and restart, to renew */
+  renewAt?: number;
+  renewWhat?: string;
+}
+
 export interface ServerOptions {
   identity: string;
   collectives: string[];
   /** Defaults to the first collective. */
   mainCollective?: string;
-  /** Must hold a choria_server token for `identity`. */
-  security: ChoriaSecurity;
+  /** Must hold a choria_server token for `identity` (outside provisioning mode). */
+  security: ServerSecurity;
   /** Broker URLs (nats:// or tls://). */
   servers: string[];
   caFile?: string;
@@ -107,7 +147,14 @@ export interface ServerOptions {
   registration?: RegistrationSettings;
   /** Submission spool (plugin.choria.submission.spool), drained to `<main>.submission.in.>` while running. */
   submission?: { spool: string; maxSpoolSize?: number; minFreeBytes?: number };
+  /** Provisioning: the choria_provision agent, and provisioning mode when `mode` is set. */
+  provisioning?: ServerProvisioning;
+  /** Shorter waits for the choria_provision agent (tests). */
+  provisionTuning?: ProvisionTuning;
 }
+
+// setTimeout cannot wait longer than ~24.8 days; longer waits are taken a day at a time
+const DAY_MS = 86_400_000;
 
 /** What reloadAgents() did. */
 export interface AgentReloadResult {
@@ -133,7 +180,9 @@ export class Server {
   /** Request ids seen within their TTL window (replay protection). */
   readonly replay: ReplayGuard;
   readonly log: Logger;
-  readonly security: ChoriaSecurity;
+  readonly security: ServerSecurity;
+  /** The choria_provision agent, when the node has a provisioning token. */
+  readonly provisionAgent: ProvisionAgent | undefined;
   private readonly opts: ServerOptions;
   private readonly rateLog: RateLimitedLog;
   private nc: NatsConnection | undefined;
@@ -154,12 +203,20 @@ export class Server {
   /** The server's data plugins, shared by rpcutil, inventory and filter matching. */
   readonly data: DataRegistry;
   private dataLoaded = false;
+  private exitRequest: ServerExitRequest | undefined;
+  private resolveExit: (r: ServerExitRequest) => void = () => undefined;
+  private readonly exitPromise = new Promise<ServerExitRequest>((r) => (this.resolveExit = r));
+  private renewTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: ServerOptions) {
     if (opts.collectives.length === 0)
       throw new ServerError("config", "a server needs at least one collective");
     const sec = opts.security;
-    if (sec.purpose !== "choria_server") {
+    const provisionMode = opts.provisioning?.mode === true;
+    if (provisionMode && sec.purpose !== "choria_provisioning") {
+      throw new ServerError("credential", "provisioning mode needs the provisioning security provider");
+    }
+    if (!provisionMode && sec.purpose !== "choria_server") {
       throw new ServerError(
         "credential",
         `the server needs a choria_server token, got a ${sec.purpose} token`,
@@ -250,6 +307,55 @@ export class Server {
     });
     this.registry.onUnregister((name) => this.subscribeAgent(name));
     if (opts.defaultAgents ?? true) registerBuiltinAgents(this.registry);
+    this.provisionAgent = opts.provisioning && this.provisioningAgent(opts.provisioning);
+  }
+
+  /** choria_provision: every action in provisioning mode, only reprovision otherwise. */
+  private provisioningAgent(p: ServerProvisioning): ProvisionAgent {
+    const agent = new ProvisionAgent({
+      provisionMode: p.mode,
+      identity: this.identity,
+      jwt: p.jwt,
+      claims: p.claims,
+      settings: p.settings,
+      requestExit: (r) => this.requestExit(r),
+      wouldProvision: (file) => {
+        try {
+          const d = provisioningDecision(loadConfig(file));
+          return d.provision ? d.reason : undefined;
+        } catch (err) {
+          return (err as Error).message;
+        }
+      },
+      onProvisioned: () => this.metadata?.lifecycle?.publish("provisioned"),
+      onRefused: (reason, detail) => this.rateLog.warn(`provision:${reason}`, { reason }, detail),
+      ...(this.opts.provisionTuning && { tuning: this.opts.provisionTuning }),
+    });
+    // in provisioning mode Choria turns authorization off; elsewhere policies apply as to any agent
+    this.registry.register(choriaProvisionDDL(), agent.handlers(), { replace: true });
+    return agent;
+  }
+
+  /** True while the node runs in provisioning mode (collective provisioning, choria_provision). */
+  get provisionMode(): boolean {
+    return this.opts.provisioning?.mode === true;
+  }
+
+  /**
+   * Resolves once the node asked to be restarted from its config file or to end its
+   * process (choria_provision restart, reprovision and shutdown; credential renewal).
+   * The server keeps running: whoever runs it stops it and acts (serveConfigFile).
+   */
+  exitRequested(): Promise<ServerExitRequest> {
+    return this.exitPromise;
+  }
+
+  /** Asks the owner to restart or end this server; the first request wins. */
+  requestExit(r: ServerExitRequest): void {
+    if (this.exitRequest) return;
+    this.exitRequest = r;
+    this.log.info({ action: r.action, reason: r.reason }, `asking for ${r.action}`);
+    this.resolveExit(r);
   }
 
   /**
@@ -258,6 +364,8 @@ export class Server {
    */
   static async fromConfigFile(path: string, overrides: Partial<ServerOptions> = {}): Promise<Server> {
     const cfg = loadConfig(path);
+    const decision = provisioningDecision(cfg);
+    if (decision.provision) return Server.provisioningFromConfig(cfg, decision, overrides);
     const s = serverSettings(cfg);
     const security = securityFromSettings(s);
     const logger =
@@ -325,6 +433,65 @@ export class Server {
       ...(sub.spool && {
         submission: { spool: sub.spool, maxSpoolSize: sub.maxSpoolSize, minFreeBytes: sub.minFreeBytes },
       }),
+      ...(decision.claims &&
+        decision.jwt !== undefined && {
+          provisioning: {
+            mode: false,
+            reason: decision.reason,
+            jwt: decision.jwt,
+            claims: decision.claims,
+            settings: decision.settings,
+            ...(decision.renewAt !== undefined && { renewAt: decision.renewAt }),
+            ...(decision.renewWhat !== undefined && { renewWhat: decision.renewWhat }),
+          },
+        }),
+      ...overrides,
+      logger,
+    });
+  }
+
+  /**
+   * A node in provisioning mode: collective `provisioning`, the broker and NATS
+   * credential from the provisioning token, discovery, rpcutil, choria_util and
+   * choria_provision only, no registration, lifecycle as provision_mode_server.
+   */
+  private static async provisioningFromConfig(
+    cfg: Config,
+    d: ProvisioningDecision,
+    overrides: Partial<ServerOptions>,
+  ): Promise<Server> {
+    const s = d.settings;
+    const claims = d.claims as ProvisioningClaims;
+    const jwt = d.jwt as string;
+    const logger =
+      overrides.logger ??
+      pino(
+        { name: "chorus-server", level: s.logLevel },
+        s.logFile ? pino.destination({ dest: s.logFile, mkdir: true }) : pino.destination(2),
+      );
+    logger.info({ reason: d.reason }, "starting in provisioning mode");
+    const factsFiles = s.factsFiles.length > 0 ? s.factsFiles : claims.chf ? [claims.chf] : [];
+    const { facts, missing } = loadFacts(factsFiles);
+    for (const f of missing) logger.warn({ file: f }, "facts file does not exist, skipping it");
+    const servers = await provisioningBrokers(claims);
+    const tls = claims.chs === true || servers.some((u) => u.startsWith("tls://"));
+    const trust = s.issuers.length > 0 ? s.issuers : [provisioningTokenIssuer(jwt)];
+    return new Server({
+      identity: s.identity,
+      collectives: ["provisioning"],
+      security: new ProvisioningSecurity(claims, trust),
+      servers,
+      ...(tls && { tls, ...(s.caFile && { caFile: s.caFile }) }),
+      facts,
+      ...(s.classesFile !== undefined && { classesFile: s.classesFile }),
+      ...(s.statsPort !== undefined && { statsPort: s.statsPort }),
+      statsAddress: cfg.string("plugin.choria.stats_address", "127.0.0.1"),
+      // no server token to sign with or to show
+      signReplies: false,
+      config: cfg,
+      authorizer: allowAll,
+      lifecycle: { component: "provision_mode_server" },
+      provisioning: { mode: true, reason: d.reason, jwt, claims, settings: s },
       ...overrides,
       logger,
     });
@@ -412,8 +579,47 @@ export class Server {
         agents: this.registry.names(),
         ...(this.metricsServer && { statsPort: this.metricsServer.port }),
       },
-      "server started",
+      this.provisionMode ? "server started in provisioning mode" : "server started",
     );
+    this.scheduleRenewal();
+  }
+
+  /** Normal mode with a provisioning token: back to provisioning mode before the credential expires. */
+  private scheduleRenewal(): void {
+    const p = this.opts.provisioning;
+    const file = this.opts.config?.file;
+    if (!p || p.mode || p.renewAt === undefined || file === undefined) return;
+    const at = p.renewAt;
+    const tick = (): void => {
+      const wait = at - Date.now();
+      if (wait > 0) {
+        this.renewTimer = setTimeout(tick, Math.min(wait, DAY_MS));
+        this.renewTimer.unref();
+        return;
+      }
+      this.renewTimer = undefined;
+      this.renew(file, p);
+    };
+    tick();
+  }
+
+  private renew(file: string, p: ServerProvisioning): void {
+    try {
+      // only with a provisioning token that still works, or nobody could provision the node
+      const d = provisioningDecision(loadConfig(file));
+      if (!d.claims) {
+        this.log.error(
+          { problem: d.jwtProblem },
+          `${p.renewWhat ?? "credential"} is due for renewal but the provisioning token is unusable`,
+        );
+        return;
+      }
+      setConfigKey(file, "plugin.choria.server.provision", "true");
+    } catch (err) {
+      this.log.error(`cannot switch to provisioning mode for renewal: ${(err as Error).message}`);
+      return;
+    }
+    this.requestExit({ action: "restart", reason: `renewal: ${p.renewWhat ?? "credential"} is due` });
   }
 
   /**
@@ -445,6 +651,9 @@ export class Server {
 
   /** Stops taking requests, lets running actions finish and send their replies, then closes. */
   async stop(): Promise<void> {
+    clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
+    this.provisionAgent?.stop();
     const nc = this.nc;
     if (!nc) return;
     this.stopping = true;
@@ -513,7 +722,8 @@ export class Server {
       log: this.log,
       ...(this.opts.lifecycle !== undefined && { lifecycle: this.opts.lifecycle }),
       ...(this.opts.registration && { registration: this.opts.registration }),
-      ...(this.opts.config && { config: this.opts.config }),
+      // registration is off in provisioning mode whatever the config says
+      ...(this.opts.config && !this.provisionMode && { config: this.opts.config }),
     });
   }
 

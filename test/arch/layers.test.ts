@@ -14,12 +14,14 @@ const GROUPS: string[][] = [
   ["core/connector"],
   ["core/ddl"],
   ["core/filter"],
+  // a certificate authority: keys, CSRs and revocation, used by setup and the provisioner
+  ["core/ca"],
   // lifecycle events are the vocabulary other services speak (governors emit them)
   ["services/lifecycle"],
   ["services/streams", "services/registration", "services/submission"],
   ["server", "client", "broker"],
   // daemon services that host agents on a server and call the fleet as a client
-  ["services/aaa"],
+  ["services/aaa", "services/provisioner"],
   ["apps/setup", "apps/codegen"],
   ["apps/emulator"],
   ["apps/demo"],

@@ -26,6 +26,8 @@ export async function startSecureFleet(
     brokerConfig?: string;
     /** also the AAA service's files (`setup dev --aaa`), its HTTPS on this port */
     aaa?: { port: number };
+    /** also the provisioning files (`setup dev --provisioning`) */
+    provisioning?: boolean;
     /** sees the broker's log lines */
     brokerLog?: (level: string, line: string) => void;
   } = {},
@@ -39,6 +41,7 @@ export async function startSecureFleet(
     ...(opts.collective && { collective: opts.collective }),
     ...(opts.streams !== undefined && { streams: opts.streams }),
     ...(opts.aaa && { aaa: true, aaaPort: opts.aaa.port }),
+    ...(opts.provisioning && { provisioning: true }),
   });
   if (opts.brokerConfig) appendFileSync(setup.brokerConfig, `\n${opts.brokerConfig}\n`);
   const broker = new BrokerSupervisor({

@@ -28,8 +28,8 @@ export interface DiscoveryFlags extends FilterFlags {
   discoveryWindow?: boolean;
 }
 
-// No default value: commander would print "(default: [])" on every help line.
-function collect(value: string, previous: string[] | undefined): string[] {
+/** A repeatable flag's values. No default: commander would print "(default: [])" on every help line. */
+export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 

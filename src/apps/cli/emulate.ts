@@ -1,3 +1,4 @@
+import { dirname, join } from "node:path";
 import type { Command } from "commander";
 import { SingleBar } from "cli-progress";
 import { Emulator } from "../emulator/index.js";
@@ -20,11 +21,27 @@ export function register(program: Command): void {
       "worker-thread shards (0 = in-process; default one per core at 2000+ nodes)",
       count("--workers", 0),
     )
+    .option(
+      "--provisioning [token]",
+      "start the nodes unprovisioned, for a provisioner to enroll (token: provisioning.jwt, default beside --config)",
+    )
     .action(
       guarded(
         "emulate",
-        async (o: { config: string; nodes: number; connections?: number; workers?: number }) => {
+        async (o: {
+          config: string;
+          nodes: number;
+          connections?: number;
+          workers?: number;
+          provisioning?: string | boolean;
+        }) => {
           const { nodes, workers } = o;
+          const tokenFile =
+            typeof o.provisioning === "string"
+              ? o.provisioning
+              : o.provisioning
+                ? join(dirname(o.config), "provisioning.jwt")
+                : undefined;
           const bar = process.stderr.isTTY
             ? new SingleBar({
                 stream: process.stderr,
@@ -37,11 +54,16 @@ export function register(program: Command): void {
             nodes,
             ...(o.connections && { connections: o.connections }),
             ...(workers !== undefined && { workers }),
+            ...(tokenFile !== undefined && { provisioning: { tokenFile } }),
             onProgress: (done) => bar?.update(done),
           });
           await em.start();
           bar?.stop();
-          process.stdout.write(`emulating ${plural(em.size, "node")}; Ctrl-C to stop\n`);
+          process.stdout.write(
+            tokenFile !== undefined
+              ? `emulating ${plural(em.size, "node")} in provisioning mode, waiting for a provisioner; Ctrl-C to stop\n`
+              : `emulating ${plural(em.size, "node")}; Ctrl-C to stop\n`,
+          );
           await new Promise<void>((resolve) => {
             process.once("SIGINT", resolve);
             process.once("SIGTERM", resolve);

@@ -41,6 +41,8 @@ export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   tool: () => import("./tool.js"),
   aaa: () => import("./aaa.js"),
   login: () => import("./login.js"),
+  ca: () => import("./ca.js"),
+  provisioner: () => import("./provisioner.js"),
 };
 
 /** `kv get` for the get subcommand of kv: how guarded() names a command in errors. */

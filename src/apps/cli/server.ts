@@ -1,30 +1,27 @@
 import type { Command } from "commander";
-import { Server } from "../../server/index.js";
+import { serveConfigFile } from "../../server/index.js";
 
 async function run(configFile: string): Promise<void> {
-  let server: Server;
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once("SIGTERM", onSignal);
+  process.once("SIGINT", onSignal);
+  let outcome: Awaited<ReturnType<typeof serveConfigFile>>;
   try {
-    server = await Server.fromConfigFile(configFile, { waitOnFirstConnect: true });
-    await server.start();
+    // restarts (a node just provisioned, or sent back to provisioning) happen inside the loop
+    outcome = await serveConfigFile(configFile, {
+      signal: stop.signal,
+      overrides: { waitOnFirstConnect: true },
+    });
   } catch (err) {
     // Config, credential and connection problems: one line, no stack trace.
     process.stderr.write(`chorus server: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   }
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) return;
-      stopping = true;
-      server.log.info({ signal }, "shutting down");
-      server.stop().then(resolve, (err: Error) => {
-        server.log.error({ err: err.message }, "unclean shutdown");
-        resolve();
-      });
-    };
-    process.once("SIGTERM", shutdown);
-    process.once("SIGINT", shutdown);
-  });
+  process.off("SIGTERM", onSignal);
+  process.off("SIGINT", onSignal);
+  // the fleet asked this node to go away (choria_provision#shutdown): exit 0 as Choria does
+  if (outcome === "shutdown") process.exit(0);
 }
 
 /** `chorus server run --config FILE`: run a Choria-compatible node with the built-in agents. */

@@ -27,6 +27,11 @@ export function register(program: Command): void {
       intArg("--aaa-port", { min: 1, max: 65535, expected: "a port number" }),
       8443,
     )
+    .option(
+      "--provisioning",
+      "also a provisioning token, the provisioner's credentials and config, and a server config that starts unprovisioned",
+      false,
+    )
     .action(
       guarded(
         "setup dev",
@@ -39,6 +44,7 @@ export function register(program: Command): void {
           force: boolean;
           aaa: boolean;
           aaaPort: number;
+          provisioning: boolean;
         }) => {
           const s = await createDevSetup({
             dir: o.dir,
@@ -48,6 +54,7 @@ export function register(program: Command): void {
             force: o.force,
             aaa: o.aaa,
             aaaPort: o.aaaPort,
+            provisioning: o.provisioning,
             ...(o.caller && { callerId: o.caller }),
           });
           const lines = [
@@ -65,6 +72,12 @@ export function register(program: Command): void {
               `  aaa:      chorus aaa run --config ${s.aaa.serviceConfig}`,
               `  login:    chorus login --config ${s.aaa.clientConfig} --username ${s.aaa.username}`,
               `  aaa user ${s.aaa.username} password (shown once, also in ${s.aaa.passwordFile}): ${s.aaa.password}`,
+            );
+          }
+          if (s.provisioning) {
+            lines.push(
+              `  provisioner: chorus provisioner run --config ${s.provisioning.serviceConfig}`,
+              `  unprovisioned server: chorus server run --config ${s.provisioning.serverConfig}`,
             );
           }
           process.stdout.write(`${lines.join("\n")}\n`);

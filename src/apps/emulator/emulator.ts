@@ -1,15 +1,16 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { pino, type Logger } from "pino";
 import { loadConfig, serverSettings } from "../../core/config/index.js";
-import { ChorusError } from "../../core/protocol/errors.js";
 import {
   ChoriaSecurity,
   loadSeedFile,
   orgIssuer,
+  provisioningTokenIssuer,
   securityOptionsFromSettings,
+  verifyProvisioningToken,
   verifyStats,
   type ChoriaSecurityOptions,
   type Issuer,
@@ -18,15 +19,35 @@ import {
   AgentRegistry,
   NodeRuntime,
   RequestDecoder,
+  provisioningBrokers,
   type DecoderStats,
+  type ProvisionTuning,
   type ServerStats,
   registerBuiltinAgents,
 } from "../../server/index.js";
+import { EmulatorError } from "./errors.js";
 import { emulatedFacts, emulatedIdentity } from "./facts.js";
+import { sumProvisioningStats, type ProvisioningSpec, type ProvisioningStats } from "./provisioning.js";
 import { FleetShard, sumStats, type ShardSpec } from "./shard.js";
+import type { MemoryStore } from "./store.js";
 import type { FromWorker, ShardStats, ToWorker, WorkerSpec } from "./worker.js";
 
-export class EmulatorError extends ChorusError {}
+export { EmulatorError };
+
+/** Nodes that start unprovisioned and wait for a provisioner (`chorus emulate --provisioning`). */
+export interface EmulatorProvisioningOptions {
+  /** the provisioning.jwt every node holds (`chorus setup dev --provisioning` writes one) */
+  tokenFile: string;
+  /**
+   * Org issuers the token and the provisioner's requests are trusted from (default: the
+   * emulator's own issuers, else the token's issuer, as a real node without issuers does).
+   */
+  issuers?: string[];
+  /** virtual folder the nodes' files live under, in memory (default /var/lib/chorus-emulator) */
+  root?: string;
+  /** the choria_provision agent's waits (default Choria's: a restart 2 s after it is asked) */
+  tuning?: ProvisionTuning;
+}
 
 export interface EmulatorOptions {
   /** How many virtual nodes. */
@@ -53,6 +74,12 @@ export interface EmulatorOptions {
   connections?: number;
   /** Identity of node i (default node-00001.emulated.chorus). */
   identity?: (i: number) => string;
+  /**
+   * Index of the first node (default 1): node-00001... A second emulator on the same
+   * broker, or a rerun a provisioner would take for a node it has just enrolled, gets
+   * other names this way, also in worker threads.
+   */
+  firstIndex?: number;
   /** Facts of node i (default: varied os, role, location, sizes). */
   facts?: (i: number) => Record<string, unknown>;
   signReplies?: boolean;
@@ -65,6 +92,13 @@ export interface EmulatorOptions {
    * starting fails start() instead of leaving it waiting forever (default 60 000 ms).
    */
   startTimeoutMs?: number;
+  /**
+   * Provisioning mode: nodes start in the `provisioning` collective with the token's
+   * broker credential, announce themselves (lifecycle startup, component
+   * provision_mode_server), are enrolled by a provisioner through choria_provision, and
+   * then answer in `collective` with the key and server token they were given.
+   */
+  provisioning?: EmulatorProvisioningOptions;
 }
 
 /** Per-thread figures: one entry per shard (a single entry when in-process). */
@@ -74,6 +108,7 @@ export interface EmulatorShardStats {
   /** ed25519 verifications performed by that thread so far */
   verifies: number;
   server?: ServerStats;
+  provisioning?: ProvisioningStats;
 }
 
 // Under vitest the sources are TypeScript, which a worker thread cannot load; the
@@ -104,8 +139,6 @@ interface WorkerShard {
  * every core; the main thread only coordinates.
  */
 export class Emulator {
-  /** In-process mode only: the nodes (empty when the nodes live in worker threads). */
-  readonly nodes: NodeRuntime[] = [];
   readonly registry = new AgentRegistry();
   /** The in-process decoder (worker shards have their own; see shardStats()). */
   readonly decoder: RequestDecoder;
@@ -115,16 +148,24 @@ export class Emulator {
   private local?: FleetShard;
   private readonly remote: WorkerShard[] = [];
   private statsId = 0;
+  private provisioningSpec: ProvisioningSpec | undefined;
 
   constructor(opts: EmulatorOptions) {
     if (!Number.isInteger(opts.nodes) || opts.nodes < 1) {
       throw new EmulatorError("usage", `nodes must be a positive integer, got ${opts.nodes}`);
+    }
+    if (opts.firstIndex !== undefined && !(Number.isInteger(opts.firstIndex) && opts.firstIndex >= 0)) {
+      throw new EmulatorError("usage", `firstIndex must be a non-negative integer, got ${opts.firstIndex}`);
     }
     this.opts = opts;
     this.log = opts.logger ?? pino({ name: "chorus-emulator", level: "info" }, pino.destination(2));
     this.decoder = new RequestDecoder({ security: opts.security, cacheSize: 1_000 });
     registerBuiltinAgents(this.registry);
     this.workers = this.resolveWorkers();
+  }
+
+  private get firstIndex(): number {
+    return this.opts.firstIndex ?? 1;
   }
 
   private resolveWorkers(): number {
@@ -169,6 +210,11 @@ export class Emulator {
     });
   }
 
+  /** In-process mode only: the nodes answering now (empty when the nodes live in worker threads). */
+  get nodes(): NodeRuntime[] {
+    return this.local ? this.local.nodes : [];
+  }
+
   get size(): number {
     return this.local ? this.local.nodes.length : this.remote.reduce((n, w) => n + w.nodes, 0);
   }
@@ -190,14 +236,47 @@ export class Emulator {
       connections: o.connections ?? Math.min(10, Math.max(1, Math.ceil(count / 5_000))),
       name,
       startTime,
+      ...(this.provisioningSpec && { provisioning: this.provisioningSpec }),
+    };
+  }
+
+  /** The provisioning token read and checked once, here, so every shard starts from the same. */
+  private async resolveProvisioning(p: EmulatorProvisioningOptions): Promise<ProvisioningSpec> {
+    let jwt: string;
+    try {
+      jwt = readFileSync(p.tokenFile, "utf8").trim();
+    } catch (err) {
+      throw new EmulatorError(
+        "provisioning",
+        `cannot read the provisioning token: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    let issuers = p.issuers ?? [...this.opts.security.issuers];
+    let claims;
+    try {
+      if (issuers.length === 0) issuers = [provisioningTokenIssuer(jwt)];
+      claims = verifyProvisioningToken(jwt, issuers);
+    } catch (err) {
+      throw new EmulatorError("provisioning", `${p.tokenFile}: ${(err as Error).message}`, { cause: err });
+    }
+    return {
+      jwt,
+      issuers,
+      servers: await provisioningBrokers(claims),
+      root: p.root ?? "/var/lib/chorus-emulator",
+      ...(p.tuning && { tuning: { ...p.tuning } }),
     };
   }
 
   async start(): Promise<void> {
     const o = this.opts;
     const startTime = Date.now();
+    if (o.provisioning) this.provisioningSpec = await this.resolveProvisioning(o.provisioning);
     if (this.workers === 0) {
-      const shard = new FleetShard(this.spec(1, o.nodes, "chorus-emulator", startTime), {
+      const shard = new FleetShard(this.spec(this.firstIndex, o.nodes, "chorus-emulator", startTime), {
         decoder: this.decoder,
         registry: this.registry,
         log: this.log,
@@ -206,8 +285,13 @@ export class Emulator {
         onProgress: (done) => o.onProgress?.(done, o.nodes),
       });
       await shard.createNodes();
-      this.nodes.push(...shard.nodes);
-      await shard.connect();
+      try {
+        await shard.connect();
+      } catch (err) {
+        // connections made before the failure must not keep the process alive
+        await shard.stop();
+        throw err;
+      }
       this.local = shard;
       this.log.info({ nodes: this.size, workers: 0 }, "emulator ready");
       return;
@@ -221,7 +305,7 @@ export class Emulator {
     const n = this.workers;
     const files = o.securityFiles as ChoriaSecurityOptions;
     const level = this.log.level;
-    let first = 1;
+    let first = this.firstIndex;
     for (let k = 0; k < n; k++) {
       const count = Math.floor(o.nodes / n) + (k < o.nodes % n ? 1 : 0);
       const spec: WorkerSpec = {
@@ -293,12 +377,14 @@ export class Emulator {
   async shardStats(): Promise<EmulatorShardStats[]> {
     if (this.local) {
       const server = this.local.stats();
+      const provisioning = this.local.provisioningStats();
       return [
         {
           nodes: this.local.nodes.length,
           decoder: this.decoder.stats,
           verifies: verifyStats.count,
           ...(server && { server }),
+          ...(provisioning && { provisioning }),
         },
       ];
     }
@@ -316,6 +402,7 @@ export class Emulator {
                 decoder: s.decoder,
                 verifies: s.verifies,
                 ...(s.server && { server: s.server }),
+                ...(s.provisioning && { provisioning: s.provisioning }),
               });
             };
             w.worker.on("message", onMessage);
@@ -323,6 +410,41 @@ export class Emulator {
           }),
       ),
     );
+  }
+
+  /** Provisioning mode: where the nodes stand, summed over every shard (undefined otherwise). */
+  async provisioningStats(): Promise<ProvisioningStats | undefined> {
+    if (!this.provisioningSpec) return undefined;
+    if (this.local) return this.local.provisioningStats();
+    const parts = await Promise.all(this.remote.map((w) => this.ask(w, "provisioning")));
+    return sumProvisioningStats(parts.flatMap((p) => (p ? [p] : [])));
+  }
+
+  /** One worker's provisioning figures. */
+  private ask(w: WorkerShard, type: "provisioning"): Promise<ProvisioningStats | undefined> {
+    return new Promise((resolve) => {
+      const id = ++this.statsId;
+      const onMessage = (m: FromWorker): void => {
+        if (m.type !== type || m.id !== id) return;
+        w.worker.off("message", onMessage);
+        resolve(m.stats);
+      };
+      w.worker.on("message", onMessage);
+      w.worker.postMessage({ type, id } satisfies ToWorker);
+    });
+  }
+
+  /**
+   * How busy each worker thread's event loop has been since it started (0..1; empty
+   * when in-process): whether the emulator or whatever it runs against is the bottleneck.
+   */
+  workerUtilization(): number[] {
+    return this.remote.map((w) => w.worker.performance.eventLoopUtilization().utilization);
+  }
+
+  /** In-process provisioning mode only: a node's files as choria_provision wrote them. */
+  nodeFiles(identity: string): MemoryStore | undefined {
+    return this.local?.provisioning?.files(identity);
   }
 
   /** Runs the garbage collector in every thread when started with --expose-gc (for RSS figures). */

@@ -1,2 +1,15 @@
-export { Emulator, EmulatorError, type EmulatorOptions, type EmulatorShardStats } from "./emulator.js";
+export {
+  Emulator,
+  EmulatorError,
+  type EmulatorOptions,
+  type EmulatorProvisioningOptions,
+  type EmulatorShardStats,
+} from "./emulator.js";
 export { emulatedFacts, emulatedIdentity } from "./facts.js";
+export {
+  PROVISIONING_COLLECTIVE,
+  PROVISION_COMPONENT,
+  type ProvisioningSpec,
+  type ProvisioningStats,
+} from "./provisioning.js";
+export { MemoryStore, type ProvisionStore } from "./store.js";

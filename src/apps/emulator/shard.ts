@@ -1,20 +1,17 @@
 import type { Logger } from "pino";
-import { closeNats, connectNats, type NatsConnection } from "../../core/connector/index.js";
-import { broadcastSubject } from "../../core/protocol/index.js";
-import { createServerToken, ed25519, type Issuer, type SigningKey } from "../../core/security/index.js";
+import { createServerToken, ed25519, type Issuer } from "../../core/security/index.js";
 import {
   CHORUS_VERSION,
   NodeRuntime,
   ReplayGuard,
   type AgentRegistry,
-  type DecodeResult,
   type HostInfo,
-  type NodeCredential,
   type NodeEvents,
-  type NodeReply,
   type RequestDecoder,
   type ServerStats,
 } from "../../server/index.js";
+import { Inflight, NodeKey, Plane, yieldToIo } from "./plane.js";
+import { ProvisioningFleet, type ProvisioningSpec, type ProvisioningStats } from "./provisioning.js";
 
 /** Plain data (structured-clone safe) describing one shard: it crosses into worker threads. */
 export interface ShardSpec {
@@ -33,6 +30,8 @@ export interface ShardSpec {
   connections: number;
   name: string;
   startTime: number;
+  /** Nodes start unprovisioned and wait for a provisioner (they get no token from `issuer`). */
+  provisioning?: ProvisioningSpec;
 }
 
 export interface ShardDeps {
@@ -44,54 +43,69 @@ export interface ShardDeps {
   onProgress?: (done: number) => void;
 }
 
-// Nodes handled before yielding to I/O during a fan-out, so replies leave while the
-// rest are still being signed instead of in one burst at the end.
-const FANOUT_CHUNK = 250;
-
-/** A node's token and key; a class so 50 000 nodes share one sign() instead of a closure each. */
-class NodeKey implements NodeCredential {
-  constructor(
-    readonly token: string,
-    private readonly key: SigningKey,
-  ) {}
-
-  sign(data: Uint8Array): Buffer {
-    return ed25519.sign(this.key, data);
-  }
-}
-
-const yieldToIo = (): Promise<void> => new Promise((r) => setImmediate(r));
-
 /**
  * A slice of the virtual fleet with its own connections and nodes, sharing the
  * decoder it is given. The same code runs in the main thread (single shard) and in
  * each worker thread (one decoder per thread, so a request is verified once per thread).
  */
 export class FleetShard {
-  readonly nodes: NodeRuntime[] = [];
-  private readonly byIdentity = new Map<string, NodeRuntime>();
-  private readonly conns: NatsConnection[] = [];
-  private next = 0;
-  private inflight = 0;
+  /** the main collective: every node of a plain emulator, the provisioned ones otherwise */
+  readonly main: Plane;
+  /** provisioning mode: the nodes' lifecycle from unprovisioned to the main collective */
+  readonly provisioning: ProvisioningFleet | undefined;
+  private readonly inflight = new Inflight();
   // one per shard: a bit per node per request id instead of a cache per node
   private readonly replay = new ReplayGuard();
-  private idle: (() => void) | undefined;
+  private readonly host: HostInfo;
+  private readonly events: NodeEvents;
+  // class names repeat across the fleet: keep one copy of each string
+  private readonly names = new Map<string, string>();
 
   constructor(
     readonly spec: ShardSpec,
     private readonly deps: ShardDeps,
-  ) {}
+  ) {
+    this.main = new Plane(spec.collective, deps.decoder, deps.registry, {
+      log: deps.log,
+      inflight: this.inflight,
+      mutable: spec.provisioning !== undefined,
+    });
+    this.host = this.hostInfo();
+    // one events object for the shard (the node comes as an argument): no closure per node
+    this.events = {
+      drop: (reason, detail, node) => deps.log.debug({ identity: node.identity, reason }, detail),
+    };
+    if (spec.provisioning)
+      this.provisioning = new ProvisioningFleet({
+        spec: spec.provisioning,
+        ...(spec.caFile && { caFile: spec.caFile }),
+        main: this.main,
+        inflight: this.inflight,
+        host: this.host,
+        log: deps.log,
+        events: this.events,
+        signReplies: spec.signReplies,
+        identity: deps.identity,
+        facts: deps.facts,
+        classes: (f) => this.classes(f),
+      });
+  }
 
-  private host(): HostInfo {
+  /** Every node answering now, in either collective. */
+  get nodes(): NodeRuntime[] {
+    return this.provisioning ? this.provisioning.runtimes : this.main.nodes;
+  }
+
+  private hostInfo(): HostInfo {
     return {
       version: CHORUS_VERSION,
       startTime: this.spec.startTime,
       securityProvider: "choria",
       middlewareServers: [...this.spec.servers],
       connectorTls: true,
-      connectedServer: () => this.conns[0]?.getServer() ?? "",
+      connectedServer: () => this.main.primary?.getServer() ?? "",
       connectionStats: (): Record<string, number> => {
-        const s = this.conns[0]?.stats();
+        const s = this.main.primary?.stats();
         return s
           ? { in_msgs: s.inMsgs, out_msgs: s.outMsgs, in_bytes: s.inBytes, out_bytes: s.outBytes }
           : {};
@@ -100,22 +114,23 @@ export class FleetShard {
     };
   }
 
+  private classes(facts: Record<string, unknown>): string[] {
+    const intern = (x: string): string => this.names.get(x) ?? (this.names.set(x, x), x);
+    return [intern(`role::${String(facts.role)}`), intern(`location::${String(facts.location)}`)];
+  }
+
   /** Keys and tokens for every node; yields now and then so progress can be reported. */
   async createNodes(): Promise<void> {
     const s = this.spec;
     const d = this.deps;
-    const host = this.host();
-    // class names repeat across the fleet: keep one copy of each string
-    const names = new Map<string, string>();
-    const intern = (x: string): string => names.get(x) ?? (names.set(x, x), x);
-    // one events object for the shard (the node comes as an argument): no closure per node
-    const events: NodeEvents = {
-      drop: (reason, detail, node) => d.log.debug({ identity: node.identity, reason }, detail),
-    };
+    if (this.provisioning) {
+      // no keys: each node makes its own when the provisioner asks (gen25519)
+      await this.provisioning.createNodes(s.first, s.count, d.onProgress);
+      return;
+    }
     const last = s.first + s.count - 1;
     for (let i = s.first; i <= last; i++) {
       const identity = d.identity(i);
-      if (this.byIdentity.has(identity)) throw new Error(`duplicate identity ${identity}`);
       // Each node holds its own key straight from the generator: the seed is never
       // needed, and a shared cache would thrash at 50 000 keys.
       const { key, publicRaw } = ed25519.generate();
@@ -125,20 +140,20 @@ export class FleetShard {
         s.issuer,
       );
       const facts = d.facts(i);
-      const node = new NodeRuntime({
-        identity,
-        collectives: [s.collective],
-        facts,
-        classes: [intern(`role::${String(facts.role)}`), intern(`location::${String(facts.location)}`)],
-        registry: d.registry,
-        credential: new NodeKey(token, key),
-        signReplies: s.signReplies,
-        host,
-        events,
-        replayGuard: this.replay,
-      });
-      this.nodes.push(node);
-      this.byIdentity.set(identity, node);
+      this.main.add(
+        new NodeRuntime({
+          identity,
+          collectives: [s.collective],
+          facts,
+          classes: this.classes(facts),
+          registry: d.registry,
+          credential: new NodeKey(token, key),
+          signReplies: s.signReplies,
+          host: this.host,
+          events: this.events,
+          replayGuard: this.replay,
+        }),
+      );
       const done = i - s.first + 1;
       if (done % 1000 === 0 || i === last) {
         d.onProgress?.(done);
@@ -149,107 +164,26 @@ export class FleetShard {
 
   async connect(): Promise<void> {
     const s = this.spec;
-    for (let i = 0; i < s.connections; i++) {
-      this.conns.push(
-        await connectNats({
-          servers: s.servers,
-          name: `${s.name}-${i}`,
-          ...(s.caFile && { caFile: s.caFile }),
-          ...(s.natsJwt && { natsJwt: s.natsJwt }),
-          seedHex: s.natsSeedHex,
-        }),
-      );
-    }
-    // One connection takes requests in: a wildcard per subject family costs a few
-    // subscriptions instead of one per node, and the decoder sees each message once.
-    const inbound = this.conns[0] as NatsConnection;
-    for (const agent of this.deps.registry.names()) {
-      inbound.subscribe(broadcastSubject(s.collective, agent), {
-        callback: (err, msg) => {
-          if (!err) this.guard(msg.subject, () => void this.fanOut(this.deps.decoder.decode(msg.data)));
-        },
-      });
-    }
-    const prefix = s.collective.length + 6; // "<collective>.node."
-    inbound.subscribe(`${s.collective}.node.>`, {
-      callback: (err, msg) => {
-        if (err) return;
-        // Every shard sees every direct request; the ownership check comes before any hashing.
-        const node = this.byIdentity.get(msg.subject.slice(prefix));
-        if (node) this.guard(msg.subject, () => this.dispatch(node, this.deps.decoder.decode(msg.data)));
-      },
+    await this.main.connect({
+      servers: s.servers,
+      ...(s.caFile && { caFile: s.caFile }),
+      ...(s.natsJwt && { natsJwt: s.natsJwt }),
+      seedHex: s.natsSeedHex,
+      name: s.name,
+      count: s.connections,
     });
-    await inbound.flush();
-  }
-
-  /** A NATS callback must never throw: one bad message would cost the subscription. */
-  private guard(subject: string, fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      this.deps.log.error({ subject, err: (err as Error).message }, "message failed");
-    }
-  }
-
-  private async fanOut(decoded: DecodeResult): Promise<void> {
-    // decoded once, then shared read-only by every node
-    this.inflight++;
-    let wanted = false;
-    try {
-      const nodes = this.nodes;
-      for (let i = 0; i < nodes.length; i += FANOUT_CHUNK) {
-        const end = Math.min(nodes.length, i + FANOUT_CHUNK);
-        for (let j = i; j < end; j++) {
-          const node = nodes[j] as NodeRuntime;
-          const passed = node.counters.passed;
-          this.dispatch(node, decoded);
-          // handle() filters synchronously, so the counter already tells
-          if (node.counters.passed !== passed) wanted = true;
-        }
-        if (end < nodes.length) await yieldToIo();
-      }
-    } catch (err) {
-      this.deps.log.error({ err: (err as Error).message }, "fan-out failed");
-    } finally {
-      // a broadcast none of these nodes wanted is not kept in the decoder cache
-      if (!wanted) this.deps.decoder.forget(decoded);
-      this.settle();
-    }
-  }
-
-  private dispatch(node: NodeRuntime, decoded: DecodeResult): void {
-    this.inflight++;
-    node.handle(decoded).then(
-      (reply) => {
-        if (reply) this.publish(reply);
-        this.settle();
-      },
-      (err: Error) => {
-        this.deps.log.warn({ identity: node.identity, err: err.message }, "reply failed");
-        this.settle();
-      },
-    );
-  }
-
-  private settle(): void {
-    if (--this.inflight === 0 && this.idle) {
-      this.idle();
-      this.idle = undefined;
-    }
-  }
-
-  private publish(reply: NodeReply): void {
-    const nc = this.conns[this.next++ % this.conns.length];
-    nc?.publish(reply.subject, reply.data);
+    // the main side first: a node provisioned at once must find it subscribed
+    await this.provisioning?.connect(`${s.name}-provisioning`, s.connections);
   }
 
   /** Every node's counters summed. */
   stats(): ServerStats | undefined {
-    const total = this.nodes[0]?.counters.snapshot();
+    const nodes = this.nodes;
+    const total = nodes[0]?.counters.snapshot();
     if (!total) return undefined;
     const t = total as unknown as Record<string, unknown>;
-    for (let i = 1; i < this.nodes.length; i++) {
-      const s = (this.nodes[i] as NodeRuntime).counters.snapshot() as unknown as Record<string, unknown>;
+    for (let i = 1; i < nodes.length; i++) {
+      const s = (nodes[i] as NodeRuntime).counters.snapshot() as unknown as Record<string, unknown>;
       for (const [k, v] of Object.entries(s)) {
         if (typeof v === "number" && typeof t[k] === "number") t[k] = (t[k] as number) + v;
       }
@@ -257,10 +191,16 @@ export class FleetShard {
     return total;
   }
 
+  /** Provisioning figures, in provisioning mode. */
+  provisioningStats(): ProvisioningStats | undefined {
+    return this.provisioning?.stats();
+  }
+
   async stop(): Promise<void> {
-    if (this.inflight > 0) await new Promise<void>((r) => (this.idle = r));
-    await Promise.allSettled(this.conns.map((c) => closeNats(c)));
-    this.conns.length = 0;
+    this.provisioning?.stop();
+    await this.inflight.settled();
+    await this.provisioning?.plane.close();
+    await this.main.close();
   }
 }
 

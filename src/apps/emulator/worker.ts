@@ -5,6 +5,7 @@ import { pino } from "pino";
 import { ChoriaSecurity, verifyStats, type ChoriaSecurityOptions } from "../../core/security/index.js";
 import { AgentRegistry, RequestDecoder, registerBuiltinAgents } from "../../server/index.js";
 import { emulatedFacts, emulatedIdentity } from "./facts.js";
+import type { ProvisioningStats } from "./provisioning.js";
 import { FleetShard, type ShardSpec } from "./shard.js";
 
 export interface WorkerSpec extends ShardSpec {
@@ -13,7 +14,11 @@ export interface WorkerSpec extends ShardSpec {
 }
 
 /** Main thread → worker. */
-export type ToWorker = { type: "stats"; id: number } | { type: "gc"; id: number } | { type: "stop" };
+export type ToWorker =
+  | { type: "stats"; id: number }
+  | { type: "provisioning"; id: number }
+  | { type: "gc"; id: number }
+  | { type: "stop" };
 
 /** Worker → main thread. */
 export type FromWorker =
@@ -21,6 +26,7 @@ export type FromWorker =
   | { type: "ready"; nodes: number }
   | { type: "error"; message: string }
   | { type: "stats"; id: number; stats: ShardStats }
+  | { type: "provisioning"; id: number; stats: ProvisioningStats | undefined }
   | { type: "gc"; id: number }
   | { type: "stopped" };
 
@@ -30,6 +36,8 @@ export interface ShardStats {
   decoder: RequestDecoder["stats"];
   /** ed25519 verifications this thread performed (security's verifyStats) */
   verifies: number;
+  /** in provisioning mode */
+  provisioning?: ProvisioningStats;
 }
 
 async function main(): Promise<void> {
@@ -43,16 +51,23 @@ async function main(): Promise<void> {
   const decoder = new RequestDecoder({ security, cacheSize: 1_000 });
   const registry = new AgentRegistry();
   registerBuiltinAgents(registry);
-  const shard = new FleetShard(spec, {
-    decoder,
-    registry,
-    log,
-    identity: emulatedIdentity,
-    facts: emulatedFacts,
-    onProgress: (done) => post({ type: "progress", done }),
-  });
+  let shard: FleetShard;
+  try {
+    shard = new FleetShard(spec, {
+      decoder,
+      registry,
+      log,
+      identity: emulatedIdentity,
+      facts: emulatedFacts,
+      onProgress: (done) => post({ type: "progress", done }),
+    });
+  } catch (err) {
+    post({ type: "error", message: (err as Error).message });
+    return;
+  }
   port.on("message", (m: ToWorker) => {
     if (m.type === "stats") {
+      const provisioning = shard.provisioningStats();
       post({
         type: "stats",
         id: m.id,
@@ -61,8 +76,12 @@ async function main(): Promise<void> {
           server: shard.stats(),
           decoder: decoder.stats,
           verifies: verifyStats.count,
+          ...(provisioning && { provisioning }),
         },
       });
+    } else if (m.type === "provisioning") {
+      // cheap enough to poll: no per-node counters summed
+      post({ type: "provisioning", id: m.id, stats: shard.provisioningStats() });
     } else if (m.type === "gc") {
       // only when the process runs with --expose-gc (memory measurements)
       (globalThis as { gc?: () => void }).gc?.();

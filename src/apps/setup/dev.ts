@@ -9,6 +9,7 @@ import {
   writeSeedFile,
 } from "../../core/security/index.js";
 import { createAaaDevFiles, type AaaDevFiles } from "./aaa.js";
+import { createProvisioningDevFiles, type ProvisioningDevFiles } from "./provisioning.js";
 import { SetupError } from "./errors.js";
 import {
   issueClientCredential,
@@ -36,6 +37,8 @@ export interface DevSetupOptions {
   aaa?: boolean;
   /** the AAA service's HTTPS port (default 8443) */
   aaaPort?: number;
+  /** also a provisioning token, the provisioner's credentials and config, and an unprovisioned server config */
+  provisioning?: boolean;
 }
 
 export interface DevSetup {
@@ -55,6 +58,8 @@ export interface DevSetup {
   adminClient: CredentialFiles;
   /** set with `aaa` */
   aaa?: AaaDevFiles;
+  /** set with `provisioning` */
+  provisioning?: ProvisioningDevFiles;
 }
 
 const DAY = 86_400;
@@ -88,8 +93,10 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
   writeSeedFile(issuerSeedFile, issuerKp);
   writeFileSync(join(dir, "issuer.public"), `${issuerKp.publicHex}\n`);
   const issuer = orgIssuer(issuerKp);
-  const trust = await createNatsTrust(issuer);
-  writeFileSync(join(dir, "nats-trust.json"), JSON.stringify(trust, null, 2), { mode: 0o600 });
+  let trust = await createNatsTrust(issuer);
+  // written again below when provisioning adds its chain issuer to the CHORIA account
+  const trustFile = join(dir, "nats-trust.json");
+  writeFileSync(trustFile, JSON.stringify(trust, null, 2), { mode: 0o600 });
   const authority: IssuingAuthority = { issuer, trust };
 
   const ca = await createCA("Chorus development CA", 365);
@@ -251,8 +258,28 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
       })
     : undefined;
 
+  let provisioning: ProvisioningDevFiles | undefined;
+  if (opts.provisioning) {
+    const p = await createProvisioningDevFiles({
+      dir,
+      issuer,
+      trust,
+      brokerUrl,
+      collective,
+      caFile,
+      validityS,
+      streams: opts.streams !== false,
+      common,
+      conf,
+    });
+    trust = p.trust;
+    writeFileSync(trustFile, JSON.stringify(trust, null, 2), { mode: 0o600 });
+    provisioning = p.files;
+  }
+
   return {
     ...(aaa && { aaa }),
+    ...(provisioning && { provisioning }),
     dir,
     collective,
     brokerUrl,

@@ -9,6 +9,11 @@ export {
 } from "./credentials.js";
 export { SetupError } from "./errors.js";
 export { createAaaDevFiles, type AaaDevFiles, type AaaDevContext } from "./aaa.js";
+export {
+  createProvisioningDevFiles,
+  type ProvisioningDevContext,
+  type ProvisioningDevFiles,
+} from "./provisioning.js";
 export { createDevSetup, type DevSetup, type DevSetupOptions } from "./dev.js";
 export {
   CLIENT_PERMISSIONS,

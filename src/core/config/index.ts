@@ -10,9 +10,11 @@ export {
 export {
   brokerSettings,
   clientSettings,
+  provisioningSettings,
   serverSettings,
   type BrokerSettings,
   type ClientSettings,
+  type ProvisioningSettings,
   type RequestSignerSettings,
   type CommonSettings,
   type ServerSettings,

@@ -333,6 +333,71 @@ export function serverSettings(cfg: Config): ServerSettings {
   };
 }
 
+/**
+ * What a node needs to decide on and run provisioning mode. Unlike serverSettings it
+ * asks for nothing an unprovisioned node lacks: no issuers, seed or token required.
+ */
+export interface ProvisioningSettings {
+  configFile: string;
+  configDir: string;
+  identity: string;
+  /** plugin.choria.server.provision; undefined when unset (the token's chpd decides) */
+  provision?: boolean;
+  /** plugin.choria.server.provision.jwt_file (Chorus), default provisioning.jwt beside the config */
+  jwtFile: string;
+  /** plugin.choria.server.provision.renew_before (Chorus); unset = 10% of the credential's life, at least 1h */
+  renewBeforeMs?: number;
+  /** the configured trusted issuers; empty = trust the provisioning token's own issuer */
+  issuers: string[];
+  /** where the node's credential lives or will be written (defaults server.seed, server.jwt beside the config) */
+  seedFile: string;
+  tokenFile: string;
+  natsJwtFile: string;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  /** plugin.choria.ssldir, default ssl/ beside the config: where gencsr and configure put TLS files */
+  sslDir: string;
+  factsFiles: string[];
+  classesFile?: string;
+  statsPort?: number;
+  logLevel: string;
+  logFile?: string;
+}
+
+export function provisioningSettings(cfg: Config): ProvisioningSettings {
+  const configDir = dirname(resolve(cfg.file));
+  const provisionKey = "plugin.choria.server.provision";
+  const renewKey = "plugin.choria.server.provision.renew_before";
+  const renewBeforeMs = cfg.has(renewKey) ? cfg.duration(renewKey) : undefined;
+  if (renewBeforeMs !== undefined && !(renewBeforeMs > 0))
+    throw cfg.error(renewKey, `${renewKey} must be positive`);
+  const tokenFile = pathOf(cfg, "plugin.security.choria.token_file") ?? resolve(configDir, "server.jwt");
+  const { certFile, keyFile } = tlsPair(cfg);
+  const opt = <T>(k: string, v: T | undefined) => (v === undefined ? {} : { [k]: v });
+  return {
+    configFile: cfg.file,
+    configDir,
+    identity: cfg.string("identity", hostname()),
+    ...opt("provision", cfg.get(provisionKey) ? cfg.bool(provisionKey) : undefined),
+    jwtFile: pathOf(cfg, "plugin.choria.server.provision.jwt_file") ?? resolve(configDir, "provisioning.jwt"),
+    ...opt("renewBeforeMs", renewBeforeMs),
+    issuers: issuers(cfg),
+    seedFile: pathOf(cfg, "plugin.security.choria.seed_file") ?? resolve(configDir, "server.seed"),
+    tokenFile,
+    natsJwtFile: pathOf(cfg, "plugin.security.choria.nats_jwt_file") ?? `${tokenFile}.nats`,
+    ...opt("caFile", pathOf(cfg, "plugin.security.choria.ca")),
+    ...opt("certFile", certFile),
+    ...opt("keyFile", keyFile),
+    sslDir: pathOf(cfg, "plugin.choria.ssldir") ?? resolve(configDir, "ssl"),
+    factsFiles: pathList(cfg, "plugin.yaml"),
+    ...opt("classesFile", pathOf(cfg, "classesfile")),
+    ...opt("statsPort", optionalPort(cfg, "plugin.choria.stats_port")),
+    logLevel: logLevel(cfg),
+    ...opt("logFile", pathOf(cfg, "logfile")),
+  } as ProvisioningSettings;
+}
+
 /** Client settings with Choria's key names and defaults. */
 export function clientSettings(cfg: Config): ClientSettings {
   const c = common(cfg);

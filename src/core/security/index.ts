@@ -12,3 +12,4 @@ export {
   type SigningKey,
   type VerifyingKey,
 } from "./ed25519.js";
+export * from "./provisioning.js";

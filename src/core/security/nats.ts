@@ -3,10 +3,12 @@ import {
   createAccount,
   createOperator,
   createUser,
+  decode,
   encodeAccount,
   encodeOperator,
   encodeUser,
   fromSeed,
+  type Account,
   type KeyPair as NKeyPair,
 } from "@nats-io/jwt";
 import { SecurityError } from "./errors.js";
@@ -17,7 +19,7 @@ import {
 } from "./nkeys.js";
 import { tokenExpiry, type ClientClaims, type Issuer, type ServerClaims } from "./tokens.js";
 
-/** Operator, SYSTEM and CHORIA accounts for a nats-server MEMORY resolver. */
+/** Operator, SYSTEM, CHORIA and PROVISIONING accounts for a nats-server MEMORY resolver. */
 export interface NatsTrust {
   operatorJwt: string;
   operatorPublic: string;
@@ -29,8 +31,25 @@ export interface NatsTrust {
   choriaAccountSeed: string;
   /** the CHORIA account signing key, derived from the org issuer seed */
   choriaSigningKeyPublic: string;
+  /** where nodes in provisioning mode and the provisioner meet, apart from CHORIA; no JetStream */
+  provisioningAccountPublic: string;
+  provisioningAccountSeed: string;
   /** account public key -> account JWT, for resolver_preload */
   accounts: Record<string, string>;
+}
+
+/** Trust written before the PROVISIONING account existed: brokers still load it as it is. */
+export type NatsTrustWithoutProvisioning = Omit<
+  NatsTrust,
+  "provisioningAccountPublic" | "provisioningAccountSeed"
+>;
+
+export interface NatsTrustOptions {
+  /**
+   * Public keys (hex) of chain issuers that may sign CHORIA-account users besides the
+   * org issuer, such as the provisioner's, which mints each new node's NATS user.
+   */
+  chainIssuerKeys?: string[];
 }
 
 export interface NatsPermissions {
@@ -55,31 +74,71 @@ function text(b: Uint8Array): string {
   return new TextDecoder().decode(b);
 }
 
-function orgSigningKey(org: Issuer): NKeyPair {
-  if (org.kind !== "org")
-    throw new SecurityError("bad_chain", "NATS users can only be issued with the org issuer");
-  return fromSeed(nkeySeedFromEd25519Seed(org.seedHex, "account"));
+const HEX32 = /^[0-9a-f]{64}$/;
+
+/** The issuer's ed25519 key as the account-nkey that signs CHORIA users. */
+function userSigningKey(issuer: Issuer): NKeyPair {
+  if (issuer.kind === "chain") {
+    // only a chain issuer the org vouched for could have been added as a signing key
+    if (!issuer.jti || !issuer.tcs)
+      throw new SecurityError("bad_chain", "the chain issuer has no org trust signature (jti, tcs)");
+  } else if (issuer.kind !== "org") {
+    throw new SecurityError("bad_chain", "NATS users can only be issued by the org issuer or a chain issuer");
+  }
+  return fromSeed(nkeySeedFromEd25519Seed(issuer.seedHex, "account"));
+}
+
+function accountSigningKeyFromHex(publicHex: string): string {
+  if (!HEX32.test(publicHex))
+    throw new SecurityError("bad_key", `signing key ${publicHex} is not 32 bytes of lower case hex`);
+  return nkeyPublicFromEd25519Public(publicHex, "account");
+}
+
+function operatorKey(trust: Pick<NatsTrust, "operatorSeed">): NKeyPair {
+  try {
+    return fromSeed(new TextEncoder().encode(trust.operatorSeed));
+  } catch (err) {
+    throw new SecurityError("bad_key", "the NATS trust's operator seed is not an operator nkey seed", {
+      cause: err,
+    });
+  }
+}
+
+function encodeChoria(operator: NKeyPair, accountPublic: string, signingKeys: string[]): Promise<string> {
+  return encodeAccount(
+    "CHORIA",
+    accountPublic,
+    { limits: { ...UNLIMITED, ...UNLIMITED_JS }, signing_keys: uniq(signingKeys) },
+    { signer: operator },
+  );
+}
+
+// No JetStream limits, so no JetStream: a node in provisioning mode shares this
+// account's one credential with every other unprovisioned node and has no use for it.
+function encodeProvisioning(operator: NKeyPair, accountPublic: string): Promise<string> {
+  return encodeAccount("PROVISIONING", accountPublic, { limits: UNLIMITED }, { signer: operator });
 }
 
 /**
  * Creates the NATS decentralised-auth trust for an org: an operator, a SYSTEM
- * account and a CHORIA account. The CHORIA account's signing key is the org
- * issuer's own ed25519 key in account-nkey form, so holding the org issuer seed is
- * all it takes to mint NATS users alongside Chorus tokens: there is no second
- * secret to guard or distribute, and revoking trust in the org revokes both.
+ * account, a CHORIA account and a PROVISIONING account. The CHORIA account's signing
+ * key is the org issuer's own ed25519 key in account-nkey form, so holding the org
+ * issuer seed is all it takes to mint NATS users alongside Chorus tokens: there is no
+ * second secret to guard or distribute, and revoking trust in the org revokes both.
+ * `opts.chainIssuerKeys` adds chain issuers' keys as further signing keys.
  */
-export async function createNatsTrust(org: Issuer): Promise<NatsTrust> {
+export async function createNatsTrust(org: Issuer, opts: NatsTrustOptions = {}): Promise<NatsTrust> {
+  if (org.kind !== "org")
+    throw new SecurityError("bad_chain", "the NATS trust is rooted in the org issuer, not a chain issuer");
   const operator = createOperator();
   const system = createAccount();
   const choria = createAccount();
-  const signing = orgSigningKey(org);
+  const provisioning = createAccount();
+  const signing = userSigningKey(org);
+  const extra = (opts.chainIssuerKeys ?? []).map(accountSigningKeyFromHex);
   const systemJwt = await encodeAccount("SYSTEM", system, { limits: UNLIMITED }, { signer: operator });
-  const choriaJwt = await encodeAccount(
-    "CHORIA",
-    choria,
-    { limits: { ...UNLIMITED, ...UNLIMITED_JS }, signing_keys: [signing.getPublicKey()] },
-    { signer: operator },
-  );
+  const choriaJwt = await encodeChoria(operator, choria.getPublicKey(), [signing.getPublicKey(), ...extra]);
+  const provisioningJwt = await encodeProvisioning(operator, provisioning.getPublicKey());
   const operatorJwt = await encodeOperator("CHORUS", operator, { system_account: system.getPublicKey() });
   return {
     operatorJwt,
@@ -90,8 +149,71 @@ export async function createNatsTrust(org: Issuer): Promise<NatsTrust> {
     choriaAccountPublic: choria.getPublicKey(),
     choriaAccountSeed: text(choria.getSeed()),
     choriaSigningKeyPublic: signing.getPublicKey(),
-    accounts: { [system.getPublicKey()]: systemJwt, [choria.getPublicKey()]: choriaJwt },
+    provisioningAccountPublic: provisioning.getPublicKey(),
+    provisioningAccountSeed: text(provisioning.getSeed()),
+    accounts: {
+      [system.getPublicKey()]: systemJwt,
+      [choria.getPublicKey()]: choriaJwt,
+      [provisioning.getPublicKey()]: provisioningJwt,
+    },
   };
+}
+
+function choriaAccount(trust: Pick<NatsTrust, "choriaAccountPublic" | "accounts">): Partial<Account> {
+  const jwt = trust.accounts[trust.choriaAccountPublic];
+  if (typeof jwt !== "string")
+    throw new SecurityError("malformed", "the NATS trust has no CHORIA account JWT");
+  try {
+    return decode<Account>(jwt).nats;
+  } catch (err) {
+    throw new SecurityError("malformed", "the NATS trust's CHORIA account JWT does not decode", {
+      cause: err,
+    });
+  }
+}
+
+/** The account nkeys that may sign CHORIA-account users, as the account JWT lists them. */
+export function choriaSigningKeys(trust: Pick<NatsTrust, "choriaAccountPublic" | "accounts">): string[] {
+  return (choriaAccount(trust).signing_keys ?? []).map((k) => (typeof k === "string" ? k : k.key));
+}
+
+/**
+ * Adds chain issuers' keys (hex) to the CHORIA account's signing keys, re-signing its
+ * JWT with the operator seed; the account key and everything issued so far stay valid.
+ * Brokers pick the change up on restart (the MEMORY resolver is preloaded).
+ */
+export async function addChoriaSigningKeys<T extends NatsTrustWithoutProvisioning>(
+  trust: T,
+  chainIssuerKeys: string[],
+): Promise<T> {
+  const current = choriaSigningKeys(trust);
+  const keys = uniq([...current, ...chainIssuerKeys.map(accountSigningKeyFromHex)]);
+  if (keys.length === current.length) return trust;
+  const jwt = await encodeChoria(operatorKey(trust), trust.choriaAccountPublic, keys);
+  return { ...trust, accounts: { ...trust.accounts, [trust.choriaAccountPublic]: jwt } };
+}
+
+/**
+ * Gives trust made before provisioning existed its PROVISIONING account, signed with
+ * the kept operator seed. Trust that has one is returned as it is.
+ */
+export async function addProvisioningAccount(
+  trust: NatsTrustWithoutProvisioning | NatsTrust,
+): Promise<NatsTrust> {
+  if (hasProvisioningAccount(trust)) return trust;
+  const account = createAccount();
+  const jwt = await encodeProvisioning(operatorKey(trust), account.getPublicKey());
+  return {
+    ...trust,
+    provisioningAccountPublic: account.getPublicKey(),
+    provisioningAccountSeed: text(account.getSeed()),
+    accounts: { ...trust.accounts, [account.getPublicKey()]: jwt },
+  };
+}
+
+function hasProvisioningAccount(trust: object): trust is NatsTrust {
+  const t = trust as Partial<NatsTrust>;
+  return typeof t.provisioningAccountPublic === "string" && typeof t.provisioningAccountSeed === "string";
 }
 
 /** The nats-server config lines that install the trust (operator mode, MEMORY resolver). */
@@ -222,19 +344,30 @@ function permission(allow: string[]): { allow: string[] } | { deny: string[] } {
 /**
  * Issues the NATS user JWT that accompanies a Chorus token: the user nkey is the
  * token's own ed25519 key (so the client proves itself by signing the nonce with
- * its Chorus seed), signed by the CHORIA account signing key derived from the org
- * issuer. `expiresAt` (unix seconds) defaults to the token's own expiry.
- * `extra` adds subjects beyond the ones the claims grant.
+ * its Chorus seed), signed by a CHORIA account signing key: the org issuer's, or a
+ * chain issuer's that setup added (nats-server refuses users from any other key).
+ * `expiresAt` (unix seconds) defaults to the token's own expiry and never outlives a
+ * chain issuer. `extra` adds subjects beyond the ones the claims grant.
  */
 export async function issueNatsUserJwt(
-  org: Issuer,
-  trust: Pick<NatsTrust, "choriaAccountPublic">,
+  issuer: Issuer,
+  trust: Pick<NatsTrust, "choriaAccountPublic"> & Partial<Pick<NatsTrust, "accounts">>,
   claims: ClientClaims | ServerClaims,
   subjectPublicHex: string = claims.public_key,
   expiresAt: number | undefined = tokenExpiry(claims),
   extra: Partial<NatsPermissions> = {},
 ): Promise<string> {
-  const signing = orgSigningKey(org);
+  const signing = userSigningKey(issuer);
+  // With the account JWT at hand, say now what the broker would only answer with
+  // "authorization violation" at connect time.
+  if (trust.accounts?.[trust.choriaAccountPublic] !== undefined) {
+    if (!choriaSigningKeys({ ...trust, accounts: trust.accounts }).includes(signing.getPublicKey())) {
+      throw new SecurityError(
+        "untrusted",
+        `${signing.getPublicKey()} is not a signing key of the CHORIA account: add the issuer with addChoriaSigningKeys`,
+      );
+    }
+  }
   let perms: NatsPermissions;
   let name: string;
   if (claims.purpose === "choria_server") {
@@ -246,6 +379,10 @@ export async function issueNatsUserJwt(
   } else {
     throw new SecurityError("wrong_purpose", `cannot make NATS users for ${String(claims.purpose)} tokens`);
   }
+  const exp =
+    issuer.kind === "chain" && issuer.issexp !== undefined
+      ? Math.min(expiresAt ?? issuer.issexp, issuer.issexp)
+      : expiresAt;
   const pub = uniq([...perms.pub, ...(extra.pub ?? [])]);
   const sub = uniq([...perms.sub, ...(extra.sub ?? [])]);
   return encodeUser(
@@ -253,7 +390,7 @@ export async function issueNatsUserJwt(
     nkeyPublicFromEd25519Public(subjectPublicHex, "user"),
     trust.choriaAccountPublic,
     { pub: permission(pub), sub: permission(sub), bearer_token: false },
-    expiresAt === undefined ? { signer: signing } : { signer: signing, exp: expiresAt },
+    exp === undefined ? { signer: signing } : { signer: signing, exp },
   );
 }
 
@@ -266,6 +403,119 @@ export async function issueSystemUser(
   const account = fromSeed(new TextEncoder().encode(trust.systemAccountSeed));
   const jwt = await encodeUser(name, user, account);
   return { jwt, seed: text(user.getSeed()) };
+}
+
+/**
+ * What every node in provisioning mode may do: hear provisioning requests (to any node,
+ * as all share one user; what must stay private is sealed to the node's own key) and
+ * answer, announce itself and register. Nothing reaches the CHORIA account.
+ */
+export const PROVISIONING_NODE_PERMISSIONS: Readonly<NatsPermissions> = Object.freeze({
+  pub: ["choria.lifecycle.>", "provisioning.reply.>", "provisioning.registration.>", "$SYS.REQ.USER.INFO"],
+  sub: [
+    "provisioning.node.>",
+    "provisioning.broadcast.agent.discovery",
+    "provisioning.broadcast.agent.rpcutil",
+    "provisioning.broadcast.agent.choria_util",
+    "provisioning.broadcast.agent.choria_provision",
+  ],
+});
+
+/** The provisioner in the PROVISIONING account: asks nodes, hears replies, announcements, registrations. */
+export const PROVISIONER_PERMISSIONS: Readonly<NatsPermissions> = Object.freeze({
+  pub: ["provisioning.broadcast.agent.>", "provisioning.node.>"],
+  sub: ["provisioning.reply.>", "choria.lifecycle.event.>", "provisioning.registration.>"],
+});
+
+/** The two users of the PROVISIONING account. */
+export interface ProvisioningUsers {
+  /** the one user every node in provisioning mode connects as: `chusr` and `chpwd` */
+  node: { jwt: string; seed: string };
+  /** the provisioner's user, for the nkey of its Chorus seed */
+  provisioner: { jwt: string };
+}
+
+type ProvisioningTrust = Pick<NatsTrust, "provisioningAccountSeed">;
+
+function provisioningAccountKey(trust: Partial<ProvisioningTrust>): NKeyPair {
+  const seed = trust.provisioningAccountSeed;
+  if (typeof seed !== "string" || seed === "")
+    throw new SecurityError(
+      "malformed",
+      "the NATS trust has no PROVISIONING account (made before provisioning existed): add it with addProvisioningAccount",
+    );
+  let kp: NKeyPair;
+  try {
+    kp = fromSeed(new TextEncoder().encode(seed));
+  } catch (err) {
+    throw new SecurityError("bad_key", "the PROVISIONING account seed is not an nkey seed", { cause: err });
+  }
+  if (!kp.getPublicKey().startsWith("A"))
+    throw new SecurityError("bad_key", "the PROVISIONING account seed is not an account seed");
+  return kp;
+}
+
+function provisioningUser(
+  name: string,
+  userPublic: string,
+  account: NKeyPair,
+  perms: Readonly<NatsPermissions>,
+  expiresAt: number | undefined,
+): Promise<string> {
+  return encodeUser(
+    name,
+    userPublic,
+    account,
+    { pub: permission([...perms.pub]), sub: permission([...perms.sub]), bearer_token: false },
+    expiresAt === undefined ? {} : { exp: expiresAt },
+  );
+}
+
+/**
+ * The shared provisioning-mode node user, signed by the PROVISIONING account key: a
+ * fresh random nkey each call, returned as the user JWT and its seed text ("SU...").
+ */
+export async function issueProvisioningNodeUser(
+  trust: ProvisioningTrust,
+  expiresAt?: number,
+): Promise<{ jwt: string; seed: string }> {
+  const account = provisioningAccountKey(trust);
+  const user = createUser();
+  const jwt = await provisioningUser(
+    "provisioning",
+    user.getPublicKey(),
+    account,
+    PROVISIONING_NODE_PERMISSIONS,
+    expiresAt,
+  );
+  return { jwt, seed: text(user.getSeed()) };
+}
+
+/** The provisioner's PROVISIONING-account user JWT for its ed25519 public key (hex). */
+export async function issueProvisionerUser(
+  trust: ProvisioningTrust,
+  provisionerPublicHex: string,
+  expiresAt?: number,
+): Promise<string> {
+  const account = provisioningAccountKey(trust);
+  return provisioningUser(
+    "provisioner",
+    nkeyPublicFromEd25519Public(provisionerPublicHex, "user"),
+    account,
+    PROVISIONER_PERMISSIONS,
+    expiresAt,
+  );
+}
+
+/** Both PROVISIONING-account users at once (see the two functions above). */
+export async function issueProvisioningUsers(
+  trust: ProvisioningTrust,
+  provisionerPublicHex: string,
+  expiresAt?: number,
+): Promise<ProvisioningUsers> {
+  const node = await issueProvisioningNodeUser(trust, expiresAt);
+  const provisioner = { jwt: await issueProvisionerUser(trust, provisionerPublicHex, expiresAt) };
+  return { node, provisioner };
 }
 
 export { nkeySeedFromEd25519Seed, nkeySeedTextFromEd25519Seed };

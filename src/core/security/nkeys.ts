@@ -63,3 +63,36 @@ export function nkeySeedTextFromEd25519Seed(seedHex: string, role: NkeyRole = "u
 export function nkeySeedFromEd25519Seed(seedHex: string, role: NkeyRole = "user"): Uint8Array {
   return new TextEncoder().encode(nkeySeedTextFromEd25519Seed(seedHex, role));
 }
+
+function base32Decode(text: string): Buffer | undefined {
+  const out: number[] = [];
+  let bits = 0;
+  let value = 0;
+  for (const ch of text) {
+    const v = ALPHABET.indexOf(ch);
+    if (v < 0) return undefined;
+    value = ((value << 5) | v) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/**
+ * The raw ed25519 seed (hex) inside an nkey user seed ("SU..."), so the connector can
+ * sign the broker's nonce with it. The checksum and prefix are checked by encoding the
+ * result again and comparing.
+ */
+export function nkeySeedToEd25519Seed(seedText: string): string {
+  const text = typeof seedText === "string" ? seedText.trim() : "";
+  const raw = text.startsWith("SU") ? base32Decode(text) : undefined;
+  // 2 prefix bytes, the 32 byte seed, a 2 byte CRC
+  if (!raw || raw.length !== 36) throw new SecurityError("bad_key", "not an nkey user seed");
+  const seedHex = raw.subarray(2, 34).toString("hex");
+  if (nkeySeedTextFromEd25519Seed(seedHex, "user") !== text)
+    throw new SecurityError("bad_key", "nkey user seed checksum does not match");
+  return seedHex;
+}

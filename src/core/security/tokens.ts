@@ -102,8 +102,11 @@ function issuerName(issuer: Issuer): string {
   return `C-${issuer.jti}.${issuer.publicHex}`;
 }
 
-/** Fills the issuer-dependent standard claims and signs. */
-function issue(body: Record<string, unknown>, validityS: number, issuer: Issuer): string {
+/**
+ * Fills the issuer-dependent standard claims (iss, iat, nbf, exp, jti, and tcs for a
+ * chain issuer) into `body` and signs: every kind of Chorus token is made here.
+ */
+export function issueToken(body: Record<string, unknown>, validityS: number, issuer: Issuer): string {
   // refuse here what verifyToken would refuse later, where the cause is harder to see
   if (typeof body.public_key !== "string" || !HEX32.test(body.public_key)) {
     throw new SecurityError("bad_key", "token public key must be 32 bytes of lower case hex");
@@ -157,7 +160,7 @@ export interface ClientTokenOptions extends Pick<
 }
 
 export function createClientToken(c: ClientTokenOptions, issuer: Issuer): string {
-  return issue(
+  return issueToken(
     dropUndefined({
       purpose: "choria_client_id",
       sub: c.callerid,
@@ -188,7 +191,7 @@ export interface ServerTokenOptions {
 }
 
 export function createServerToken(c: ServerTokenOptions, issuer: Issuer): string {
-  return issue(
+  return issueToken(
     dropUndefined({
       purpose: "choria_server",
       sub: c.identity,

@@ -19,7 +19,8 @@ export type CertUsage = "server" | "client" | "both";
 // Loaded on first use: most processes never make certificates, and the library
 // needs the Reflect metadata API (tsyringe) in place before it loads.
 let lib: Promise<typeof X509> | undefined;
-function loadX509(): Promise<typeof X509> {
+/** @peculiar/x509, loaded on first use (every module making certificates shares it). */
+export function loadX509(): Promise<typeof X509> {
   lib ??= import("reflect-metadata").then(() => import("@peculiar/x509"));
   return lib;
 }
@@ -28,7 +29,7 @@ type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 // @peculiar/x509 is typed against the DOM Crypto; node's webcrypto is the same API
 const crypto = webcrypto;
-const x509Crypto = webcrypto as unknown as NonNullable<
+export const x509Crypto = webcrypto as unknown as NonNullable<
   Parameters<typeof X509.X509CertificateGenerator.create>[1]
 >;
 const P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
@@ -42,9 +43,10 @@ export const LOCALHOST_SANS: { readonly dns: readonly string[]; readonly ip: rea
   ip: ["127.0.0.1", "::1"],
 };
 
-function serial(): string {
+/** 16 random bytes as a positive DER integer with no leading zero byte, so its hex is the same everywhere. */
+export function certSerial(): string {
   const b = randomBytes(16);
-  b[0] = (b[0] as number) & 0x7f; // keep the DER integer positive
+  b[0] = (b[0] as number) & 0x7f || 0x01;
   return b.toString("hex");
 }
 
@@ -84,7 +86,7 @@ export async function createCA(cn: string, validityDays: number): Promise<CertPa
   const keys = await newKeys();
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
     {
-      serialNumber: serial(),
+      serialNumber: certSerial(),
       name: `CN=${cn}`,
       ...validity(validityDays),
       signingAlgorithm: SIGNING,
@@ -134,7 +136,7 @@ export async function issueCert(
   if (names.length) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
   const cert = await x509.X509CertificateGenerator.create(
     {
-      serialNumber: serial(),
+      serialNumber: certSerial(),
       subject: `CN=${cn}`,
       issuer: caCert.subject,
       ...validity(validityDays),

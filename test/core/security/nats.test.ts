@@ -2,19 +2,30 @@ import { createHash } from "node:crypto";
 import { decode, type Account, type Operator, type User } from "@nats-io/jwt";
 import { describe, expect, it } from "vitest";
 import {
+  addChoriaSigningKeys,
+  addProvisioningAccount,
+  choriaSigningKeys,
   createChainIssuer,
   createClientToken,
   createNatsTrust,
   createServerToken,
+  nkeySeedToEd25519Seed,
   generateKeyPair,
   issueNatsUserJwt,
+  issueProvisionerUser,
+  issueProvisioningNodeUser,
+  issueProvisioningUsers,
   natsPermissionsForClient,
   natsPermissionsForServer,
   nkeyPublicFromEd25519Public,
   orgIssuer,
+  PROVISIONER_PERMISSIONS,
+  publicHexFromSeed,
   renderNatsTrustConfig,
   verifyToken,
   type ClientClaims,
+  type Issuer,
+  type NatsTrustWithoutProvisioning,
   type ServerClaims,
 } from "../../../src/core/security/index.js";
 
@@ -177,13 +188,146 @@ describe("NATS trust", () => {
     expect(withExtra.nats.sub?.allow).toContain("c.node.>");
   });
 
-  it("only lets the org issuer sign NATS users", async () => {
+  it("lets a chain issuer in the CHORIA signing keys sign NATS users, capped at its own expiry", async () => {
+    const chainKp = generateKeyPair();
+    const chain = createChainIssuer(org, chainKp, 120, { callerid: "provisioner=t" });
+    const trust = await createNatsTrust(org, { chainIssuerKeys: [chainKp.publicHex] });
+    expect(choriaSigningKeys(trust)).toEqual([
+      nkeyPublicFromEd25519Public(orgKp.publicHex, "account"),
+      nkeyPublicFromEd25519Public(chainKp.publicHex, "account"),
+    ]);
+    const kp = generateKeyPair();
+    const server = createServerToken(
+      { identity: "n1", collectives: ["c"], publicKeyHex: kp.publicHex, validityS: 60 },
+      chain,
+    );
+    const claims = verifyToken(server, [orgKp.publicHex]) as ServerClaims;
+    const u = decode<User>(await issueNatsUserJwt(chain, trust, claims, kp.publicHex, claims.exp! + 10_000));
+    expect(u.iss).toBe(nkeyPublicFromEd25519Public(chainKp.publicHex, "account"));
+    expect(u.nats.issuer_account).toBe(trust.choriaAccountPublic);
+    expect(u.exp).toBe(chain.issexp);
+  });
+
+  it("refuses issuers that are neither the org nor a chain issuer the CHORIA account lists", async () => {
     const trust = await createNatsTrust(org);
-    const chain = createChainIssuer(org, generateKeyPair(), 60);
     const c = verifyToken(
       createClientToken({ callerid: "x", publicKeyHex: orgKp.publicHex, validityS: 60 }, org),
       [orgKp.publicHex],
     );
-    await expect(issueNatsUserJwt(chain, trust, c)).rejects.toMatchObject({ code: "bad_chain" });
+    const chain = createChainIssuer(org, generateKeyPair(), 60);
+    // with the account JWT at hand the unlisted key is refused before the broker would
+    await expect(issueNatsUserJwt(chain, trust, c)).rejects.toMatchObject({ code: "untrusted" });
+    // only the account's public key known: issued, and nats-server enforces the list
+    const u = decode<User>(
+      await issueNatsUserJwt(chain, { choriaAccountPublic: trust.choriaAccountPublic }, c),
+    );
+    expect(u.iss).toBe(nkeyPublicFromEd25519Public(chain.publicHex, "account"));
+    const { tcs: _tcs, ...unlinked } = chain;
+    await expect(issueNatsUserJwt(unlinked, trust, c)).rejects.toMatchObject({ code: "bad_chain" });
+    const odd = { ...org, kind: "user" } as unknown as Issuer;
+    await expect(issueNatsUserJwt(odd, trust, c)).rejects.toMatchObject({ code: "bad_chain" });
+    await expect(createNatsTrust(chain)).rejects.toMatchObject({ code: "bad_chain" });
+    await expect(createNatsTrust(org, { chainIssuerKeys: ["nothex"] })).rejects.toMatchObject({
+      code: "bad_key",
+    });
+  });
+
+  it("adds signing keys to an existing CHORIA account without changing the account", async () => {
+    const trust = await createNatsTrust(org);
+    const k = generateKeyPair().publicHex;
+    const more = await addChoriaSigningKeys(trust, [k]);
+    expect(more.choriaAccountPublic).toBe(trust.choriaAccountPublic);
+    const acct = decode<Account>(more.accounts[more.choriaAccountPublic] as string);
+    expect(acct.iss).toBe(trust.operatorPublic);
+    expect(acct.nats.limits?.disk_storage).toBe(-1);
+    expect(acct.nats.signing_keys).toEqual([
+      trust.choriaSigningKeyPublic,
+      nkeyPublicFromEd25519Public(k, "account"),
+    ]);
+    // nothing new: the same object back, no re-signing
+    expect(await addChoriaSigningKeys(more, [k])).toBe(more);
+    expect(trust.accounts[trust.choriaAccountPublic]).not.toBe(more.accounts[more.choriaAccountPublic]);
+  });
+});
+
+describe("PROVISIONING account", () => {
+  it("is preloaded with the others, signed by the operator, without JetStream", async () => {
+    const trust = await createNatsTrust(org);
+    expect(Object.keys(trust.accounts)).toHaveLength(3);
+    const acct = decode<Account>(trust.accounts[trust.provisioningAccountPublic] as string);
+    expect(acct.name).toBe("PROVISIONING");
+    expect(acct.sub).toBe(trust.provisioningAccountPublic);
+    expect(acct.iss).toBe(trust.operatorPublic);
+    expect(acct.nats.limits?.disk_storage).toBeUndefined();
+    expect(acct.nats.limits?.mem_storage).toBeUndefined();
+    expect(acct.nats.signing_keys ?? []).toEqual([]);
+    expect(trust.provisioningAccountSeed.startsWith("SA")).toBe(true);
+    expect(renderNatsTrustConfig(trust)).toContain(`${trust.provisioningAccountPublic}: "`);
+  });
+
+  it("issues the shared node user and the provisioner user with exactly their subjects", async () => {
+    const trust = await createNatsTrust(org);
+    const prov = generateKeyPair();
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const users = await issueProvisioningUsers(trust, prov.publicHex, exp);
+
+    const node = decode<User>(users.node.jwt);
+    expect(node.iss).toBe(trust.provisioningAccountPublic);
+    expect(node.nats.issuer_account).toBeUndefined();
+    expect(node.exp).toBe(exp);
+    expect(node.nats.bearer_token).toBe(false);
+    expect(node.nats.pub?.allow).toEqual([
+      "choria.lifecycle.>",
+      "provisioning.reply.>",
+      "provisioning.registration.>",
+      "$SYS.REQ.USER.INFO",
+    ]);
+    expect(node.nats.sub?.allow).toEqual([
+      "provisioning.node.>",
+      "provisioning.broadcast.agent.discovery",
+      "provisioning.broadcast.agent.rpcutil",
+      "provisioning.broadcast.agent.choria_util",
+      "provisioning.broadcast.agent.choria_provision",
+    ]);
+    // the seed text is the user's own key
+    const seedHex = nkeySeedToEd25519Seed(users.node.seed);
+    expect(nkeyPublicFromEd25519Public(publicHexFromSeed(seedHex), "user")).toBe(node.sub);
+
+    const p = decode<User>(users.provisioner.jwt);
+    expect(p.sub).toBe(nkeyPublicFromEd25519Public(prov.publicHex, "user"));
+    expect(p.iss).toBe(trust.provisioningAccountPublic);
+    expect(p.nats.pub?.allow).toEqual(PROVISIONER_PERMISSIONS.pub);
+    expect(p.nats.sub?.allow).toEqual([
+      "provisioning.reply.>",
+      "choria.lifecycle.event.>",
+      "provisioning.registration.>",
+    ]);
+    expect(p.exp).toBe(exp);
+
+    // every node user is a fresh key
+    const again = await issueProvisioningNodeUser(trust);
+    expect(decode<User>(again.jwt).sub).not.toBe(node.sub);
+    expect(decode<User>(again.jwt).exp).toBeUndefined();
+    expect(decode<User>(await issueProvisionerUser(trust, prov.publicHex)).sub).toBe(p.sub);
+    await expect(issueProvisionerUser(trust, "nothex")).rejects.toMatchObject({ code: "bad_key" });
+  });
+
+  it("old trust without the account: a clear error, and the account can be added", async () => {
+    const full = await createNatsTrust(org);
+    const { provisioningAccountPublic: pub, provisioningAccountSeed: _seed, ...old } = full;
+    const { [pub]: _dropped, ...accounts } = old.accounts;
+    const legacy: NatsTrustWithoutProvisioning = { ...old, accounts };
+    await expect(issueProvisioningNodeUser(legacy as never)).rejects.toMatchObject({ code: "malformed" });
+    await expect(
+      issueProvisioningNodeUser({ provisioningAccountSeed: full.systemAccountSeed.replace(/.$/, "A") }),
+    ).rejects.toMatchObject({ code: "bad_key" });
+    const upgraded = await addProvisioningAccount(legacy);
+    expect(upgraded.provisioningAccountPublic).not.toBe(pub);
+    expect(decode<Account>(upgraded.accounts[upgraded.provisioningAccountPublic] as string).iss).toBe(
+      full.operatorPublic,
+    );
+    expect(upgraded.accounts[full.choriaAccountPublic]).toBe(full.accounts[full.choriaAccountPublic]);
+    expect(await addProvisioningAccount(upgraded)).toBe(upgraded);
+    await expect(issueProvisioningNodeUser(upgraded)).resolves.toMatchObject({ seed: expect.any(String) });
   });
 });

@@ -7,6 +7,7 @@
 // Run: bench/provisioning.sh [--nodes 2000] [--x509-nodes 100] [--runs 3] [--workers 64]
 // A node counts as enrolled once it answers in the main collective with its new
 // credential; the clock runs from the emulator's start (its startup events) to the last.
+// Profile with BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR" (one file per thread).
 import { readFileSync, rmSync, writeFileSync, mkdtempSync } from "node:fs";
 import { webcrypto } from "node:crypto";
 import { availableParallelism, tmpdir } from "node:os";
@@ -46,7 +47,7 @@ const RPCS = { ed25519: 6, x509: 7 } as const;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const perMin = (nodes: number, ms: number) => (nodes / ms) * 60_000;
 const fmt = (x: number) => Math.round(x).toLocaleString("en");
-const log = pino({ level: process.env.BENCH_LOG ?? "warn" }, pino.destination(2));
+const log = pino({ level: process.env.BENCH_LOG ?? "error" }, pino.destination(2));
 
 /** CPU seconds of a process from /proc (user + system), for the broker's share. */
 function procCpuS(pid: number | undefined): number {

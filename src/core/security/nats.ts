@@ -11,6 +11,7 @@ import {
   type Account,
   type KeyPair as NKeyPair,
 } from "@nats-io/jwt";
+import { ed25519 } from "./ed25519.js";
 import { SecurityError } from "./errors.js";
 import {
   nkeyPublicFromEd25519Public,
@@ -85,7 +86,27 @@ function userSigningKey(issuer: Issuer): NKeyPair {
   } else if (issuer.kind !== "org") {
     throw new SecurityError("bad_chain", "NATS users can only be issued by the org issuer or a chain issuer");
   }
-  return fromSeed(nkeySeedFromEd25519Seed(issuer.seedHex, "account"));
+  let kp = signingKeys.get(issuer.seedHex);
+  if (!kp) {
+    kp = fastSigner(fromSeed(nkeySeedFromEd25519Seed(issuer.seedHex, "account")), issuer.seedHex);
+    if (signingKeys.size >= 64) signingKeys.clear();
+    signingKeys.set(issuer.seedHex, kp);
+  }
+  return kp;
+}
+
+// nkeys signs with pure-JS tweetnacl, re-deriving the key each time (about 15 ms per
+// user JWT): a provisioner minting a user per node signs with core/security's backend
+// and a key derived once per issuer instead.
+const signingKeys = new Map<string, NKeyPair>();
+
+function fastSigner(base: NKeyPair, seedHex: string): NKeyPair {
+  const { key } = ed25519.fromSeed(Buffer.from(seedHex, "hex"));
+  const publicKey = base.getPublicKey();
+  return Object.assign(Object.create(base) as NKeyPair, {
+    getPublicKey: () => publicKey,
+    sign: (input: Uint8Array) => new Uint8Array(ed25519.sign(key, input)),
+  });
 }
 
 function accountSigningKeyFromHex(publicHex: string): string {

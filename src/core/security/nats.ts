@@ -103,8 +103,11 @@ const signingKeys = new Map<string, NKeyPair>();
 function fastSigner(base: NKeyPair, seedHex: string): NKeyPair {
   const { key } = ed25519.fromSeed(Buffer.from(seedHex, "hex"));
   const publicKey = base.getPublicKey();
+  // @nats-io/jwt asks for the private key only to check the pair can sign
+  const privateKey = base.getPrivateKey();
   return Object.assign(Object.create(base) as NKeyPair, {
     getPublicKey: () => publicKey,
+    getPrivateKey: () => privateKey,
     sign: (input: Uint8Array) => new Uint8Array(ed25519.sign(key, input)),
   });
 }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import type { JsMsg } from "@nats-io/jetstream";
@@ -203,6 +204,8 @@ export class ProvisionerService {
     this.started = true;
     this.abort = new AbortController();
     this.findAbort = new AbortController();
+    // every worker waits on the same signal: that is many listeners by design, not a leak
+    setMaxListeners(this.config.workers * 4 + 16, this.abort.signal, this.findAbort.signal);
     this.stopping = false;
     try {
       await this.startParts();

@@ -1,34 +1,9 @@
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import type { Command } from "commander";
-import { ChorusError } from "../../core/protocol/errors.js";
 import { AaaService, hashPassword } from "../../services/aaa/index.js";
 import { intArg } from "./flags.js";
-
-async function run(configFile: string): Promise<void> {
-  let service: AaaService;
-  try {
-    service = AaaService.fromFile(configFile);
-    await service.start();
-  } catch (err) {
-    if (err instanceof ChorusError || (err instanceof Error && "code" in err)) {
-      process.stderr.write(`chorus aaa: ${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
-  }
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) return;
-      stopping = true;
-      service.log.info({ signal }, "shutting down");
-      void service.stop().then(() => resolve());
-    };
-    process.once("SIGTERM", shutdown);
-    process.once("SIGINT", shutdown);
-  });
-}
+import { runDaemon } from "./daemon.js";
 
 /** Reads one password from the terminal without echoing it. */
 function promptHidden(question: string): Promise<string> {
@@ -90,7 +65,7 @@ export function register(program: Command): void {
     .description("Run the AAA login and request signing service")
     .requiredOption("--config <file>", "AAA service configuration file (JSON or YAML)")
     .action(async (opts: { config: string }) => {
-      await run(opts.config);
+      await runDaemon("aaa", () => AaaService.fromFile(opts.config));
     });
   aaa
     .command("crypt")

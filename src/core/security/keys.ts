@@ -86,3 +86,36 @@ export function verify(publicHex: string, data: Uint8Array, sig: Uint8Array): bo
   verifyStats.count++;
   return ed25519.verify(key, data, sig);
 }
+
+/**
+ * Issuer public keys from a config setting: hex ed25519 keys given directly (comma or
+ * space separated) or the path of a file holding them. Throws SecurityError naming
+ * neither the setting nor the config: callers add that.
+ */
+export function issuerKeysFromSetting(setting: string, resolvePath: (p: string) => string): string[] {
+  const asKeys = (s: string): string[] | undefined => {
+    const keys = s
+      .split(/[\s,]+/)
+      .map((k) => k.trim().toLowerCase())
+      .filter((k) => k !== "");
+    return keys.length > 0 && keys.every((k) => /^[0-9a-f]{64}$/.test(k)) ? keys : undefined;
+  };
+  const direct = asKeys(setting);
+  if (direct) return direct;
+  const path = resolvePath(setting);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new SecurityError(
+      "bad_key",
+      `"${setting}" is neither a hex ed25519 public key nor a readable file`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const fromFile = asKeys(text);
+  if (!fromFile) throw new SecurityError("bad_key", `${path} does not hold hex ed25519 public keys`);
+  return fromFile;
+}

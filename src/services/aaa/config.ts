@@ -4,6 +4,7 @@ import { Ajv, type ErrorObject } from "ajv";
 import { parse as parseYaml } from "yaml";
 import { parseDuration } from "../../core/config/index.js";
 import { ChorusError } from "../../core/protocol/index.js";
+import { issuerKeysFromSetting } from "../../core/security/index.js";
 
 export class AaaConfigError extends ChorusError {}
 
@@ -331,32 +332,13 @@ export function parseAaaConfig(raw: unknown, file = "<config>"): AaaConfig {
  * hex ed25519 public key, a comma separated list of them, or a file holding them.
  */
 function issuerKeys(setting: string, p: (v: string) => string): string[] {
-  const asKeys = (s: string): string[] | undefined => {
-    const keys = s
-      .split(/[\s,]+/)
-      .map((k) => k.trim().toLowerCase())
-      .filter((k) => k !== "");
-    return keys.length > 0 && keys.every((k) => /^[0-9a-f]{64}$/.test(k)) ? keys : undefined;
-  };
-  const direct = asKeys(setting);
-  if (direct) return direct;
-  let text: string;
   try {
-    text = readFileSync(p(setting), "utf8");
+    return issuerKeysFromSetting(setting, p);
   } catch (err) {
-    throw new AaaConfigError(
-      "config",
-      `basicjwt_signer.signing_certificate: "${setting}" is neither a hex ed25519 public key nor a readable file`,
-      { cause: err },
-    );
+    throw new AaaConfigError("config", `basicjwt_signer.signing_certificate: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
-  const fromFile = asKeys(text);
-  if (!fromFile)
-    throw new AaaConfigError(
-      "config",
-      `basicjwt_signer.signing_certificate: ${setting} does not hold hex ed25519 public keys`,
-    );
-  return fromFile;
 }
 
 /** Reads and validates an AAA service config file (JSON or YAML). */

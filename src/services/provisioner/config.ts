@@ -5,6 +5,7 @@ import { Ajv, type ErrorObject } from "ajv";
 import { parse as parseYaml } from "yaml";
 import { CHORIA_CERT_DENY_LIST } from "../../core/ca/index.js";
 import { parseDuration } from "../../core/config/index.js";
+import { issuerKeysFromSetting } from "../../core/security/index.js";
 import { ProvisionerConfigError } from "./errors.js";
 
 export interface ProvisioningCredentials {
@@ -237,32 +238,12 @@ export function shellSplit(line: string): string[] {
 
 /** hex ed25519 keys given directly (comma or space separated) or in a file. */
 function verifyKeys(setting: string, p: (v: string) => string): string[] {
-  const asKeys = (s: string): string[] | undefined => {
-    const keys = s
-      .split(/[\s,]+/)
-      .map((k) => k.trim().toLowerCase())
-      .filter((k) => k !== "");
-    return keys.length > 0 && keys.every((k) => /^[0-9a-f]{64}$/.test(k)) ? keys : undefined;
-  };
-  const direct = asKeys(setting);
-  if (direct) return direct;
-  let text: string;
   try {
-    text = readFileSync(p(setting), "utf8");
+    return issuerKeysFromSetting(setting, p);
   } catch (err) {
-    throw new ProvisionerConfigError(
-      "config",
-      `jwt_verify_cert: "${setting}" is neither a hex ed25519 public key nor a readable file`,
-      { cause: err },
-    );
+    // x509 certificates (Choria's other form) are not used by Chorus
+    throw new ProvisionerConfigError("config", `jwt_verify_cert: ${(err as Error).message}`, { cause: err });
   }
-  const fromFile = asKeys(text);
-  if (!fromFile)
-    throw new ProvisionerConfigError(
-      "config",
-      `jwt_verify_cert: ${p(setting)} does not hold hex ed25519 public keys (x509 certificates are not used by Chorus)`,
-    );
-  return fromFile;
 }
 
 /** Parses JSON or YAML text (YAML is a superset of JSON). */

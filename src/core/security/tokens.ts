@@ -425,3 +425,23 @@ export function verifyToken(
 export function delegatedCallerId(callerid: string): string {
   return callerid.replace(/[@.]/g, "_");
 }
+
+/**
+ * A chain issuer from its seed and the token the org gave it (the files a service is
+ * configured with): the token must carry the org's trust signature and name this key.
+ */
+export function chainIssuerFromToken(kp: KeyPair, jwt: string): Issuer {
+  const c = decodeTokenUnverified(jwt);
+  if (typeof c.tcs !== "string" || c.tcs === "" || typeof c.jti !== "string")
+    throw new SecurityError("bad_chain", "not a chain issuer token (no tcs)");
+  if (c.public_key !== kp.publicHex) throw new SecurityError("bad_chain", "the token is not for this key");
+  return {
+    seedHex: kp.seedHex,
+    publicHex: kp.publicHex,
+    kind: "chain",
+    jti: c.jti,
+    tcs: c.tcs,
+    ...(typeof c.exp === "number" && { issexp: c.exp }),
+    token: jwt,
+  };
+}

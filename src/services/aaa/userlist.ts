@@ -5,8 +5,8 @@ import { basename, dirname } from "node:path";
 import { Ajv } from "ajv";
 import bcrypt from "bcrypt";
 import {
+  chainIssuerFromToken,
   createClientToken,
-  decodeTokenUnverified,
   loadSeedFile,
   orgIssuer,
   verify as ed25519Verify,
@@ -380,19 +380,11 @@ export class UserlistAuthenticator {
     const kp = loadSeedFile(this.cfg.signing_key);
     if (!this.cfg.signing_token) return orgIssuer(kp);
     const jwt = (await readFile(this.cfg.signing_token, "utf8")).trim();
-    const c = decodeTokenUnverified(jwt);
-    if (typeof c.tcs !== "string" || typeof c.jti !== "string" || c.tcs === "")
-      throw new Error("signing_token is not a chain token (no tcs)");
-    if (c.public_key !== kp.publicHex) throw new Error("signing_token is not for the signing_key");
-    return {
-      seedHex: kp.seedHex,
-      publicHex: kp.publicHex,
-      kind: "chain",
-      jti: c.jti,
-      tcs: c.tcs,
-      ...(typeof c.exp === "number" && { issexp: c.exp }),
-      token: jwt,
-    };
+    try {
+      return chainIssuerFromToken(kp, jwt);
+    } catch (err) {
+      throw new Error(`signing_token: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   private async issue(user: UserEntry, publicKeyHex: string): Promise<string> {

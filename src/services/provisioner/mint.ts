@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import {
+  chainIssuerFromToken,
   createServerToken,
   decodeTokenUnverified,
   issueNatsUserJwt,
@@ -36,25 +37,13 @@ export function loadChainIssuer(seedFile: string, tokenFile: string): Issuer {
       cause: err,
     });
   }
-  let c: Record<string, unknown>;
   try {
-    c = decodeTokenUnverified(jwt);
+    return chainIssuerFromToken(kp, jwt);
   } catch (err) {
-    throw new ProvisionError("mint", `jwt_signing_token ${tokenFile} is not a JWT`, { cause: err });
+    throw new ProvisionError("mint", `jwt_signing_token ${tokenFile}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
-  if (typeof c.tcs !== "string" || c.tcs === "" || typeof c.jti !== "string")
-    throw new ProvisionError("mint", `jwt_signing_token ${tokenFile} is not a chain issuer token (no tcs)`);
-  if (c.public_key !== kp.publicHex)
-    throw new ProvisionError("mint", `jwt_signing_token ${tokenFile} is not for the key in jwt_signing_key`);
-  return {
-    seedHex: kp.seedHex,
-    publicHex: kp.publicHex,
-    kind: "chain",
-    jti: c.jti,
-    tcs: c.tcs,
-    ...(typeof c.exp === "number" && { issexp: c.exp }),
-    token: jwt,
-  };
 }
 
 interface NatsUserClaims {

@@ -1,5 +1,5 @@
 import { setMaxListeners } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { hostname } from "node:os";
 import type { JsMsg } from "@nats-io/jetstream";
 import { pino, type Logger } from "pino";
@@ -9,7 +9,7 @@ import { CertificateAuthority } from "../../core/ca/index.js";
 import { clientSettings, loadConfig, type ClientSettings } from "../../core/config/index.js";
 import { closeNats, connectNats, type NatsConnection } from "../../core/connector/index.js";
 import { replyPrefix } from "../../core/protocol/index.js";
-import { ChoriaSecurity, securityFromSettings } from "../../core/security/index.js";
+import { ChoriaSecurity, securityFromSettings, type Issuer } from "../../core/security/index.js";
 import { CHORUS_VERSION, backoffDelay, sleep } from "../../core/util/index.js";
 import {
   decodeLifecycleEvent,
@@ -479,7 +479,15 @@ export class ProvisionerService {
     };
     if (c.helper) deps.helper = (input) => this.runHelper(input);
     if (c.features.ed25519) {
-      deps.chainIssuer = () => loadChainIssuer(c.jwt_signing_key as string, c.jwt_signing_token as string);
+      const seedFile = c.jwt_signing_key as string;
+      const tokenFile = c.jwt_signing_token as string;
+      // read once per change of either file, not once per node: rotated files still apply
+      let cached: { stamp: string; issuer: Issuer } | undefined;
+      deps.chainIssuer = () => {
+        const stamp = `${statSync(seedFile).mtimeMs}:${statSync(tokenFile).mtimeMs}`;
+        if (cached?.stamp !== stamp) cached = { stamp, issuer: loadChainIssuer(seedFile, tokenFile) };
+        return cached.issuer;
+      };
       if (this.choriaAccount) deps.choriaAccountPublic = this.choriaAccount;
     }
     if (c.ca) {

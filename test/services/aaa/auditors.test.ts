@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, type JetStreamManager, type StreamInfo } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeNats, connectNats, type NatsConnection } from "../../../src/core/connector/index.js";
 import { encodeMessage, encodeRequest, newRequestId, nowNanos } from "../../../src/core/protocol/index.js";
@@ -154,8 +154,23 @@ const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 const STREAM = "CHORUS_AAA_AUDIT";
 const SUBJECT = "chorus.aaa.audit";
 
+// After a broker restart the admin connection may still be in its reconnect wait, or
+// JetStream may still be recovering its store, while the auditor's connection is
+// already back; ask again for a while instead of failing on the first timeout.
+async function streamInfo(jsm: JetStreamManager): Promise<StreamInfo> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      return await jsm.streams.info(STREAM);
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 async function storedIds(jsm: JetStreamManager): Promise<string[]> {
-  const info = await jsm.streams.info(STREAM);
+  const info = await streamInfo(jsm);
   const ids: string[] = [];
   for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
     const m = await jsm.streams.getMessage(STREAM, { seq });

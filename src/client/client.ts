@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { clientSettings, loadConfig } from "../core/config/index.js";
-import { closeNats, connectNats, type NatsConnection } from "../core/connector/index.js";
+import { closeNats, connectNats, flushNats, type NatsConnection } from "../core/connector/index.js";
 import {
   applyOutputDefaults,
   findAction,
@@ -595,7 +595,7 @@ export class Client {
       replyTo,
     );
     this.publishTo(nc, req.mode, req.agent, targets, bytes);
-    await nc.flush();
+    await flushNats(nc);
     stats.publishMs = performance.now() - t0;
   }
 

@@ -87,12 +87,16 @@ export class ReplyRound {
     try {
       publish();
       c.start(Math.max(0, capMs - (performance.now() - t0)), o.quietMs);
-      if (o.flush) await o.flush();
-      const publishMs = performance.now() - t0;
       const release = c.stopOn(o.signal);
-      await c.done;
-      release();
-      return publishMs;
+      try {
+        // the cap and the signal end a flush that never completes (connection closed meanwhile)
+        if (o.flush) await Promise.race([o.flush(), c.done]);
+        const publishMs = performance.now() - t0;
+        await c.done;
+        return publishMs;
+      } finally {
+        release();
+      }
     } finally {
       c.finish();
     }

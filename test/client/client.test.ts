@@ -411,4 +411,35 @@ describe("requests", () => {
     const c = client({ servers: ["nats://127.0.0.1:1"] });
     await expect(c.discover({ timeoutMs: 100 })).rejects.toThrow(/cannot connect to nats:\/\/127.0.0.1:1/);
   });
+
+  it("a request ends at its timeout, or its signal, while the broker does not answer the flush", async () => {
+    // a broker frozen with SIGSTOP never sends the PONG a flush waits for; nats.js keeps
+    // such a flush pending forever, even across close(), so the request must not await it alone
+    const own = await startNats();
+    try {
+      const c = client({ servers: [own.url] });
+      await c.connect();
+      own.proc.kill("SIGSTOP");
+      const t0 = Date.now();
+      const r = await c.request("testagent", "echo", { message: "hi" }, { nodes: ["n1"], timeoutMs: 500 });
+      expect(r.stats.responses).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(5000);
+
+      const ac = new AbortController();
+      const t1 = Date.now();
+      const pending = c.request(
+        "testagent",
+        "echo",
+        { message: "hi" },
+        { nodes: ["n1"], timeoutMs: 60_000, signal: ac.signal },
+      );
+      setTimeout(() => ac.abort(), 200);
+      const r2 = await pending;
+      expect(r2.stats.interrupted).toBe(true);
+      expect(Date.now() - t1).toBeLessThan(5000);
+    } finally {
+      own.proc.kill("SIGCONT");
+      await own.stop();
+    }
+  });
 });

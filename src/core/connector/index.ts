@@ -142,3 +142,27 @@ export async function closeNats(nc: NatsConnection, timeoutMs = 3000): Promise<v
   clearTimeout(timer);
   if (!nc.isClosed()) await nc.close().catch(() => undefined);
 }
+
+/**
+ * nc.flush() with a deadline: nats.js leaves a flush that waits for its PONG pending
+ * forever if close() happens meanwhile, which would hang whoever awaits it.
+ */
+export async function flushNats(nc: NatsConnection, timeoutMs = 10_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      nc.flush(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new ConnectorError("timeout", `the broker did not confirm a flush within ${timeoutMs} ms`),
+            ),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import type { NatsConnection } from "../../core/connector/index.js";
+import { flushNats, type NatsConnection } from "../../core/connector/index.js";
 import { encodeLifecycleEvent, lifecycleSubject, newLifecycleEvent } from "../lifecycle/index.js";
 import { StreamsError } from "./errors.js";
 import { acquireGovernorSlot, type GovernorEventType } from "./governor.js";
@@ -81,6 +81,6 @@ export async function runGoverned(
     });
   } finally {
     await slot.release();
-    await nc.flush().catch(() => {});
+    await flushNats(nc).catch(() => {});
   }
 }

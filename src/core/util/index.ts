@@ -12,3 +12,4 @@ export {
   type PackedBuffers,
 } from "./pool.js";
 export { CHORUS_VERSION } from "./version.js";
+export { writeFileAtomicSync, type AtomicWriteOptions } from "./files.js";

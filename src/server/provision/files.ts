@@ -1,62 +1,13 @@
-import { randomBytes } from "node:crypto";
-import {
-  chmodSync,
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { readFileSync, statSync, unlinkSync } from "node:fs";
+import { writeFileAtomicSync } from "../../core/util/index.js";
 import { ProvisionError } from "./errors.js";
 
-/**
- * Writes a file so readers see the old content or the new, never a mix: a temporary
- * file in the same directory, fsync, rename, then fsync of the directory so the rename
- * survives a power cut. The directory is created (0700) when missing.
- */
+/** writeFileAtomicSync (core/util), creating the directory, with the provisioning error. */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const fd = openSync(tmp, "wx", mode);
-    try {
-      const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-      let off = 0;
-      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    // the umask may have narrowed the mode; never let it widen it either
-    chmodSync(tmp, mode);
-    renameSync(tmp, path);
-    syncDir(dir);
+    writeFileAtomicSync(path, data, { mode, mkdir: true });
   } catch (err) {
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      // the temporary file was never made (no directory); the original error says why
-    }
     throw new ProvisionError("io", `cannot write ${path}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-function syncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(dir, "r");
-    fsyncSync(fd);
-  } catch {
-    // some file systems cannot fsync a directory; the rename itself is still atomic
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
 

@@ -1,20 +1,8 @@
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  renameSync,
-  statfsSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import { mkdirSync, readdirSync, renameSync, statfsSync, statSync, unlinkSync } from "node:fs";
 import { readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { backoffDelay, silentLogger, type Logger } from "../../core/util/index.js";
+import { backoffDelay, silentLogger, writeFileAtomicSync, type Logger } from "../../core/util/index.js";
 import {
   buildMessage,
   isExpired,
@@ -511,33 +499,14 @@ export class Spool {
   }
 
   private writeAtomic(dir: string, file: string, msg: SpooledMessage): void {
-    const tmp = join(dir, `.tmp-${file}-${process.pid}-${Math.random().toString(36).slice(2)}`);
-    const data = Buffer.from(JSON.stringify(msg));
-    const sync = !this.o.unsafeNoSync;
     try {
-      const fd = openSync(tmp, "wx", 0o640);
-      try {
-        writeSync(fd, data);
-        if (sync) fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, join(dir, file));
-      // the rename is only durable once the directory entry is
-      if (sync) {
-        const dfd = openSync(dir, "r");
-        try {
-          fsyncSync(dfd);
-        } finally {
-          closeSync(dfd);
-        }
-      }
+      // the .tmp- prefix is what cleanTemp() removes after a crash mid-write
+      writeFileAtomicSync(join(dir, file), JSON.stringify(msg), {
+        mode: 0o640,
+        sync: !this.o.unsafeNoSync,
+        tmpName: `.tmp-${file}-${process.pid}-${Math.random().toString(36).slice(2)}`,
+      });
     } catch (err) {
-      try {
-        if (existsSync(tmp)) unlinkSync(tmp);
-      } catch {
-        // best effort
-      }
       const code = (err as NodeJS.ErrnoException).code;
       throw new SubmissionError(
         code === "ENOSPC" ? "disk_full" : "write_failed",

@@ -123,13 +123,23 @@ export {
 export { CHORUS_VERSION } from "../core/util/index.js";
 export {
   DISCOVERY_DDL,
+  JOB_AGENT,
+  JobAgent,
   choriaUtilActions,
   discoveryHandler,
+  jobManagerCommand,
+  jobsSettings,
+  localInvoker,
   registerBuiltinAgents,
   registerChoriaUtil,
   registerDiscovery,
+  registerJobAgent,
   registerRpcutil,
   rpcutilActions,
+  type JobAgentOptions,
+  type JobAgentStats,
+  type JobHost,
+  type JobsSettings,
 } from "./agents/index.js";
 export {
   AaasvcAuthorizer,

@@ -1,6 +1,7 @@
-import type { Counter, Histogram } from "prom-client";
+import type { Counter, Histogram, Registry } from "prom-client";
 import { MetricsEndpoint, promClient } from "../core/util/index.js";
 import type { SpoolStats } from "../services/submission/index.js";
+import type { JobAgentStats } from "./agents/index.js";
 import type { RequestDecoder } from "./decoder.js";
 import type { ReplayGuard } from "./replay.js";
 import type { ActionPolicyStats } from "./authz/index.js";
@@ -22,7 +23,17 @@ export interface ServerMetricsOptions {
   policy?: () => ActionPolicyStats | undefined;
   /** The submission spool's stats, read at every scrape; undefined while no spool runs. */
   spool?: () => SpoolStats | undefined;
+  /** The job agent's counters and its running executions (a directory scan), read at every scrape. */
+  jobs?: { stats: () => JobAgentStats; running: () => number };
 }
+
+const JOB_COUNTERS: [keyof JobAgentStats, string, string][] = [
+  ["started", "started", "Workflow executions started"],
+  ["invalid", "invalid_workflows", "Workflows refused by the schema or semantic checks"],
+  ["badIds", "bad_ids", "Requests with a malformed execution or workflow id"],
+  ["unknownIds", "unknown_ids", "Requests for an execution the node does not have"],
+  ["failures", "failures", "Executions that could not be started or stopped"],
+];
 
 type SpoolCounterField = Exclude<keyof SpoolStats, "pending" | "corruptFiles">;
 const SPOOL_COUNTERS: [SpoolCounterField, string, string][] = [
@@ -33,6 +44,28 @@ const SPOOL_COUNTERS: [SpoolCounterField, string, string][] = [
   ["exhausted", "exhausted", "Reliable messages discarded after their maximum tries"],
   ["corrupt", "corrupt", "Unreadable spool files moved aside to corrupt/"],
 ];
+
+/** Counters another component keeps, copied into the registry at every scrape. */
+function copiedCounters<S>(
+  registers: Registry[],
+  prefix: string,
+  table: [keyof S, string, string][],
+  read: () => S | undefined,
+): void {
+  const { Counter } = promClient();
+  for (const [field, name, help] of table) {
+    new Counter({
+      name: `${prefix}${name}`,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        const st = read();
+        if (st) this.inc(st[field] as number);
+      },
+    });
+  }
+}
 
 // Choria's server counters; same names, labelled by identity like go-choria's.
 type CounterField = Exclude<keyof ServerStats, "dropped" | "agents">;
@@ -216,18 +249,19 @@ export class ServerMetrics extends MetricsEndpoint {
           spool()?.pending.forEach((n, p) => this.set({ priority: String(p) }, n));
         },
       });
-      for (const [field, name, help] of SPOOL_COUNTERS) {
-        new Counter({
-          name: `chorus_submission_${name}`,
-          help,
-          registers: reg,
-          collect() {
-            this.reset();
-            const st = spool();
-            if (st) this.inc(st[field]);
-          },
-        });
-      }
+      copiedCounters(reg, "chorus_submission_", SPOOL_COUNTERS, spool);
+    }
+    const jobs = opts.jobs;
+    if (jobs) {
+      new Gauge({
+        name: "chorus_jobs_running",
+        help: "Workflow executions running on the node",
+        registers: reg,
+        collect() {
+          this.set(jobs.running());
+        },
+      });
+      copiedCounters(reg, "chorus_jobs_", JOB_COUNTERS, jobs.stats);
     }
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }

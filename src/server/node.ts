@@ -88,7 +88,8 @@ export const MAX_REQUEST_TTL = 5 * 3600;
 
 const NOT_AUTHORIZED = "You are not authorized to call this agent or action";
 
-function defaultHost(): HostInfo {
+/** Host facts of a node with no connection (tests, a job manager); `over` fills in what is known. */
+export function defaultHost(over: Partial<HostInfo> = {}): HostInfo {
   return {
     version: "0.0.0",
     startTime: Date.now(),
@@ -98,6 +99,7 @@ function defaultHost(): HostInfo {
     connectedServer: () => "",
     connectionStats: () => ({}),
     configItem: () => undefined,
+    ...over,
   };
 }
 

@@ -12,7 +12,15 @@ import {
   type ProvisioningClaims,
 } from "../core/security/index.js";
 import { Spool, submissionSettings } from "../services/submission/index.js";
-import { registerBuiltinAgents } from "./agents/index.js";
+import { Jobs } from "../services/jobs/index.js";
+import {
+  jobManagerCommand,
+  jobsSettings,
+  registerBuiltinAgents,
+  registerJobAgent,
+  type JobAgent,
+  type JobsSettings,
+} from "./agents/index.js";
 import { scanAgentDirs, type AgentLoadProblem } from "./agents-loader.js";
 import { AuditLog } from "./audit.js";
 import { ActionPolicyAuthorizer, authorizerFromSettings } from "./authz/index.js";
@@ -147,6 +155,11 @@ export interface ServerOptions {
   registration?: RegistrationSettings;
   /** Submission spool (plugin.choria.submission.spool), drained to `<main>.submission.in.>` while running. */
   submission?: { spool: string; maxSpoolSize?: number; minFreeBytes?: number };
+  /**
+   * The job agent (workflows) and where executions live (plugin.chorus.jobs.*); off when
+   * unset and in provisioning mode. Events go through `submission`; without it none are sent.
+   */
+  jobs?: JobsSettings;
   /** Provisioning: the choria_provision agent, and provisioning mode when `mode` is set. */
   provisioning?: ServerProvisioning;
   /** Shorter waits for the choria_provision agent (tests). */
@@ -207,6 +220,9 @@ export class Server {
   private resolveExit: (r: ServerExitRequest) => void = () => undefined;
   private readonly exitPromise = new Promise<ServerExitRequest>((r) => (this.resolveExit = r));
   private renewTimer: NodeJS.Timeout | undefined;
+  /** The node's workflow executions and the job agent serving them, when enabled. */
+  readonly jobs: Jobs | undefined;
+  readonly jobAgent: JobAgent | undefined;
 
   constructor(opts: ServerOptions) {
     if (opts.collectives.length === 0)
@@ -307,6 +323,7 @@ export class Server {
     });
     this.registry.onUnregister((name) => this.subscribeAgent(name));
     if (opts.defaultAgents ?? true) registerBuiltinAgents(this.registry);
+    if (opts.jobs && !provisionMode) [this.jobs, this.jobAgent] = this.jobsAgent(opts.jobs);
     this.provisionAgent = opts.provisioning && this.provisioningAgent(opts.provisioning);
   }
 
@@ -334,6 +351,28 @@ export class Server {
     // in provisioning mode Choria turns authorization off; elsewhere policies apply as to any agent
     this.registry.register(choriaProvisionDDL(), agent.handlers(), { replace: true });
     return agent;
+  }
+
+  /** The job agent; a jobs directory that cannot be made leaves it out, the node runs on. */
+  private jobsAgent(j: JobsSettings): [Jobs, JobAgent] | [undefined, undefined] {
+    const log = this.log.child({ component: "jobs" });
+    const spool = this.opts.submission?.spool;
+    try {
+      const jobs = new Jobs({
+        dir: j.dir,
+        identity: this.identity,
+        collective: this.opts.mainCollective ?? (this.collectives[0] as string),
+        ...(spool !== undefined && { spoolDir: spool }),
+        ...(j.maxOutputBytes !== undefined && { maxOutputBytes: j.maxOutputBytes }),
+        managerCommand: j.managerCommand ?? jobManagerCommand(this.opts.config?.file),
+        logger: log,
+      });
+      if (spool === undefined) log.warn("no submission spool: workflow events are not published");
+      return [jobs, registerJobAgent(this.registry, { host: () => jobs, events: spool !== undefined })];
+    } catch (err) {
+      log.error(`job agent disabled: ${(err as Error).message}`);
+      return [undefined, undefined];
+    }
   }
 
   /** True while the node runs in provisioning mode (collective provisioning, choria_provision). */
@@ -394,6 +433,7 @@ export class Server {
     }
     const statusFile = cfg.get("plugin.choria.status_file_path");
     const sub = submissionSettings(cfg);
+    const jobs = jobsSettings(cfg, sub.spool);
     return new Server({
       identity: s.identity,
       collectives: s.collectives,
@@ -433,6 +473,7 @@ export class Server {
       ...(sub.spool && {
         submission: { spool: sub.spool, maxSpoolSize: sub.maxSpoolSize, minFreeBytes: sub.minFreeBytes },
       }),
+      ...(jobs && { jobs }),
       ...(decision.claims &&
         decision.jwt !== undefined && {
           provisioning: {
@@ -524,6 +565,7 @@ export class Server {
     const log = this.log.child({ component: "nats" });
     if (o.libdir && o.libdir.length > 0) await this.reloadAgents();
     await this.loadDataPlugins();
+    this.recoverJobs();
     if (o.statsPort !== undefined) {
       this.metricsServer = new ServerMetrics({
         port: o.statsPort,
@@ -534,6 +576,12 @@ export class Server {
         policy: () =>
           this.node.authorizer instanceof ActionPolicyAuthorizer ? this.node.authorizer.stats : undefined,
         ...(o.submission && { spool: () => this.submissionSpool?.stats() }),
+        ...(this.jobAgent && {
+          jobs: {
+            stats: () => (this.jobAgent as JobAgent).stats,
+            running: () => this.jobs?.running().length ?? 0,
+          },
+        }),
       });
       await this.metricsServer.start();
     }
@@ -582,6 +630,17 @@ export class Server {
       this.provisionMode ? "server started in provisioning mode" : "server started",
     );
     this.scheduleRenewal();
+  }
+
+  /** Executions whose manager died while we were down are marked lost; live ones are found again. */
+  private recoverJobs(): void {
+    if (!this.jobs) return;
+    try {
+      const r = this.jobs.recover();
+      this.log.info({ component: "jobs", dir: this.jobs.dir, ...r }, "workflow executions recovered");
+    } catch (err) {
+      this.log.error({ component: "jobs" }, `cannot recover workflow executions: ${(err as Error).message}`);
+    }
   }
 
   /** Normal mode with a provisioning token: back to provisioning mode before the credential expires. */

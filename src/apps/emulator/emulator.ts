@@ -28,6 +28,7 @@ import {
 import { EmulatorError } from "./errors.js";
 import { emulatedFacts, emulatedIdentity } from "./facts.js";
 import { sumProvisioningStats, type ProvisioningSpec, type ProvisioningStats } from "./provisioning.js";
+import type { EmulatedJobsStats } from "./jobs.js";
 import { FleetShard, sumStats, type ShardSpec } from "./shard.js";
 import type { MemoryStore } from "./store.js";
 import type { FromWorker, ShardStats, ToWorker, WorkerSpec } from "./worker.js";
@@ -99,6 +100,12 @@ export interface EmulatorOptions {
    * then answer in `collective` with the key and server token they were given.
    */
   provisioning?: EmulatorProvisioningOptions;
+  /**
+   * The job agent (default on): workflows run inside the emulator and their events go
+   * to `<collective>.submission.in.chorus.jobs.>`, which the emulator's credential must
+   * be allowed to publish (a server token with the submission permission).
+   */
+  jobs?: boolean;
 }
 
 /** Per-thread figures: one entry per shard (a single entry when in-process). */
@@ -109,6 +116,7 @@ export interface EmulatorShardStats {
   verifies: number;
   server?: ServerStats;
   provisioning?: ProvisioningStats;
+  jobs?: EmulatedJobsStats;
 }
 
 // Under vitest the sources are TypeScript, which a worker thread cannot load; the
@@ -237,6 +245,8 @@ export class Emulator {
       name,
       startTime,
       ...(this.provisioningSpec && { provisioning: this.provisioningSpec }),
+      ...(o.security.identity !== undefined && { identity: o.security.identity }),
+      ...(o.jobs !== undefined && { jobs: o.jobs }),
     };
   }
 
@@ -378,6 +388,7 @@ export class Emulator {
     if (this.local) {
       const server = this.local.stats();
       const provisioning = this.local.provisioningStats();
+      const jobs = this.local.jobsStats();
       return [
         {
           nodes: this.local.nodes.length,
@@ -385,6 +396,7 @@ export class Emulator {
           verifies: verifyStats.count,
           ...(server && { server }),
           ...(provisioning && { provisioning }),
+          ...(jobs && { jobs }),
         },
       ];
     }
@@ -403,6 +415,7 @@ export class Emulator {
                 verifies: s.verifies,
                 ...(s.server && { server: s.server }),
                 ...(s.provisioning && { provisioning: s.provisioning }),
+                ...(s.jobs && { jobs: s.jobs }),
               });
             };
             w.worker.on("message", onMessage);

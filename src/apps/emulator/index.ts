@@ -13,3 +13,4 @@ export {
   type ProvisioningStats,
 } from "./provisioning.js";
 export { MemoryStore, type ProvisionStore } from "./store.js";
+export { EmulatedJobs, type EmulatedJobsStats } from "./jobs.js";

@@ -55,6 +55,8 @@ export interface PlaneConnection {
   caFile?: string;
   natsJwt?: string;
   seedHex: string;
+  /** where request inboxes live (the broker lets the emulator read only its reply prefix) */
+  inboxPrefix?: string;
   /** connection name prefix (`-<n>` is added) */
   name: string;
   count: number;
@@ -140,6 +142,7 @@ export class Plane {
           ...(c.caFile && { caFile: c.caFile }),
           ...(c.natsJwt && { natsJwt: c.natsJwt }),
           seedHex: c.seedHex,
+          ...(c.inboxPrefix && { inboxPrefix: c.inboxPrefix }),
         }),
       );
     }

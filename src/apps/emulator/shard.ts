@@ -1,8 +1,10 @@
 import type { Logger } from "pino";
+import { replyPrefix } from "../../core/protocol/index.js";
 import { createServerToken, ed25519, type Issuer } from "../../core/security/index.js";
 import {
   CHORUS_VERSION,
   NodeRuntime,
+  registerJobAgent,
   ReplayGuard,
   type AgentRegistry,
   type HostInfo,
@@ -10,6 +12,7 @@ import {
   type RequestDecoder,
   type ServerStats,
 } from "../../server/index.js";
+import { EmulatedJobs, type EmulatedJobsStats } from "./jobs.js";
 import { Inflight, NodeKey, Plane, yieldToIo } from "./plane.js";
 import { ProvisioningFleet, type ProvisioningSpec, type ProvisioningStats } from "./provisioning.js";
 
@@ -32,6 +35,10 @@ export interface ShardSpec {
   startTime: number;
   /** Nodes start unprovisioned and wait for a provisioner (they get no token from `issuer`). */
   provisioning?: ProvisioningSpec;
+  /** The emulator's own identity: inboxes (JetStream acks for job events) live under its reply prefix. */
+  identity?: string;
+  /** The job agent, running workflows in-process (default on). */
+  jobs?: boolean;
 }
 
 export interface ShardDeps {
@@ -53,6 +60,8 @@ export class FleetShard {
   readonly main: Plane;
   /** provisioning mode: the nodes' lifecycle from unprovisioned to the main collective */
   readonly provisioning: ProvisioningFleet | undefined;
+  /** the job agent's executions, when on */
+  readonly jobs: EmulatedJobs | undefined;
   private readonly inflight = new Inflight();
   // one per shard: a bit per node per request id instead of a cache per node
   private readonly replay = new ReplayGuard();
@@ -71,6 +80,15 @@ export class FleetShard {
       mutable: spec.provisioning !== undefined,
     });
     this.host = this.hostInfo();
+    if (spec.jobs ?? true) {
+      const jobs = new EmulatedJobs({
+        collective: spec.collective,
+        connection: () => this.main.primary,
+        log: deps.log,
+      });
+      registerJobAgent(deps.registry, { host: (node, create) => jobs.host(node, create), events: true });
+      this.jobs = jobs;
+    }
     // one events object for the shard (the node comes as an argument): no closure per node
     this.events = {
       drop: (reason, detail, node) => deps.log.debug({ identity: node.identity, reason }, detail),
@@ -169,6 +187,7 @@ export class FleetShard {
       ...(s.caFile && { caFile: s.caFile }),
       ...(s.natsJwt && { natsJwt: s.natsJwt }),
       seedHex: s.natsSeedHex,
+      ...(s.identity && { inboxPrefix: replyPrefix(s.collective, s.identity) }),
       name: s.name,
       count: s.connections,
     });
@@ -196,9 +215,15 @@ export class FleetShard {
     return this.provisioning?.stats();
   }
 
+  /** Job agent figures, when it is on. */
+  jobsStats(): EmulatedJobsStats | undefined {
+    return this.jobs?.stats();
+  }
+
   async stop(): Promise<void> {
     this.provisioning?.stop();
     await this.inflight.settled();
+    await this.jobs?.stop();
     await this.provisioning?.plane.close();
     await this.main.close();
   }

@@ -5,6 +5,7 @@ import { pino } from "pino";
 import { ChoriaSecurity, verifyStats, type ChoriaSecurityOptions } from "../../core/security/index.js";
 import { AgentRegistry, RequestDecoder, registerBuiltinAgents } from "../../server/index.js";
 import { emulatedFacts, emulatedIdentity } from "./facts.js";
+import type { EmulatedJobsStats } from "./jobs.js";
 import type { ProvisioningStats } from "./provisioning.js";
 import { FleetShard, type ShardSpec } from "./shard.js";
 
@@ -38,6 +39,7 @@ export interface ShardStats {
   verifies: number;
   /** in provisioning mode */
   provisioning?: ProvisioningStats;
+  jobs?: EmulatedJobsStats;
 }
 
 async function main(): Promise<void> {
@@ -68,6 +70,7 @@ async function main(): Promise<void> {
   port.on("message", (m: ToWorker) => {
     if (m.type === "stats") {
       const provisioning = shard.provisioningStats();
+      const jobs = shard.jobsStats();
       post({
         type: "stats",
         id: m.id,
@@ -77,6 +80,7 @@ async function main(): Promise<void> {
           decoder: decoder.stats,
           verifies: verifyStats.count,
           ...(provisioning && { provisioning }),
+          ...(jobs && { jobs }),
         },
       });
     } else if (m.type === "provisioning") {

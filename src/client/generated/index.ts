@@ -3,3 +3,4 @@
 // builtinDDL(agent) on first use.
 export { RpcutilClient } from "./rpcutil.js";
 export { ChoriaUtilClient } from "./choria_util.js";
+export { JobClient } from "./job.js";

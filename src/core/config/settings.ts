@@ -99,6 +99,9 @@ export interface BrokerStreamSettings {
   advisoryReplicas: number;
   leaderElectionTtlMs: number;
   leaderElectionReplicas: number;
+  /** Chorus-only: CHORUS_JOBS (workflow events), `jobs_retention` / `jobs_replicas` */
+  jobsRetentionMs: number;
+  jobsReplicas: number;
   /** Chorus-only `plugin.choria.network.stream.manage_streams`: false leaves streams alone */
   manage: boolean;
 }
@@ -455,6 +458,8 @@ function streamSettings(cfg: Config): BrokerStreamSettings {
     advisoryReplicas: cfg.int(k("advisory_replicas"), -1),
     leaderElectionTtlMs: ttl,
     leaderElectionReplicas: cfg.int(k("leader_election_replicas"), -1),
+    jobsRetentionMs: cfg.duration(k("jobs_retention"), 24 * 3_600_000),
+    jobsReplicas: cfg.int(k("jobs_replicas"), -1),
     manage: cfg.bool(k("manage_streams"), true),
   };
 }

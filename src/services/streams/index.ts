@@ -1,5 +1,7 @@
 export { StreamsError } from "./errors.js";
 export {
+  JOBS_STREAM,
+  JOBS_STREAM_SUBJECT,
   LEADER_ELECTION_BUCKET,
   MANAGED_STREAM_DEFAULTS,
   ensureManagedStreams,

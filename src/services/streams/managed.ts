@@ -21,6 +21,9 @@ export interface ManagedStreamsOptions {
   advisoryReplicas?: number;
   leaderElectionTtlMs?: number;
   leaderElectionReplicas?: number;
+  /** CHORUS_JOBS: workflow events nodes submit (`*.submission.in.chorus.jobs.>`). */
+  jobsRetentionMs?: number;
+  jobsReplicas?: number;
   /** Cluster size used to resolve replicas of -1 (default 1). */
   peers?: number;
 }
@@ -30,7 +33,12 @@ export const MANAGED_STREAM_DEFAULTS = {
   machineRetentionMs: 24 * HOUR,
   advisoryRetentionMs: 168 * HOUR,
   leaderElectionTtlMs: 60_000,
+  jobsRetentionMs: 24 * HOUR,
 } as const;
+
+/** Workflow events: nodes submit `chorus.jobs.<execution>.<event>` through their spool. */
+export const JOBS_STREAM = "CHORUS_JOBS";
+export const JOBS_STREAM_SUBJECT = "*.submission.in.chorus.jobs.>";
 
 export const LEADER_ELECTION_BUCKET = "CHORIA_LEADER_ELECTION";
 
@@ -94,6 +102,11 @@ export function managedStreamConfigs(o: ManagedStreamsOptions = {}): ManagedStre
       deny_purge: false,
       allow_direct: true,
       mirror_direct: false,
+    },
+    {
+      ...plain(JOBS_STREAM, JOBS_STREAM_SUBJECT, o.jobsRetentionMs ?? d.jobsRetentionMs, o.jobsReplicas),
+      // spools resend after a lost ack or a crash with the same Nats-Msg-Id: stored once
+      duplicate_window: nanos(120_000),
     },
   ];
 }

@@ -48,7 +48,7 @@ function recordingClient(): { client: Client; calls: unknown[][] } {
 }
 
 describe("typed client generator", () => {
-  it.each(["rpcutil", "choria_util"])(
+  it.each(["rpcutil", "choria_util", "job"])(
     "src/client/generated/%s.ts is what the generator writes from the DDL today",
     async (agent) => {
       const src = generateClientSource(builtinDDL(agent), {

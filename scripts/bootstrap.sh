@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what Chorus needs on a fresh machine: npm packages and nats-server.
+# Installs what Chorus needs on a fresh machine: npm packages, nats-server and PostgreSQL.
 # Idempotent: does nothing when everything is already present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,34 @@ if ! find_nats >/dev/null; then
   else
     echo "bootstrap: nats-server is missing. Install the Debian package 'nats-server'" >&2
     echo "           (sudo apt-get install nats-server) or set CHORUS_NATS_SERVER to its path." >&2
+    exit 1
+  fi
+fi
+
+# PostgreSQL: the receiver's shared store; its tests start a private server from these
+# binaries (test/helpers/postgres.ts), so only the package is needed, not a running cluster.
+find_initdb() {
+  for d in /usr/lib/postgresql/*/bin; do
+    if [ -x "$d/initdb" ]; then echo "$d/initdb"; return 0; fi
+  done
+  if command -v initdb >/dev/null 2>&1; then command -v initdb; return 0; fi
+  return 1
+}
+
+if ! find_initdb >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing PostgreSQL from Debian (apt-get install -y postgresql)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    # Debian creates and starts a cluster on 5432; Chorus's tests run their own, so stop it.
+    if command -v pg_lsclusters >/dev/null 2>&1; then
+      pg_lsclusters --no-header 2>/dev/null | while read -r ver name _; do
+        pg_ctlcluster "$ver" "$name" stop 2>/dev/null || true
+      done
+    fi
+  else
+    echo "bootstrap: PostgreSQL is missing (the receiver tests start a private server)." >&2
+    echo "           Install the Debian package 'postgresql' (sudo apt-get install postgresql)." >&2
     exit 1
   fi
 fi

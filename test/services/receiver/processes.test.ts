@@ -1,0 +1,143 @@
+// Two `chorus receiver run` processes (the built CLI) share one durable consumer and one
+// store; one is killed with SIGKILL in the middle of a burst. Nothing is lost, nothing is
+// stored twice: what the dead one held unacked is redelivered to the other after ack_wait.
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sql } from "kysely";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { REPLIES_STREAM, ReplyStore, parseStoreUrl } from "../../../src/services/receiver/index.js";
+import { freePort } from "../../helpers/nats.js";
+import { startPostgres, type TestPostgres } from "../../helpers/postgres.js";
+import {
+  newRequestId,
+  receiverFleet,
+  recordBytes,
+  recordSubjectFor,
+  replyBytes,
+  replySubjectFor,
+  until,
+  type ReceiverFleet,
+} from "./fixture.js";
+
+const BIN = fileURLToPath(new URL("../../../bin/chorus.js", import.meta.url));
+const N = 20_000;
+
+let f: ReceiverFleet;
+let pgServer: TestPostgres;
+beforeAll(async () => {
+  [f, pgServer] = await Promise.all([receiverFleet(), startPostgres()]);
+}, 60_000);
+afterAll(async () => {
+  await f?.stop();
+  await pgServer?.stop();
+});
+
+async function stored(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return Number(/^chorus_receiver_stored_total\{kind="reply"\} (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
+function exited(c: ChildProcess): Promise<unknown> {
+  return c.exitCode !== null || c.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((r) => c.once("exit", r));
+}
+
+describe.each([
+  ["SQLite", () => "sqlite:shared.db"],
+  ["PostgreSQL", () => pgServer.url],
+])("two receiver processes on one %s store", (_name, storeUrl) => {
+  it(`lose nothing and store nothing twice when one is killed mid-burst of ${N}`, async () => {
+    const consumer = `KILL_${_name.toUpperCase()}`;
+    const ports = [await freePort(), await freePort()];
+    const children = ports.map((port, i) => {
+      const file = f.writeConfig(
+        { store: storeUrl(), consumer, ack_wait: "2s", monitor_port: port, http_listen: "" },
+        `kill-${consumer}-${i}.yaml`,
+      );
+      const child = spawn(process.execPath, [BIN, "receiver", "run", "--config", file], {
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let stderr = "";
+      child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.once("exit", (code, signal) => {
+        if (signal !== "SIGKILL" && signal !== "SIGTERM" && code !== 0)
+          throw new Error(`receiver ${i} exited ${code}: ${stderr}`);
+      });
+      return child;
+    });
+    const loc = parseStoreUrl(storeUrl(), f.fleet.setup.dir);
+    if (!loc) throw new Error("bad store url");
+    let store: ReplyStore | undefined;
+    try {
+      // both up: serving metrics, and their consumer exists
+      await until(
+        async () =>
+          (
+            await Promise.all(
+              ports.map((p) =>
+                stored(p).then(
+                  () => true,
+                  () => false,
+                ),
+              ),
+            )
+          ).every(Boolean),
+        20_000,
+        "receivers",
+      );
+      store = await ReplyStore.open(loc);
+      const id = newRequestId();
+      const nodes = Array.from({ length: N }, (_, i) => `node${i}.example.net`);
+      // the record is published twice and every 10th reply twice: duplicates on top of redeliveries
+      f.pub.publish(recordSubjectFor(id), recordBytes({ request_id: id, nodes }));
+      const subject = replySubjectFor(id);
+      const msgs = nodes.map((n) => replyBytes(id, n));
+      const publish = async (from: number, to: number) => {
+        for (let i = from; i < to; i++) {
+          f.pub.publish(subject, msgs[i] as Buffer);
+          if (i % 10 === 0) f.pub.publish(subject, msgs[i] as Buffer);
+          if (i % 1000 === 999) await f.pub.flush();
+        }
+        await f.pub.flush();
+      };
+      await publish(0, N / 2);
+      // kill the second one while it is storing (it has stored some, holds more unacked)
+      await until(async () => (await stored(ports[1] as number)) > 0, 20_000, "the second receiver storing");
+      children[1]?.kill("SIGKILL");
+      f.pub.publish(recordSubjectFor(id), recordBytes({ request_id: id, nodes }));
+      await publish(N / 2, N);
+      await until(async () => (await store?.status(id))?.replied === N, 60_000, `${N} replies stored`);
+      // a little longer: anything stored twice would show now
+      await new Promise((r) => setTimeout(r, 500));
+      const st = await store.status(id);
+      expect(st).toMatchObject({
+        replied: N,
+        ok: N,
+        discovered: N,
+        unexpected: 0,
+        complete: true,
+        known: true,
+      });
+      const rows = await sql<{
+        n: number;
+        d: number;
+      }>`select count(*) as n, count(distinct sender) as d from chorus_replies where request_id = ${id}`.execute(
+        store.db,
+      );
+      expect(Number(rows.rows[0]?.n)).toBe(N);
+      expect(Number(rows.rows[0]?.d)).toBe(N);
+      expect((await store.counts()).requests).toBeGreaterThanOrEqual(1);
+      expect(await stored(ports[0] as number)).toBeGreaterThan(0);
+      // some messages went out twice: what the killed receiver held was redelivered
+      const published = N + N / 10 + 2;
+      const ci = await (await jetstreamManager(f.pub)).consumers.info(REPLIES_STREAM, consumer);
+      expect(ci.delivered.consumer_seq).toBeGreaterThan(published);
+    } finally {
+      for (const c of children) c.kill("SIGTERM");
+      await Promise.all(children.map(exited));
+      await store?.close();
+    }
+  }, 90_000);
+});

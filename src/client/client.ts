@@ -10,6 +10,7 @@ import {
   type AgentDDL,
 } from "../core/ddl/index.js";
 import {
+  asyncReplySubject,
   broadcastSubject,
   directSubject,
   emptyFilter,
@@ -36,6 +37,13 @@ import {
   type DiscoveryMethod,
   type DiscoveryNames,
 } from "./discovery/index.js";
+import {
+  ASYNC_RECORD_PROTOCOL,
+  checkAsyncOptions,
+  publishAsyncRecord,
+  type AsyncRequestOptions,
+  type AsyncRequestResult,
+} from "./async.js";
 import { applyLimit, planBatches } from "./pacing.js";
 import { ClientError, badOption, naming, opt } from "./errors.js";
 import { checkReplyTo, checkRequestOptions, DEFAULT_TTL_S } from "./options.js";
@@ -515,6 +523,63 @@ export class Client {
     stats.noResponses.sort();
     stats.unexpected.sort();
     if (opts.signal?.aborted) stats.interrupted = true;
+    return result;
+  }
+
+  /**
+   * An asynchronous request: checks and discovers as request() does, stores a record of
+   * the request (who, what, which nodes) in the replies stream and waits for its
+   * acknowledgement, then publishes the signed request with the asynchronous reply
+   * subject, where a receiver collects the replies, and returns without waiting for
+   * any. Nothing is sent when discovery finds no node, when `signal` aborts during
+   * discovery, or when the record is not stored (ClientError no_replies_stream,
+   * record_denied, record_failed).
+   */
+  async requestAsync(
+    agent: string,
+    action: string,
+    data: Record<string, unknown> = {},
+    opts: AsyncRequestOptions = {},
+  ): Promise<AsyncRequestResult> {
+    checkAsyncOptions(opts);
+    const req = this.prepare(agent, action, data, opts);
+    const { targets } = await this.requestTargets(req);
+    const requestId = newRequestId();
+    const replyTo = asyncReplySubject(this.collective, this.callerId, requestId);
+    const result: AsyncRequestResult = {
+      requestId,
+      replyTo,
+      nodes: targets,
+      discovered: targets.length,
+      publishedMs: 0,
+      sent: false,
+    };
+    if (opts.signal?.aborted || targets.length === 0) return result;
+    const nc = await this.connect();
+    // Signed before the record is stored: a refused signing leaves no record of a request never sent.
+    const bytes = await this.signedRequest(agent, req.message, req.filter, requestId, req.ttlS, replyTo);
+    await publishAsyncRecord(
+      nc,
+      {
+        protocol: ASYNC_RECORD_PROTOCOL,
+        request_id: requestId,
+        agent,
+        action,
+        caller: this.callerId,
+        collective: this.collective,
+        reply_to: replyTo,
+        nodes: targets,
+        discovered: targets.length,
+        time: new Date().toISOString(),
+        ttl: req.ttlS,
+      },
+      opts.recordTimeoutMs,
+    );
+    opts.onPublish?.(targets);
+    this.publishTo(nc, req.mode, agent, targets, bytes);
+    await flushNats(nc);
+    result.publishedMs = Date.now();
+    result.sent = true;
     return result;
   }
 

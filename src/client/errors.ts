@@ -15,7 +15,17 @@ export type ClientErrorCode =
   /** remote signing is configured but there is no login token (log in first) */
   | "no_token"
   /** no login endpoint issued a token */
-  | "login_failed";
+  | "login_failed"
+  /** no stream stores asynchronous request records (no receiver has created it): nothing was sent */
+  | "no_replies_stream"
+  /** the broker refused this client publishing an asynchronous request record: nothing was sent */
+  | "record_denied"
+  /** the asynchronous request record was not acknowledged as stored: nothing was sent */
+  | "record_failed"
+  /** the receiver API could not be reached, or answered something that is not its API */
+  | "receiver_unreachable"
+  /** the receiver API answered with an error status (see ReceiverApiError.status) */
+  | "receiver_error";
 
 /**
  * An option as a message names it: a property of the call's options (`limit`,

@@ -55,3 +55,27 @@ export {
   type LoginOptions,
   type LoginResult,
 } from "./login.js";
+export {
+  ASYNC_RECORD_PROTOCOL,
+  ASYNC_REPLIES_STREAM,
+  DEFAULT_RECORD_TIMEOUT_MS,
+  checkAsyncOptions,
+  publishAsyncRecord,
+  type AsyncRequestOptions,
+  type AsyncRequestRecord,
+  type AsyncRequestResult,
+} from "./async.js";
+export {
+  DEFAULT_RECEIVER_API,
+  RECEIVER_API_CONFIG_KEY,
+  ReceiverApi,
+  ReceiverApiError,
+  receiverApiFromConfig,
+  type FollowOptions,
+  type FollowResult,
+  type ListRequestsOptions,
+  type ReceiverApiOptions,
+  type RepliesOptions,
+  type RequestStatus,
+  type StoredReply,
+} from "./receiver-api.js";

@@ -21,8 +21,6 @@ import {
   type RpcResult,
 } from "../../src/client/index.js";
 import { ReplyCollector } from "../../src/client/collect.js";
-import { loadConfig, serverSettings } from "../../src/core/config/index.js";
-import { connectNats } from "../../src/core/connector/index.js";
 import { lineLogger } from "../../src/core/util/index.js";
 import { Emulator, emulatedIdentity } from "../../src/apps/emulator/index.js";
 import {
@@ -32,12 +30,11 @@ import {
   encodeSecureReply,
   encodeTransport,
 } from "../../src/core/protocol/index.js";
-import { ChoriaSecurity } from "../../src/core/security/index.js";
 import { Server } from "../../src/server/index.js";
 import { chorusAsync, type CliResult } from "../helpers/cli.js";
 import { startNats } from "../helpers/nats.js";
 import { startSecureFleet, type SecureFleet } from "../helpers/fleet.js";
-import { TEST_DDL, startResponder, type Responder } from "./fleet.js";
+import { TEST_DDL, startServerResponder, type Responder } from "./fleet.js";
 
 // A node that answers with data nested 15 000 levels deep must cost the client that
 // one reply (reported as failed, naming the node), never the process or the other
@@ -369,31 +366,8 @@ describe("the pieces, without a fleet", () => {
  * answers every action with the deep body, or with `override` while that is set.
  */
 async function startEvil(): Promise<Responder> {
-  const s = serverSettings(loadConfig(fleet.setup.serverConfigs[BAD] as string));
-  const sec = new ChoriaSecurity({
-    seedFile: s.seedFile,
-    tokenFile: s.tokenFile,
-    issuers: s.issuers,
-    natsJwtFile: s.natsJwtFile,
-    ...(s.caFile && { caFile: s.caFile }),
+  return startServerResponder(fleet.setup.serverConfigs[BAD] as string, BAD, {
+    agents: ["discovery", "rpcutil", "testagent"],
+    rawHandler: (action) => override ?? deepBody(action === "ping" ? "pong" : "message"),
   });
-  const nc = await connectNats({
-    servers: s.middlewareHosts,
-    name: BAD,
-    ...(s.caFile && { caFile: s.caFile }),
-    ...(sec.natsJwt && { natsJwt: sec.natsJwt }),
-    seedHex: sec.seedHex,
-    reconnect: false,
-  });
-  return startResponder(
-    "",
-    { issuers: s.issuers },
-    {
-      identity: BAD,
-      nc,
-      credential: { seedHex: sec.seedHex, token: sec.token },
-      agents: ["discovery", "rpcutil", "testagent"],
-      rawHandler: (action) => override ?? deepBody(action === "ping" ? "pong" : "message"),
-    },
-  );
 }

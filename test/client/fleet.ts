@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { loadConfig, serverSettings } from "../../src/core/config/index.js";
+import { connectNats } from "../../src/core/connector/index.js";
 import type { AgentDDL } from "../../src/core/ddl/index.js";
 import { matchFilter } from "../../src/core/filter/index.js";
 import {
@@ -239,6 +241,39 @@ export async function startResponder(
       await nc.drain();
     },
   };
+}
+
+/**
+ * A responder holding the credentials of a server config (a dev setup's): it connects
+ * to the secure broker as that server (TLS, NATS JWT) and signs with its token, so its
+ * replies pass --verify-replies.
+ */
+export async function startServerResponder(
+  serverConfig: string,
+  identity: string,
+  o: Omit<ResponderOptions, "identity" | "nc" | "credential"> = {},
+): Promise<Responder> {
+  const s = serverSettings(loadConfig(serverConfig));
+  const sec = new ChoriaSecurity({
+    seedFile: s.seedFile,
+    tokenFile: s.tokenFile,
+    issuers: s.issuers,
+    natsJwtFile: s.natsJwtFile,
+    ...(s.caFile && { caFile: s.caFile }),
+  });
+  const nc = await connectNats({
+    servers: s.middlewareHosts,
+    name: identity,
+    ...(s.caFile && { caFile: s.caFile }),
+    ...(sec.natsJwt && { natsJwt: sec.natsJwt }),
+    seedHex: sec.seedHex,
+    reconnect: false,
+  });
+  return startResponder(
+    "",
+    { issuers: s.issuers },
+    { ...o, identity, nc, credential: { seedHex: sec.seedHex, token: sec.token } },
+  );
 }
 
 /** Records every message published under `<collective>.>` except replies. */

@@ -1,11 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exitCodeFor } from "../../src/apps/cli/render/index.js";
 import { Client } from "../../src/client/index.js";
-import { loadConfig, serverSettings } from "../../src/core/config/index.js";
-import { connectNats } from "../../src/core/connector/index.js";
-import { ChoriaSecurity } from "../../src/core/security/index.js";
 import { startSecureFleet, type SecureFleet } from "../helpers/fleet.js";
-import { startResponder, type Responder } from "./fleet.js";
+import { startServerResponder, type Responder } from "./fleet.js";
 
 // The client as `chorus req` runs it: dev setup config, TLS, NATS JWT auth and the
 // broker ACLs derived from the tokens, against responders using real server credentials.
@@ -15,33 +12,10 @@ const responders: Responder[] = [];
 beforeAll(async () => {
   fleet = await startSecureFleet({ servers: ["s1.lab", "s2.lab"] });
   for (const [identity, path] of Object.entries(fleet.setup.serverConfigs)) {
-    const s = serverSettings(loadConfig(path));
-    const sec = new ChoriaSecurity({
-      seedFile: s.seedFile,
-      tokenFile: s.tokenFile,
-      issuers: s.issuers,
-      natsJwtFile: s.natsJwtFile,
-      ...(s.caFile && { caFile: s.caFile }),
-    });
-    const nc = await connectNats({
-      servers: s.middlewareHosts,
-      name: identity,
-      ...(s.caFile && { caFile: s.caFile }),
-      ...(sec.natsJwt && { natsJwt: sec.natsJwt }),
-      seedHex: sec.seedHex,
-      reconnect: false,
-    });
     responders.push(
-      await startResponder(
-        "",
-        { issuers: s.issuers },
-        {
-          identity,
-          nc,
-          credential: { seedHex: sec.seedHex, token: sec.token },
-          handler: () => ({ statuscode: 0, statusmsg: "OK", data: { pong: 1 } }),
-        },
-      ),
+      await startServerResponder(path, identity, {
+        handler: () => ({ statuscode: 0, statusmsg: "OK", data: { pong: 1 } }),
+      }),
     );
   }
 }, 60_000);

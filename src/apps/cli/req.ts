@@ -1,6 +1,12 @@
 import { writeFileSync } from "node:fs";
 import { Option, type Command } from "commander";
-import { ClientError, compileReplyFilter, type RequestOptions, type RpcResult } from "../../client/index.js";
+import {
+  ClientError,
+  compileReplyFilter,
+  type Client,
+  type RequestOptions,
+  type RpcResult,
+} from "../../client/index.js";
 import { coerceInputs, findAction, type AgentDDL } from "../../core/ddl/index.js";
 import {
   addConfigOption,
@@ -27,6 +33,7 @@ import {
   renderTable,
   renderText,
   replyProgress,
+  INTERRUPTED_EXIT,
   sortReplies,
   type DisplayMode,
 } from "./render/index.js";
@@ -56,6 +63,7 @@ interface ReqFlags extends DiscoveryFlags {
   replyTo?: string;
   ttl?: number;
   retry?: number;
+  async?: boolean;
 }
 
 /**
@@ -125,6 +133,44 @@ function printResult(result: RpcResult, ddl: AgentDDL, o: ReqFlags): void {
   process.stdout.write(text);
 }
 
+/**
+ * `--async`: records and sends the request, prints its id (stdout, for scripts) and how
+ * to follow it (stderr). The client refuses the options that need waiting for replies.
+ */
+async function runAsync(
+  client: Client,
+  agent: string,
+  action: string,
+  data: Record<string, unknown>,
+  ropts: RequestOptions,
+  o: ReqFlags,
+  signal: AbortSignal,
+): Promise<void> {
+  const r = await client.requestAsync(agent, action, data, { ...ropts, signal }).catch((err: unknown) => {
+    if (err instanceof ClientError && err.code === "no_replies_stream")
+      throw new ClientError(err.code, `${err.message} (chorus receiver run --config FILE)`, { cause: err });
+    throw err;
+  });
+  if (!r.sent) {
+    if (signal.aborted) {
+      process.stderr.write(interruptedNote("req", "nothing was sent"));
+      process.exitCode = INTERRUPTED_EXIT;
+    } else {
+      process.stderr.write(nothingMatched("req"));
+      process.exitCode = 1;
+    }
+    return;
+  }
+  process.stdout.write(
+    o.json
+      ? JSON.stringify({ requestid: r.requestId, reply_to: r.replyTo, discovered: r.discovered }) + "\n"
+      : `${r.requestId}\n`,
+  );
+  process.stderr.write(
+    `sent to ${plural(r.discovered, "node")}; follow the replies with: chorus job watch ${r.requestId}\n`,
+  );
+}
+
 /** Checks flags and inputs, sends the request (with a progress bar on a terminal) and prints the result. */
 async function runReq(agent: string, action: string, inputs: string[], o: ReqFlags): Promise<void> {
   const raw = parseKeyValues(inputs);
@@ -133,6 +179,7 @@ async function runReq(agent: string, action: string, inputs: string[], o: ReqFla
   await withClient(o.config, async (client, signal) => {
     const ddl = client.ddl(agent);
     const data = coerceInputs(ddl, action, raw);
+    if (o.async) return runAsync(client, agent, action, data, ropts, o, signal);
     const quiet = o.json || o.jsonl || o.table || o.senders || o.replyTo !== undefined;
     const progress = replyProgress(process.stderr, o.progress && !quiet);
     let result = await client
@@ -220,6 +267,12 @@ export function register(program: Command): void {
       intArg("--canary", { min: 1 }),
     )
     .option("--reply-to <subject>", "publish with this reply subject, print the request id, do not wait")
+    .addOption(
+      new Option(
+        "--async",
+        "record the request for a receiver, send it, print its id and do not wait (see chorus job)",
+      ).conflicts(["timeout", "jsonl", "table", "senders", "sort", "output", "filterReplies", "display"]),
+    )
     .option("--ttl <seconds>", "how long the request stays valid (default 60)", intArg("--ttl", { min: 1 }))
     .option(
       "--retry <n>",

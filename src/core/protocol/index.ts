@@ -28,6 +28,10 @@ export {
   directSubject,
   isCallerReplySubject,
   isFederationReplySubject,
+  asyncReplySubject,
+  asyncRecordSubject,
+  ASYNC_REPLY_WILDCARD,
+  ASYNC_RECORD_WILDCARD,
 } from "./subjects.js";
 export {
   encodeRequest,

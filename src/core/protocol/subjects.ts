@@ -14,6 +14,29 @@ export function replySubject(collective: string, callerId: string, requestId: st
   return `${replyPrefix(collective, callerId)}.${requestId}`;
 }
 
+/**
+ * `<collective>.reply.<md5hex(callerid)>.async.<requestid>`: where nodes answer an
+ * asynchronous request. It stays under the caller's inbox (nodes answer nowhere else),
+ * and the extra `async` token lets a stream capture these replies and only these.
+ */
+export function asyncReplySubject(collective: string, callerId: string, requestId: string): string {
+  return `${replyPrefix(collective, callerId)}.async.${requestId}`;
+}
+
+/** What the replies stream captures: every caller's async replies, in every collective. */
+export const ASYNC_REPLY_WILDCARD = "*.reply.*.async.>";
+
+/**
+ * `chorus.async.request.<md5hex(callerid)>.<requestid>`: the client's record of an
+ * asynchronous request (what it asked, which nodes), stored before the request is sent.
+ * Nodes may not publish here, so a node cannot forge another request's record.
+ */
+export function asyncRecordSubject(callerId: string, requestId: string): string {
+  return `chorus.async.request.${md5hex(callerId)}.${requestId}`;
+}
+
+export const ASYNC_RECORD_WILDCARD = "chorus.async.request.>";
+
 /** `<collective>.broadcast.agent.<agent>` */
 export function broadcastSubject(collective: string, agent: string): string {
   return `${collective}.broadcast.agent.${agent}`;

@@ -320,6 +320,8 @@ export function natsPermissionsForClient(c: ClientClaims): NatsPermissions {
   const sub = [`*.reply.${md5(c.callerid)}.>`, ...(c.sub_subjects ?? [])];
   if (p.fleet_management || p.signed_fleet_management) {
     pub.push("*.broadcast.agent.>", "*.broadcast.service.>", "*.node.>", "choria.federation.*.federation");
+    // records of its own asynchronous requests only: a receiver trusts the caller hash in the subject
+    pub.push(`chorus.async.request.${md5(c.callerid)}.>`);
   }
   if (p.streams_admin) {
     pub.push("$JS.>");

@@ -14,4 +14,4 @@ export {
   type AggregateFunction,
 } from "./aggregate.js";
 export { factReport, renderFactReport, renderInventory, renderDDLDoc, type FactReport } from "./reports.js";
-export { replyProgress, type Progress } from "./progress.js";
+export { countProgress, replyProgress, type CountProgress, type Progress } from "./progress.js";

@@ -37,3 +37,39 @@ export function replyProgress(stream: NodeJS.WriteStream = process.stderr, enabl
     },
   };
 }
+
+export interface CountProgress {
+  /** sets the bar to `value` of `total` with the ok and failed counts */
+  update(value: number, total: number, counts: { ok: number; failed: number }): void;
+  stop(): void;
+}
+
+/**
+ * A bar of replies counted elsewhere (an asynchronous request's stored replies): set,
+ * not ticked, with ok and failed beside it. On a terminal only, like replyProgress.
+ */
+export function countProgress(stream: NodeJS.WriteStream = process.stderr, enabled = true): CountProgress {
+  if (!enabled || !stream.isTTY) return { update() {}, stop() {} };
+  const bar = new SingleBar({
+    stream,
+    format: "{bar} {value} / {total} replies, {ok} ok, {failed} failed",
+    clearOnComplete: false,
+    hideCursor: true,
+    fps: 10,
+  });
+  let started = false;
+  return {
+    update(value, total, counts) {
+      if (!started) bar.start(total, value, counts);
+      else {
+        bar.setTotal(total);
+        bar.update(value, counts);
+      }
+      started = true;
+    },
+    stop() {
+      if (started) bar.stop();
+      started = false;
+    },
+  };
+}

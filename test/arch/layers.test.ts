@@ -19,9 +19,11 @@ const GROUPS: string[][] = [
   // lifecycle events are the vocabulary other services speak (governors emit them)
   ["services/lifecycle"],
   ["services/streams", "services/registration", "services/submission"],
+  // the workflow engine: reports through the submission spool, hosted by the job agent
+  ["services/jobs"],
   ["server", "client", "broker"],
   // daemon services that host agents on a server and call the fleet as a client
-  ["services/aaa", "services/provisioner"],
+  ["services/aaa", "services/provisioner", "services/receiver"],
   ["apps/setup", "apps/codegen"],
   ["apps/emulator"],
   ["apps/demo"],

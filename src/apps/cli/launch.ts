@@ -43,6 +43,8 @@ export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   login: () => import("./login.js"),
   ca: () => import("./ca.js"),
   provisioner: () => import("./provisioner.js"),
+  receiver: () => import("./receiver.js"),
+  job: () => import("./job.js"),
 };
 
 /** `kv get` for the get subcommand of kv: how guarded() names a command in errors. */

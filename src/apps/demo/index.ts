@@ -62,7 +62,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     });
 
     say(
-      `[2/5] starting nats-server (TLS, JWT accounts, permissions from token claims) on ${setup.brokerUrl}`,
+      `[2/${steps}] starting nats-server (TLS, JWT accounts, permissions from token claims) on ${setup.brokerUrl}`,
     );
     broker = new BrokerSupervisor({
       settings: brokerSettings(loadConfig(setup.brokerConfig)),

@@ -8,6 +8,7 @@ import {
   orgIssuer,
   writeSeedFile,
 } from "../../core/security/index.js";
+import { ASYNC_RECORD_WILDCARD, ASYNC_REPLY_WILDCARD } from "../../core/protocol/index.js";
 import { createAaaDevFiles, type AaaDevFiles } from "./aaa.js";
 import { createProvisioningDevFiles, type ProvisioningDevFiles } from "./provisioning.js";
 import { SetupError } from "./errors.js";
@@ -39,6 +40,8 @@ export interface DevSetupOptions {
   aaaPort?: number;
   /** also a provisioning token, the provisioner's credentials and config, and an unprovisioned server config */
   provisioning?: boolean;
+  /** the receiver's HTTP API port written to receiver.yaml (default 8091) */
+  receiverPort?: number;
 }
 
 export interface DevSetup {
@@ -60,6 +63,8 @@ export interface DevSetup {
   aaa?: AaaDevFiles;
   /** set with `provisioning` */
   provisioning?: ProvisioningDevFiles;
+  /** the async-reply receiver: its service config (receiver.yaml) and its NATS client config */
+  receiver: { serviceConfig: string; clientConfig: string; credentials: CredentialFiles };
 }
 
 const DAY = 86_400;
@@ -213,6 +218,8 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
           "plugin.security.choria.token_file": `credentials/${name}.jwt`,
           "plugin.yaml": "facts.json",
           "plugin.actionpolicy.allow_unconfigured": true,
+          // the spool carries workflow events (the job agent) and `chorus tool submit`
+          "plugin.choria.submission.spool": `spool/${identity}`,
         },
         `Chorus server ${identity}`,
       ),
@@ -226,7 +233,8 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     identity: "emulator.chorus.local",
     collectives: [collective],
     validityS,
-    permissions: { service_host: true },
+    // submission: emulated nodes publish their workflow events as real nodes' spools do
+    permissions: { service_host: true, submission: true },
     extraNats: { sub: [`${collective}.node.>`] },
   });
   const emulatorConfig = join(dir, "emulator.conf");
@@ -243,6 +251,40 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
       },
       "Chorus emulator",
     ),
+  );
+
+  // The receiver stores every caller's asynchronous replies: it reads the async reply
+  // subjects of all callers and the request records, and keeps the CHORUS_REPLIES stream
+  // (streams_admin). Everyday clients cannot read each other's replies.
+  const receiverCred = await issueClientCredential(authority, cred("receiver"), {
+    callerid: "chorus=receiver",
+    validityS,
+    permissions: { streams_admin: true, streams_user: true },
+    claims: { sub_subjects: [ASYNC_REPLY_WILDCARD, ASYNC_RECORD_WILDCARD] },
+  });
+  const receiverClientConfig = join(dir, "receiver.conf");
+  writeFileSync(
+    receiverClientConfig,
+    conf(
+      {
+        ...common,
+        "plugin.security.choria.seed_file": "credentials/receiver.seed",
+        "plugin.security.choria.token_file": "credentials/receiver.jwt",
+      },
+      "NATS connection of the async-reply receiver (chorus receiver run --config receiver.yaml)",
+    ),
+  );
+  const receiverConfig = join(dir, "receiver.yaml");
+  writeFileSync(
+    receiverConfig,
+    [
+      "# chorus receiver run --config receiver.yaml (written by `chorus setup dev`)",
+      "choria_config: receiver.conf",
+      "store: sqlite:receiver.db",
+      "mode: stream",
+      `http_listen: 127.0.0.1:${opts.receiverPort ?? 8091}`,
+      "",
+    ].join("\n"),
   );
 
   const aaa = opts.aaa
@@ -293,5 +335,10 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     serverConfigs,
     client,
     adminClient,
+    receiver: {
+      serviceConfig: receiverConfig,
+      clientConfig: receiverClientConfig,
+      credentials: receiverCred,
+    },
   };
 }

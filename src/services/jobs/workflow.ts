@@ -1,8 +1,13 @@
 import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
 import { Ajv, type ErrorObject } from "ajv";
-import { LineCounter, parseDocument } from "yaml";
 import { ChorusError } from "../../core/protocol/errors.js";
 import { parseDuration } from "../../core/config/index.js";
+
+// yaml is loaded when a workflow is first parsed: an idle `chorus server run` hosts the
+// job agent but must not carry the YAML parser (test/apps/cli/rss-lazy.test.ts).
+const require = createRequire(import.meta.url);
+const yaml = (): typeof import("yaml") => require("yaml") as typeof import("yaml");
 
 /** Problems with workflows and executions; `code` is "invalid", "not_found", "state" or "io". */
 export class WorkflowError extends ChorusError {
@@ -252,6 +257,7 @@ export function parseWorkflow(input: string | unknown): Workflow {
     if (bytes > WORKFLOW_LIMITS.maxBytes)
       throw invalid([`workflow: is ${bytes} bytes, the limit is ${WORKFLOW_LIMITS.maxBytes}`]);
     // YAML is a superset of JSON; few aliases so a small file cannot expand into a huge one
+    const { LineCounter, parseDocument } = yaml();
     const lineCounter = new LineCounter();
     const parsed = parseDocument(input, { prettyErrors: false, lineCounter });
     if (parsed.errors.length > 0) {

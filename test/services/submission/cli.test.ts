@@ -95,6 +95,11 @@ describe("chorus governor and election", () => {
 describe("chorus tool submit", () => {
   it("spools a message in the node's spool", async () => {
     const spool = join(fleet.setup.dir, "spool");
+    // setup dev gives servers a spool: take it away to see the refusal first
+    writeFileSync(
+      serverConf,
+      readFileSync(serverConf, "utf8").replace(/^plugin\.choria\.submission\.spool = .*$/m, ""),
+    );
     const noSpool = await run(["tool", "submit", "app.x", join(fleet.setup.dir, "payload.json")], serverConf);
     expect(noSpool.status).toBe(1);
     expect(noSpool.stderr).toMatch(/plugin.choria.submission.spool is not set/);

@@ -156,7 +156,9 @@ function schemaProblem(doc: unknown, e: ErrorObject): string {
           ? `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.join(", ")}`
           : e.keyword === "pattern" && parts[parts.length - 1] === "name"
             ? "must be letters, digits, _ and - (1 to 64 characters)"
-            : (e.message ?? "is invalid");
+            : e.keyword === "anyOf" && parts[parts.length - 1] === "run"
+              ? "must be a command (a string) or an argv list of strings"
+              : (e.message ?? "is invalid");
   return `${where || "workflow"}: ${why}`;
 }
 
@@ -283,7 +285,13 @@ export function parseWorkflow(input: string | unknown): Workflow {
   if (doc === null || typeof doc !== "object" || Array.isArray(doc))
     throw invalid(["workflow: must be a mapping with name and steps"]);
   if (!validate(doc)) {
-    throw invalid([...new Set((validate.errors ?? []).map((e) => schemaProblem(doc, e)))]);
+    const errors = validate.errors ?? [];
+    // an anyOf failure is one problem, not one per branch it tried
+    const anyOf = new Set(errors.filter((e) => e.keyword === "anyOf").map((e) => e.instancePath));
+    const shown = errors.filter(
+      (e) => e.keyword === "anyOf" || !(e.schemaPath.includes("/anyOf/") && anyOf.has(e.instancePath)),
+    );
+    throw invalid([...new Set(shown.map((e) => schemaProblem(doc, e)))]);
   }
   const w = structuredClone(doc) as Workflow;
   const problems = semanticProblems(w);

@@ -77,6 +77,11 @@ describe("workflow validation", () => {
         /steps\[0\] "a"\.env: property name must be valid/,
       ],
       [{ name: "w", steps: [step("a", { env: { N: 1 } })] }, /steps\[0\] "a"\.env\.N: must be string/],
+      // one problem for a wrong type under anyOf, not one per branch tried
+      [
+        { name: "w", steps: [{ name: "a", run: true }] },
+        /^invalid workflow: steps\[0\] "a"\.run: must be a command \(a string\) or an argv list of strings$/,
+      ],
       [{ name: "w", steps: [step("a", { cwd: "relative/dir" })] }, /steps\[0\] "a"\.cwd: must match pattern/],
       [
         { name: "w", steps: [step("a", { description: "x".repeat(70_000) })] },

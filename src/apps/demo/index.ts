@@ -3,10 +3,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { BrokerSupervisor, brokerSettings, freeLoopbackPort } from "../../broker/index.js";
-import { Client, login, type PingResult, type RpcResult, type RpcStats } from "../../client/index.js";
+import {
+  Client,
+  ReceiverApi,
+  login,
+  type PingResult,
+  type RpcResult,
+  type RpcStats,
+} from "../../client/index.js";
+import { JobClient } from "../../client/generated/index.js";
 import { clientSettings, loadConfig } from "../../core/config/index.js";
 import { builtinDDL, type AgentDDL } from "../../core/ddl/index.js";
 import { AaaService } from "../../services/aaa/index.js";
+import { ReceiverService } from "../../services/receiver/index.js";
 import { Emulator } from "../emulator/index.js";
 import { createDevSetup, type DevSetup } from "../setup/index.js";
 
@@ -35,6 +44,8 @@ export interface DemoResult {
   nodes: number;
   /** with `aaa`: nodes that answered the signed request, and audit records written */
   aaa?: { answered: number; audited: number };
+  /** replies the receiver stored for the async request, and nodes whose workflow succeeded */
+  jobs: { stored: number; workflows: number };
 }
 
 /**
@@ -51,13 +62,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   let emulator: Emulator | undefined;
   let client: Client | undefined;
   let aaa: AaaService | undefined;
-  const steps = opts.aaa ? 6 : 5;
+  let receiver: ReceiverService | undefined;
+  const steps = opts.aaa ? 7 : 6;
   try {
     say(`[1/${steps}] creating trust in ${dir}: org issuer, NATS operator/accounts, CA + TLS, tokens`);
     const setup = await createDevSetup({
       dir,
       brokerPort: await freeLoopbackPort(),
       force: true,
+      receiverPort: await freeLoopbackPort(),
       ...(opts.aaa && { aaa: true, aaaPort: await freeLoopbackPort() }),
     });
 
@@ -92,21 +105,78 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const [shown] = opts.render.text(firstTwo, builtinDDL("rpcutil")).split("---- request statistics ----");
     say(`${shown ?? ""}(${inv.replies.length} inventories received, first two shown)\n`);
     say(opts.render.stats(inv.stats));
-    const result: DemoResult = { pinged: ping.replies.length, inventoried: inv.replies.length, nodes };
+    receiver = ReceiverService.fromFile(setup.receiver.serviceConfig, { logger: quiet });
+    await receiver.start();
+    const jobs = await jobsStep(client, receiver, nodes, say, `[6/${steps}]`);
+    const result: DemoResult = { pinged: ping.replies.length, inventoried: inv.replies.length, nodes, jobs };
     if (opts.aaa) {
       aaa = AaaService.fromFile(setup.aaa!.serviceConfig, { logger: quiet });
       await aaa.start();
-      result.aaa = await aaaStep(setup, say, `[6/${steps}]`);
+      result.aaa = await aaaStep(setup, say, `[7/${steps}]`);
     }
     return result;
   } finally {
     await aaa?.stop();
+    await receiver?.stop();
     await client?.close();
     await emulator?.stop();
     await broker?.stop();
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
     say("demo stopped; broker, nodes and temp files are gone");
   }
+}
+
+const DEMO_WORKFLOW = `name: demo
+steps:
+  - name: prepare
+    run: "echo preparing on $(hostname)"
+  - name: apply
+    needs: [prepare]
+    run: ["sh", "-c", "echo applied"]
+  - name: check
+    needs: [apply]
+    agent: { agent: rpcutil, action: ping, inputs: {} }
+`;
+
+/**
+ * An asynchronous request whose replies a receiver stores (followed through its HTTP
+ * API, as `chorus job watch` does), then a 3-step workflow every node runs in the
+ * background, queried until it is done.
+ */
+async function jobsStep(
+  client: Client,
+  receiver: ReceiverService,
+  nodes: number,
+  say: (l: string) => void,
+  step: string,
+): Promise<{ stored: number; workflows: number }> {
+  say(`${step} jobs: chorus req rpcutil ping --async, then chorus job watch; a workflow on every node`);
+  const sent = await client.requestAsync("rpcutil", "ping", {}, { discoveryWindowed: true });
+  const addr = receiver.httpAddress;
+  if (!addr) throw new Error("the demo receiver has no HTTP API");
+  const api = new ReceiverApi({ url: `http://${addr.host}:${addr.port}` });
+  const followed = await api.follow(sent.requestId, { timeoutMs: 30_000 });
+  const st = followed.status;
+  if (!st) throw new Error(`the receiver never heard of request ${sent.requestId}`);
+  say(
+    `  request ${sent.requestId}: ${st.replied} / ${st.discovered} replies stored by the receiver ` +
+      `(${st.ok} ok, ${st.failed} failed), ${followed.outcome}`,
+  );
+  const jobs = new JobClient(client);
+  const started = await jobs.runWorkflow({ workflow: DEMO_WORKFLOW });
+  const wf = started.replies.find((r) => r.data.workflow_id)?.data.workflow_id;
+  let done = 0;
+  for (let i = 0; wf && i < 100; i++) {
+    const q = await jobs.queryWorkflow({ id: wf });
+    done = q.replies.filter((r) => r.data.state === "succeeded").length;
+    if (q.replies.every((r) => r.data.state !== "running") && q.replies.length >= started.replies.length)
+      break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  say(
+    `  workflow ${wf ?? "(not started)"}: 3 steps, succeeded on ${done} of ${started.replies.length} nodes`,
+  );
+  return { stored: st.replied, workflows: done };
 }
 
 /** Logs the dev admin in and sends one request through the signer; counts its audit. */

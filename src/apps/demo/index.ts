@@ -11,7 +11,6 @@ import {
   type RpcResult,
   type RpcStats,
 } from "../../client/index.js";
-import { JobClient } from "../../client/generated/index.js";
 import { clientSettings, loadConfig } from "../../core/config/index.js";
 import { builtinDDL, type AgentDDL } from "../../core/ddl/index.js";
 import { AaaService } from "../../services/aaa/index.js";
@@ -162,12 +161,13 @@ async function jobsStep(
     `  request ${sent.requestId}: ${st.replied} / ${st.discovered} replies stored by the receiver ` +
       `(${st.ok} ok, ${st.failed} failed), ${followed.outcome}`,
   );
-  const jobs = new JobClient(client);
-  const started = await jobs.runWorkflow({ workflow: DEMO_WORKFLOW });
-  const wf = started.replies.find((r) => r.data.workflow_id)?.data.workflow_id;
+  const started = await client.request("job", "run_workflow", { workflow: DEMO_WORKFLOW }, {});
+  const wf = started.replies.find((r) => typeof r.data.workflow_id === "string")?.data.workflow_id as
+    string | undefined;
+  const ran = { nodes: started.replies.map((r) => r.sender) };
   let done = 0;
   for (let i = 0; wf && i < 100; i++) {
-    const q = await jobs.queryWorkflow({ id: wf });
+    const q = await client.request("job", "query_workflow", { id: wf }, ran);
     done = q.replies.filter((r) => r.data.state === "succeeded").length;
     if (q.replies.every((r) => r.data.state !== "running") && q.replies.length >= started.replies.length)
       break;

@@ -1,5 +1,5 @@
 export { brokerSettings, type BrokerSettings } from "../core/config/index.js";
-export { renderNatsConfig, type RenderOptions } from "./nats-config.js";
+export { clusterNameOf, renderNatsConfig, serverName, type RenderOptions } from "./nats-config.js";
 export {
   BrokerSupervisor,
   findNatsServer,
@@ -27,3 +27,13 @@ export {
   type StreamAdapterOptions,
 } from "./adapters.js";
 export { INGEST_BATCH, IngestPool, type IngestPoolOptions } from "./adapter-worker.js";
+export {
+  brokerStatus,
+  monitorUrlOf,
+  renderBrokerStatus,
+  type BrokerStatus,
+  type LeafStatus,
+  type ReplicaStatus,
+  type RouteStatus,
+  type StreamStatus,
+} from "./status.js";

@@ -10,7 +10,7 @@ export interface RenderOptions {
 const q = (s: string): string => JSON.stringify(s);
 
 // server_name must be a single token; identities are usually FQDNs which are fine.
-function serverName(identity: string): string {
+export function serverName(identity: string): string {
   return identity.replace(/[^A-Za-z0-9._-]/g, "_") || "chorus";
 }
 
@@ -26,6 +26,82 @@ function tlsBlock(s: BrokerSettings, indent: string, verify: boolean): string[] 
   // client certificate is not demanded.
   if (verify && s.caFile) out.push(`${indent}  verify: true`);
   out.push(`${indent}  timeout: ${s.tlsTimeoutS}`, `${indent}}`);
+  return out;
+}
+
+/** The cluster's name: the gateway name when there is one (nats-server wants them equal). */
+export function clusterNameOf(s: BrokerSettings): string {
+  return s.gatewayName ?? s.clusterName;
+}
+
+// Routes, leafnodes and gateways are only advertised by configuration, never gossiped to
+// clients (go-choria's NoAdvertise); clients learn the cluster's client URLs instead.
+function clusterLines(s: BrokerSettings): string[] {
+  if (s.peerPort <= 0) return [];
+  const out = [
+    "cluster {",
+    `  name: ${q(clusterNameOf(s))}`,
+    `  host: ${q(s.listenAddress)}`,
+    `  port: ${s.peerPort}`,
+    "  no_advertise: true",
+    // Routes carry every node's traffic: each side proves itself with a certificate from the CA.
+    ...tlsBlock(s, "  ", true),
+  ];
+  if (s.peers.length > 0) {
+    out.push(
+      "  routes: [",
+      ...s.peers.map((p) => `    ${q(p.replace(/^(nats|tls):\/\//, "nats-route://"))}`),
+      "  ]",
+    );
+  }
+  out.push("}");
+  return out;
+}
+
+function leafnodeLines(s: BrokerSettings): string[] {
+  if (s.leafnodePort <= 0 && s.leafnodeRemotes.length === 0) return [];
+  const out = ["leafnodes {"];
+  if (s.leafnodePort > 0) {
+    out.push(`  host: ${q(s.listenAddress)}`, `  port: ${s.leafnodePort}`, "  no_advertise: true");
+    // Leaf links authenticate as NATS users (credentials), not by client certificate.
+    out.push(...tlsBlock(s, "  ", false));
+  }
+  if (s.leafnodeRemotes.length > 0) {
+    out.push("  remotes: [");
+    for (const r of s.leafnodeRemotes) {
+      const url = r.url.replace(/^(nats|tls|nats-leaf):\/\//, s.certFile ? "tls://" : "nats-leaf://");
+      out.push(
+        "    {",
+        `      urls: [${q(url)}]`,
+        ...(r.account ? [`      account: ${q(r.account)}`] : []),
+        ...(r.credentials ? [`      credentials: ${q(r.credentials)}`] : []),
+        ...tlsBlock(s, "      ", false),
+        "    }",
+      );
+    }
+    out.push("  ]");
+  }
+  out.push("}");
+  return out;
+}
+
+function gatewayLines(s: BrokerSettings): string[] {
+  if (s.gatewayPort <= 0 || !s.gatewayName) return [];
+  const out = [
+    "gateway {",
+    `  name: ${q(s.gatewayName)}`,
+    `  host: ${q(s.listenAddress)}`,
+    `  port: ${s.gatewayPort}`,
+    "  reject_unknown_cluster: true",
+    ...tlsBlock(s, "  ", true),
+  ];
+  if (s.gatewayRemotes.length > 0) {
+    out.push("  gateways: [");
+    for (const g of s.gatewayRemotes)
+      out.push(`    { name: ${q(g.name)}, urls: [${g.urls.map(q).join(", ")}] }`);
+    out.push("  ]");
+  }
+  out.push("}");
   return out;
 }
 
@@ -58,23 +134,7 @@ export function renderNatsConfig(
   if (settings.logLevel === "trace") lines.push("debug: true", "trace: true");
   lines.push(...tlsBlock(settings, "", false));
 
-  if (settings.peerPort > 0) {
-    lines.push(
-      "cluster {",
-      `  name: "CHORUS"`,
-      `  host: ${q(settings.listenAddress)}`,
-      `  port: ${settings.peerPort}`,
-      ...tlsBlock(settings, "  ", true),
-    );
-    if (settings.peers.length > 0) {
-      lines.push(
-        "  routes: [",
-        ...settings.peers.map((p) => `    ${q(p.replace(/^(nats|tls):\/\//, "nats-route://"))}`),
-        "  ]",
-      );
-    }
-    lines.push("}");
-  }
+  lines.push(...clusterLines(settings), ...leafnodeLines(settings), ...gatewayLines(settings));
 
   if (settings.storeDir) lines.push("jetstream {", `  store_dir: ${q(settings.storeDir)}`, "}");
 

@@ -76,6 +76,14 @@ export function natsPidFile(settings: BrokerSettings): string {
   return join(userStateDir(), `nats-server-${addr}-${settings.clientPort}.pid`);
 }
 
+/**
+ * Where the supervisor records nats-server's monitoring URL while it runs (beside the
+ * pidfile), so `chorus broker status` finds a port that was picked at start.
+ */
+export function natsMonitorFile(settings: BrokerSettings): string {
+  return natsPidFile(settings).replace(/\.pid$/, ".monitor");
+}
+
 function userStateDir(): string {
   return join(tmpdir(), `chorus-broker-${process.getuid?.() ?? "user"}`);
 }

@@ -24,7 +24,14 @@ import { ensureManagedStreams, type EnsureResult } from "../services/streams/ind
 import { AdapterManager } from "./adapters.js";
 import { renderNatsConfig } from "./nats-config.js";
 import { NATS_WRAPPER_NAME, writeNatsWrapper } from "./nats-wrapper.js";
-import { ensurePidFileDir, natsPidFile, removePidFile, takeOverOrphan, writePidFile } from "./orphan.js";
+import {
+  ensurePidFileDir,
+  natsMonitorFile,
+  natsPidFile,
+  removePidFile,
+  takeOverOrphan,
+  writePidFile,
+} from "./orphan.js";
 import { BrokerError, loadNatsTrust, renderTrustFragment } from "./trust.js";
 
 export type BrokerLogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal";
@@ -241,6 +248,10 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   get pidFile(): string {
     return natsPidFile(this.settings);
   }
+  /** Brokers in the cluster, this one included (1 without peers). */
+  get clusterSize(): number {
+    return this.settings.peerPort > 0 ? this.settings.peers.length + 1 : 1;
+  }
   get restarts(): number {
     return this.restartCount;
   }
@@ -290,6 +301,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
       // The config can hold the system password; keep it private to this user.
       writeFileSync(this.configPath, conf, { mode: 0o600 });
       chmodSync(this.configPath, 0o600);
+      writeFileSync(natsMonitorFile(this.settings), `${this.monitorUrl}\n`);
       writeNatsWrapper(this._runtimeDir);
       this.wroteWrapper = true;
       await this.launch();
@@ -347,7 +359,17 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
         ...(auth ?? {}),
         logger: this.log,
       });
-      if (wantStreams) await this.ensureStreams();
+      if (wantStreams) {
+        if (this.clusterSize > 1) {
+          // The peers may start minutes later: replicated streams wait for them in the
+          // background while this broker already serves clients.
+          this.ensureStreams(0).catch((err: Error) => {
+            if (this.stopping) return;
+            this.logger("error", `managed streams setup failed: ${err.message}`);
+            this.emit("servicesError", err);
+          });
+        } else await this.ensureStreams();
+      }
       if (s.adapters.length > 0) {
         if (!s.storeDir) {
           this.logger(
@@ -365,17 +387,23 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     }
   }
 
-  /** Creates or corrects the managed streams; JetStream may need a moment after /healthz. */
-  private async ensureStreams(): Promise<void> {
+  /**
+   * Creates or corrects the managed streams; JetStream may need a moment after /healthz,
+   * and a cluster first needs a JetStream meta leader (a quorum of its peers).
+   * `timeoutMs` 0 keeps trying until stop().
+   */
+  private async ensureStreams(timeoutMs = 15_000): Promise<void> {
     const nc = this.servicesNc;
     if (!nc || !this.settings.storeDir || !this.settings.streams.manage) return;
-    const deadline = Date.now() + 15_000;
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
+    let waitedSince = Date.now();
     for (;;) {
+      if (this.stopping) return;
       try {
-        const res = await ensureManagedStreams(nc, {
-          ...this.settings.streams,
-          peers: this.settings.peers.length + 1,
-        });
+        if (this.clusterSize > 1 && !(await this.metaLeader())) {
+          throw new BrokerError("no_meta_leader", "the JetStream cluster has no meta leader yet");
+        }
+        const res = await ensureManagedStreams(nc, { ...this.settings.streams, peers: this.clusterSize });
         const changed = res.filter((r) => r.action !== "unchanged");
         if (changed.length > 0)
           this.logger("info", `managed streams: ${changed.map((r) => `${r.name} ${r.action}`).join(", ")}`);
@@ -383,8 +411,23 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
         return;
       } catch (err) {
         if (Date.now() > deadline || this.stopping) throw err;
+        if (Date.now() - waitedSince > 30_000) {
+          waitedSince = Date.now();
+          this.logger("warn", `managed streams still waiting for the cluster: ${(err as Error).message}`);
+        }
         await sleep(250);
       }
+    }
+  }
+
+  /** The JetStream meta leader's server name from /jsz, undefined while there is none. */
+  private async metaLeader(): Promise<string | undefined> {
+    try {
+      const res = await fetch(`${this.monitorUrl}/jsz`, { signal: AbortSignal.timeout(2000) });
+      const body = (await res.json()) as { meta_cluster?: { leader?: string } };
+      return body.meta_cluster?.leader || undefined;
+    } catch {
+      return undefined;
     }
   }
 
@@ -407,6 +450,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     await this.stopServices();
     await this.killChild(this.opts.stopGraceMs ?? 10_000);
     if (this.natsPid !== undefined) removePidFile(this.pidFile, this.natsPid);
+    rmSync(natsMonitorFile(this.settings), { force: true });
     this.cleanupRuntimeDir();
   }
 
@@ -629,7 +673,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     this.logger("info", `nats-server restarted (pid ${this.pid}, restart ${this.restartCount})`);
     this.emit("restarted", { pid: this.pid as number, restarts: this.restartCount });
     // A store that was lost or edited while nats-server was down is put back in shape.
-    this.ensureStreams().catch((err: Error) => {
+    this.ensureStreams(this.clusterSize > 1 ? 0 : 15_000).catch((err: Error) => {
       this.logger("error", `managed streams check after restart failed: ${err.message}`);
       this.emit("servicesError", err);
     });

@@ -67,6 +67,56 @@ describe("renderNatsConfig", () => {
     expect(conf).toContain("resolver: MEMORY");
   });
 
+  it("drops a route to itself, names the cluster, and renders leafnodes and gateways", async () => {
+    const dir = tempDir();
+    const s = await testBrokerSettings(dir, [
+      "identity = b1.example.net",
+      "plugin.choria.network.peer_port = 5222",
+      // Choria configs list the whole cell, this broker included
+      "plugin.choria.network.peers = nats://127.0.0.1:5222, nats://b2:5222, nats://b3:5222",
+      "plugin.choria.network.leafnode_port = 7422",
+      "plugin.choria.network.leafnode_remotes = hub",
+      "plugin.choria.network.leafnode_remote.hub.url = hub.example.net:7422",
+      "plugin.choria.network.leafnode_remote.hub.account = CHORIA",
+      "plugin.choria.network.gateway_port = 7222",
+      "plugin.choria.network.gateway_name = EU",
+      "plugin.choria.network.gateway_remotes = US",
+      "plugin.choria.network.gateway_remote.US.urls = nats://us1:7222,nats://us2:7222",
+    ]);
+    expect(s.peers).toEqual(["nats://b2:5222", "nats://b3:5222"]);
+    const conf = renderNatsConfig(s);
+    expect(conf).toContain('server_name: "b1.example.net"');
+    // nats-server wants the cluster and the gateway named alike
+    expect(conf).toMatch(/cluster \{\n {2}name: "EU"\n[\s\S]*no_advertise: true/);
+    expect(conf).not.toContain("nats-route://127.0.0.1:5222");
+    expect(conf).toMatch(/leafnodes \{\n {2}host: "127\.0\.0\.1"\n {2}port: 7422/);
+    expect(conf).toMatch(
+      /remotes: \[\n {4}\{\n {6}urls: \["nats-leaf:\/\/hub\.example\.net:7422"\]\n {6}account: "CHORIA"/,
+    );
+    expect(conf).toMatch(
+      /gateway \{\n {2}name: "EU"[\s\S]*\{ name: "US", urls: \["nats:\/\/us1:7222", "nats:\/\/us2:7222"\] \}/,
+    );
+  });
+
+  it("names the key of a bad cluster, leafnode or gateway setting", async () => {
+    const dir = tempDir();
+    await expect(testBrokerSettings(dir, ["plugin.choria.network.leafnode_remotes = hub"])).rejects.toThrow(
+      /plugin\.choria\.network\.leafnode_remote\.hub\.url is required/,
+    );
+    await expect(
+      testBrokerSettings(dir, [
+        "plugin.choria.network.leafnode_remotes = hub",
+        "plugin.choria.network.leafnode_remote.hub.url = http://x:1",
+      ]),
+    ).rejects.toThrow(/leafnode_remote\.hub\.url: "http:\/\/x:1" must use/);
+    await expect(testBrokerSettings(dir, ["plugin.choria.network.gateway_port = 7222"])).rejects.toThrow(
+      /gateway_port needs plugin\.choria\.network\.gateway_name/,
+    );
+    await expect(testBrokerSettings(dir, ["plugin.choria.network.cluster_name = a b"])).rejects.toThrow(
+      /plugin\.choria\.network\.cluster_name: "a b" must be/,
+    );
+  });
+
   it("needs a monitoring port", async () => {
     const s = await testBrokerSettings(tempDir());
     expect(() => renderNatsConfig({ ...s, monitorPort: 0 })).toThrow(BrokerError);
@@ -126,6 +176,8 @@ describe("real nats-server accepts the rendered config", () => {
       `plugin.choria.network.stream.store = ${join(dir, "js")}`,
       "plugin.choria.network.system.user = system",
       "plugin.choria.network.system.password = s3cret",
+      // open mode's anonymous account has no JetStream: managing streams would only wait out its 15 s
+      "plugin.choria.network.stream.manage_streams = false",
     ]);
     const sup = await runBroker(new BrokerSupervisor({ settings }));
     expect(sup.clientUrl).toMatch(/^tls:\/\//);

@@ -1,8 +1,16 @@
 import type { Command } from "commander";
 import { pino, type Logger } from "pino";
-import { BrokerMetrics, BrokerSupervisor, brokerSettings } from "../../broker/index.js";
+import {
+  BrokerMetrics,
+  BrokerSupervisor,
+  brokerSettings,
+  brokerStatus,
+  monitorUrlOf,
+  renderBrokerStatus,
+} from "../../broker/index.js";
 import { loadConfig } from "../../core/config/index.js";
 import { ChorusError } from "../../core/protocol/errors.js";
+import { guarded } from "./errors.js";
 
 async function run(configFile: string): Promise<void> {
   let supervisor: BrokerSupervisor;
@@ -70,4 +78,23 @@ export function register(program: Command): void {
     .action(async (opts: { config: string }) => {
       await run(opts.config);
     });
+  broker
+    .command("status")
+    .description(
+      "Show the broker's cluster peers, JetStream meta leader, streams (leader, replicas, lag) and leafnodes; " +
+        "exits 1 when a peer is missing or a stream has no leader",
+    )
+    .requiredOption("--config <file>", "broker configuration file")
+    .option("--json", "print the status as JSON", false)
+    .action(
+      guarded("broker status", async (opts: { config: string; json: boolean }) => {
+        const settings = brokerSettings(loadConfig(opts.config));
+        const status = await brokerStatus(
+          monitorUrlOf(settings),
+          settings.peerPort > 0 ? settings.peers.length : 0,
+        );
+        process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : renderBrokerStatus(status));
+        if (status.problems.length > 0) process.exitCode = 1;
+      }),
+    );
 }

@@ -17,6 +17,18 @@ export function register(program: Command): void {
       intArg("--port", { min: 1, max: 65535, expected: "a port number" }),
       4222,
     )
+    .option(
+      "--brokers <n>",
+      "brokers in a local cluster (TLS routes, replicated Streams): broker-1.conf..broker-N.conf on consecutive ports",
+      intArg("--brokers", { min: 1, max: 9, expected: "a number of brokers from 1 to 9" }),
+      1,
+    )
+    .option(
+      "--peer-port <port>",
+      "first cluster route port with --brokers",
+      intArg("--peer-port", { min: 1, max: 65535, expected: "a port number" }),
+      5222,
+    )
     .option("--server <identity...>", "server identities to create", ["node1.example.net"])
     .option("--caller <callerid>", "client caller id (kind=name)")
     .option("--force", "overwrite a non-empty directory", false)
@@ -39,6 +51,8 @@ export function register(program: Command): void {
           dir: string;
           collective: string;
           port: number;
+          brokers: number;
+          peerPort: number;
           server: string[];
           caller?: string;
           force: boolean;
@@ -50,6 +64,8 @@ export function register(program: Command): void {
             dir: o.dir,
             collective: o.collective,
             brokerPort: o.port,
+            brokers: o.brokers,
+            peerPort: o.peerPort,
             serverIdentities: o.server,
             force: o.force,
             aaa: o.aaa,
@@ -60,7 +76,7 @@ export function register(program: Command): void {
           const lines = [
             `dev setup written to ${s.dir}`,
             `  org issuer public key: ${s.issuerPublic}`,
-            `  broker:   chorus broker run --config ${s.brokerConfig}`,
+            ...s.brokerConfigs.map((c) => `  broker:   chorus broker run --config ${c}`),
             ...Object.values(s.serverConfigs).map((c) => `  server:   chorus server run --config ${c}`),
             `  emulator: chorus emulate --config ${s.emulatorConfig} --nodes 100`,
             `  client:   export CHORUS_CONFIG=${s.clientConfig}; chorus ping`,
@@ -80,6 +96,8 @@ export function register(program: Command): void {
               `  unprovisioned server: chorus server run --config ${s.provisioning.serverConfig}`,
             );
           }
+          if (s.brokerConfigs.length > 1)
+            lines.push(`  status:   chorus broker status --config ${s.brokerConfig}`);
           process.stdout.write(`${lines.join("\n")}\n`);
         },
       ),

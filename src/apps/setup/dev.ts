@@ -28,6 +28,18 @@ export interface DevSetupOptions {
   callerId?: string;
   brokerPort?: number;
   brokerStatsPort?: number;
+  /**
+   * Brokers in a local cluster (default 1). With N > 1: broker-1.conf..broker-N.conf, client
+   * ports brokerPort..brokerPort+N-1 (or `brokerPorts`), route ports peerPort.. (default
+   * 5222, or `peerPorts`), a store each, and every client lists all N brokers.
+   */
+  brokers?: number;
+  /** explicit client ports, one per broker (overrides brokerPort + i) */
+  brokerPorts?: number[];
+  /** explicit cluster (route) ports, one per broker */
+  peerPorts?: number[];
+  /** first route port when `peerPorts` is not given (default 5222) */
+  peerPort?: number;
   /** token validity; dev tokens default to 30 days */
   validityS?: number;
   /** refuse to overwrite an existing non-empty dir unless set */
@@ -51,7 +63,12 @@ export interface DevSetup {
   issuerPublic: string;
   issuerSeedFile: string;
   caFile: string;
+  /** the first broker's config (broker.conf, or broker-1.conf in a cluster) */
   brokerConfig: string;
+  /** every broker's config: [broker.conf] alone, or broker-1.conf..broker-N.conf */
+  brokerConfigs: string[];
+  /** every broker's client URL, in brokerConfigs order */
+  brokerUrls: string[];
   clientConfig: string;
   /** a client that may also administer Choria Streams (streams_admin): create and remove KV buckets and governors */
   adminClientConfig: string;
@@ -87,6 +104,16 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
   }
   const collective = opts.collective ?? "mcollective";
   const port = opts.brokerPort ?? 4222;
+  const brokerCount = opts.brokers ?? 1;
+  if (!Number.isInteger(brokerCount) || brokerCount < 1 || brokerCount > 9) {
+    throw new SetupError("config", `brokers must be between 1 and 9, got ${brokerCount}`);
+  }
+  const clientPorts = opts.brokerPorts ?? Array.from({ length: brokerCount }, (_, i) => port + i);
+  const peerPorts =
+    opts.peerPorts ?? Array.from({ length: brokerCount }, (_, i) => (opts.peerPort ?? 5222) + i);
+  if (clientPorts.length !== brokerCount || (brokerCount > 1 && peerPorts.length !== brokerCount)) {
+    throw new SetupError("config", `brokerPorts and peerPorts need one port per broker (${brokerCount})`);
+  }
   const validityS = opts.validityS ?? 30 * DAY;
   const callerId = opts.callerId ?? `choria=${process.env.USER || "developer"}`;
   const identities = opts.serverIdentities ?? ["node1.example.net"];
@@ -138,38 +165,57 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     validityS,
     permissions: { streams_admin: true, events_viewer: true, org_admin: true },
   });
-  const brokerUrl = `tls://127.0.0.1:${port}`;
+  const brokerUrls = clientPorts.map((p) => `tls://127.0.0.1:${p}`);
+  const brokerUrl = brokerUrls[0] as string;
   const common = {
     collectives: collective,
     main_collective: collective,
-    "plugin.choria.middleware_hosts": brokerUrl,
+    "plugin.choria.middleware_hosts": brokerUrls.join(","),
     "plugin.security.provider": "choria",
     "plugin.security.choria.ca": "tls/ca.pem",
     "plugin.security.issuer.names": "dev",
     "plugin.security.issuer.dev.public": issuerKp.publicHex,
   };
 
-  const brokerConfig = join(dir, "broker.conf");
-  writeFileSync(
-    brokerConfig,
-    conf(
-      {
-        identity: "broker.chorus.local",
-        "plugin.choria.broker_network": true,
-        "plugin.choria.network.listen_address": "127.0.0.1",
-        "plugin.choria.network.client_port": port,
-        "plugin.choria.stats_port": opts.brokerStatsPort,
-        "plugin.security.choria.certificate": "tls/broker.pem",
-        "plugin.security.choria.key": "tls/broker.key",
-        "plugin.security.choria.ca": "tls/ca.pem",
-        "plugin.choria.network.nats_trust_file": "nats-trust.json",
-        "plugin.choria.network.stream.store": opts.streams === false ? undefined : "streams",
-        "plugin.security.choria.seed_file": "credentials/broker.seed",
-        "plugin.security.choria.token_file": "credentials/broker.jwt",
-      },
-      "Chorus broker",
-    ),
-  );
+  const clustered = brokerCount > 1;
+  const brokerConfigs = clientPorts.map((clientPort, i) => {
+    const n = i + 1;
+    const path = join(dir, clustered ? `broker-${n}.conf` : "broker.conf");
+    // One certificate (broker.chorus.local, valid for 127.0.0.1) serves every broker and
+    // every route; the identities differ, and so do the JetStream server names made from them.
+    const identity = clustered ? `broker-${n}.chorus.local` : "broker.chorus.local";
+    writeFileSync(
+      path,
+      conf(
+        {
+          identity,
+          "plugin.choria.broker_network": true,
+          "plugin.choria.network.listen_address": "127.0.0.1",
+          "plugin.choria.network.client_port": clientPort,
+          "plugin.choria.network.peer_port": clustered ? peerPorts[i] : undefined,
+          "plugin.choria.network.peers": clustered
+            ? peerPorts
+                .filter((_, j) => j !== i)
+                .map((p) => `nats://127.0.0.1:${p}`)
+                .join(",")
+            : undefined,
+          "plugin.choria.stats_port":
+            opts.brokerStatsPort === undefined ? undefined : opts.brokerStatsPort + i,
+          "plugin.security.choria.certificate": "tls/broker.pem",
+          "plugin.security.choria.key": "tls/broker.key",
+          "plugin.security.choria.ca": "tls/ca.pem",
+          "plugin.choria.network.nats_trust_file": "nats-trust.json",
+          "plugin.choria.network.stream.store":
+            opts.streams === false ? undefined : clustered ? `streams/broker-${n}` : "streams",
+          "plugin.security.choria.seed_file": "credentials/broker.seed",
+          "plugin.security.choria.token_file": "credentials/broker.jwt",
+        },
+        clustered ? `Chorus broker ${n} of ${brokerCount}` : "Chorus broker",
+      ),
+    );
+    return path;
+  });
+  const brokerConfig = brokerConfigs[0] as string;
 
   const clientConfig = join(dir, "client.conf");
   writeFileSync(
@@ -306,7 +352,7 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
       dir,
       issuer,
       trust,
-      brokerUrl,
+      brokerUrls,
       collective,
       caFile,
       validityS,
@@ -325,10 +371,12 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     dir,
     collective,
     brokerUrl,
+    brokerUrls,
     issuerPublic: issuerKp.publicHex,
     issuerSeedFile,
     caFile,
     brokerConfig,
+    brokerConfigs,
     clientConfig,
     adminClientConfig,
     emulatorConfig,

@@ -48,7 +48,8 @@ export interface ProvisioningDevContext {
   dir: string;
   issuer: Issuer;
   trust: NatsTrust;
-  brokerUrl: string;
+  /** every broker of the cell (a cluster with `setup dev --brokers N`) */
+  brokerUrls: string[];
   collective: string;
   caFile: string;
   validityS: number;
@@ -170,7 +171,7 @@ export async function createProvisioningDevFiles(
   const provisioningJwt = createProvisioningToken(
     {
       cht: token,
-      chu: ctx.brokerUrl,
+      chu: ctx.brokerUrls.join(","),
       chs: true,
       chusr: users.node.jwt,
       chpwd: users.node.seed,
@@ -200,7 +201,7 @@ export async function createProvisioningDevFiles(
   const nodeConfig: Record<string, string> = {
     collectives: ctx.collective,
     main_collective: ctx.collective,
-    "plugin.choria.middleware_hosts": ctx.brokerUrl,
+    "plugin.choria.middleware_hosts": ctx.brokerUrls.join(","),
     "plugin.security.provider": "choria",
     "plugin.security.choria.ca": ctx.caFile,
     "plugin.security.issuer.names": "dev",
@@ -236,7 +237,7 @@ export async function createProvisioningDevFiles(
     jwt_signing_key: chainIssuerSeedFile,
     jwt_signing_token: chainIssuerTokenFile,
     server_jwt_validity: `${Math.max(1, Math.round(validityS / 3600))}h`,
-    broker_urls: [ctx.brokerUrl],
+    broker_urls: ctx.brokerUrls,
     provisioning_credentials: {
       seed: credential.seedFile,
       token: credential.tokenFile,

@@ -19,4 +19,4 @@ export {
   type CommonSettings,
   type ServerSettings,
 } from "./settings.js";
-export type { AdapterSettings, BrokerStreamSettings } from "./settings.js";
+export type { AdapterSettings, BrokerStreamSettings, LeafnodeRemote } from "./settings.js";

@@ -106,6 +106,17 @@ export interface BrokerStreamSettings {
   manage: boolean;
 }
 
+/** An outgoing leafnode link (`plugin.choria.network.leafnode_remote.<name>.*`, go-choria names). */
+export interface LeafnodeRemote {
+  name: string;
+  /** the hub broker's leafnode listener, nats:// or tls:// */
+  url: string;
+  /** local account whose traffic crosses the link (nats-server's default account when unset) */
+  account?: string;
+  /** NATS credentials file (JWT + seed) the link authenticates with */
+  credentials?: string;
+}
+
 export interface BrokerSettings {
   configFile: string;
   configDir: string;
@@ -114,8 +125,20 @@ export interface BrokerSettings {
   clientPort: number;
   /** 0 = no cluster listener. */
   peerPort: number;
-  /** Cluster routes as nats:// URLs. */
+  /** Cluster routes as nats:// URLs (this broker's own address removed). */
   peers: string[];
+  /** `plugin.choria.network.cluster_name` (Chorus-only; default CHORUS). */
+  clusterName: string;
+  /** `plugin.choria.network.leafnode_port`: 0 = no leafnode listener. */
+  leafnodePort: number;
+  /** `plugin.choria.network.leafnode_remotes` and `leafnode_remote.<name>.*`. */
+  leafnodeRemotes: LeafnodeRemote[];
+  /** `plugin.choria.network.gateway_port`: 0 = no gateway (super-cluster) listener. */
+  gatewayPort: number;
+  /** `plugin.choria.network.gateway_name`: this cluster's name in the super-cluster. */
+  gatewayName?: string;
+  /** `plugin.choria.network.gateway_remotes` and `gateway_remote.<name>.urls`. */
+  gatewayRemotes: { name: string; urls: string[] }[];
   systemUser?: string;
   systemPassword?: string;
   /** JetStream store directory; JetStream is off when unset. */
@@ -505,6 +528,56 @@ function adapterSettings(cfg: Config): AdapterSettings[] {
   });
 }
 
+/**
+ * Choria configs list every broker of a cluster in `peers`, this one included; a route
+ * to itself is dropped (as go-choria does), so peers.length + 1 is the cluster size.
+ */
+function withoutSelf(peers: string[], peerPort: number, listenAddress: string): string[] {
+  const own = new Set([listenAddress, "127.0.0.1", "localhost", "::1", "[::1]", hostname()]);
+  if (listenAddress === "0.0.0.0") own.add("0.0.0.0");
+  return peers.filter((p) => {
+    const u = new URL(p);
+    const portOf = u.port === "" ? 4222 : Number(u.port);
+    return !(portOf === peerPort && own.has(u.hostname));
+  });
+}
+
+function leafnodeRemotes(cfg: Config): LeafnodeRemote[] {
+  return cfg.list("plugin.choria.network.leafnode_remotes", []).map((name) => {
+    const k = (n: string) => `plugin.choria.network.leafnode_remote.${name}.${n}`;
+    const raw = cfg.get(k("url"));
+    if (!raw) throw cfg.error(k("url"), `${k("url")} is required for leafnode remote ${name}`);
+    const account = cfg.get(k("account")) || undefined;
+    const credentials = pathOf(cfg, k("credentials"));
+    return {
+      name,
+      url: normaliseUrl(cfg, k("url"), raw, ["nats", "tls", "nats-leaf"]),
+      ...(account !== undefined && { account }),
+      ...(credentials !== undefined && { credentials }),
+    };
+  });
+}
+
+function gatewaySettings(
+  cfg: Config,
+): Pick<BrokerSettings, "gatewayPort" | "gatewayName" | "gatewayRemotes"> {
+  const gatewayPort = port(cfg, "plugin.choria.network.gateway_port", 0);
+  const gatewayName = cfg.get("plugin.choria.network.gateway_name") || undefined;
+  if (gatewayPort > 0 && !gatewayName) {
+    throw cfg.error(
+      "plugin.choria.network.gateway_name",
+      "plugin.choria.network.gateway_port needs plugin.choria.network.gateway_name",
+    );
+  }
+  const gatewayRemotes = cfg.list("plugin.choria.network.gateway_remotes", []).map((name) => {
+    const key = `plugin.choria.network.gateway_remote.${name}.urls`;
+    const urls = cfg.list(key, []).map((u) => normaliseUrl(cfg, key, u, ["nats", "tls"]));
+    if (urls.length === 0) throw cfg.error(key, `${key} is required for gateway remote ${name}`);
+    return { name, urls };
+  });
+  return { gatewayPort, ...(gatewayName && { gatewayName }), gatewayRemotes };
+}
+
 /** Settings for `chorus broker run`; listens on loopback only unless told otherwise. */
 export function brokerSettings(cfg: Config): BrokerSettings {
   if (!cfg.bool("plugin.choria.broker_network", false)) {
@@ -521,6 +594,13 @@ export function brokerSettings(cfg: Config): BrokerSettings {
   const peerPort = port(cfg, "plugin.choria.network.peer_port", 0);
   if (peers.length > 0 && peerPort === 0) {
     throw cfg.error(peersKey, `${peersKey} needs plugin.choria.network.peer_port to be set`);
+  }
+  const clusterName = cfg.string("plugin.choria.network.cluster_name", "CHORUS");
+  if (!/^[A-Za-z0-9_-]+$/.test(clusterName)) {
+    throw cfg.error(
+      "plugin.choria.network.cluster_name",
+      `plugin.choria.network.cluster_name: "${clusterName}" must be letters, digits, _ or -`,
+    );
   }
   const { certFile, keyFile } = tlsPair(cfg);
   const systemUser = cfg.get("plugin.choria.network.system.user") || undefined;
@@ -542,7 +622,11 @@ export function brokerSettings(cfg: Config): BrokerSettings {
     listenAddress,
     clientPort: port(cfg, "plugin.choria.network.client_port", 4222),
     peerPort,
-    peers,
+    peers: withoutSelf(peers, peerPort, listenAddress),
+    clusterName,
+    leafnodePort: port(cfg, "plugin.choria.network.leafnode_port", 0),
+    leafnodeRemotes: leafnodeRemotes(cfg),
+    ...gatewaySettings(cfg),
     ...opt("systemUser", systemUser),
     ...opt("systemPassword", systemPassword),
     ...opt("storeDir", pathOf(cfg, "plugin.choria.network.stream.store")),

@@ -24,6 +24,35 @@ function securityFor(configFile: string): ChoriaSecurity {
 }
 
 describe("createDevSetup", () => {
+  it("--brokers 3 writes three clustered broker configs and lists all of them to clients", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "chorus-setup-"));
+    try {
+      const s = await createDevSetup({ dir, brokers: 3, brokerPort: 14100, peerPort: 15100 });
+      expect(s.brokerConfigs.map((c) => c.slice(dir.length + 1))).toEqual([
+        "broker-1.conf",
+        "broker-2.conf",
+        "broker-3.conf",
+      ]);
+      expect(s.brokerConfig).toBe(s.brokerConfigs[0]);
+      const b = s.brokerConfigs.map((c) => brokerSettings(loadConfig(c)));
+      expect(b.map((x) => x.identity)).toEqual([1, 2, 3].map((n) => `broker-${n}.chorus.local`));
+      expect(b.map((x) => x.clientPort)).toEqual([14100, 14101, 14102]);
+      expect(b.map((x) => x.peerPort)).toEqual([15100, 15101, 15102]);
+      expect(b[1]?.peers).toEqual(["nats://127.0.0.1:15100", "nats://127.0.0.1:15102"]);
+      expect(new Set(b.map((x) => x.storeDir)).size).toBe(3);
+      expect(b.every((x) => x.certFile === b[0]?.certFile && x.caFile)).toBe(true);
+      const urls = [14100, 14101, 14102].map((p) => `tls://127.0.0.1:${p}`);
+      expect(s.brokerUrls).toEqual(urls);
+      expect(clientSettings(loadConfig(s.clientConfig)).middlewareHosts).toEqual(urls);
+      expect(serverSettings(loadConfig(s.emulatorConfig)).middlewareHosts).toEqual(urls);
+      await expect(createDevSetup({ dir, brokers: 0, force: true })).rejects.toThrow(
+        /brokers must be between 1 and 9/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("writes configs that parse and tokens that verify against the new issuer", async () => {
     const dir = mkdtempSync(join(tmpdir(), "chorus-setup-"));
     try {

@@ -1,0 +1,97 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BrokerSupervisor, brokerStatus } from "../../src/broker/index.js";
+import { connectNats, type NatsConnection } from "../../src/core/connector/index.js";
+import { lineLogger } from "../../src/core/util/index.js";
+import { freePort } from "../helpers/nats.js";
+import { makeCerts, testBrokerSettings } from "./helpers.js";
+
+// An edge broker joined to a core broker by one TLS leafnode link
+// (plugin.choria.network.leafnode_port on the core, leafnode_remote.<name>.url on the edge):
+// a client of the edge reaches a responder on the core and back.
+
+const silent = lineLogger(() => undefined);
+let dir: string;
+let core: BrokerSupervisor;
+let edge: BrokerSupervisor;
+let ca: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "chorus-leaf-"));
+  const certs = makeCerts(dir);
+  ca = certs.ca;
+  const tls = [
+    `plugin.security.choria.certificate = ${certs.cert}`,
+    `plugin.security.choria.key = ${certs.key}`,
+    `plugin.security.choria.ca = ${certs.ca}`,
+  ];
+  const leafPort = await freePort();
+  core = new BrokerSupervisor({
+    settings: await testBrokerSettings(join(dir, "core"), [
+      "identity = core.test",
+      `plugin.choria.network.leafnode_port = ${leafPort}`,
+      ...tls,
+    ]),
+  });
+  await core.start();
+  edge = new BrokerSupervisor({
+    settings: await testBrokerSettings(join(dir, "edge"), [
+      "identity = edge.test",
+      "plugin.choria.network.leafnode_remotes = core",
+      `plugin.choria.network.leafnode_remote.core.url = tls://127.0.0.1:${leafPort}`,
+      ...tls,
+    ]),
+  });
+  await edge.start();
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all([edge?.stop(), core?.stop()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function client(b: BrokerSupervisor): Promise<NatsConnection> {
+  return connectNats({ servers: [b.clientUrl], name: "leaf test", caFile: ca, logger: silent });
+}
+
+describe("leafnodes", () => {
+  it("renders the link with TLS on both sides", () => {
+    expect(readFileSync(core.configPath, "utf8")).toMatch(
+      /leafnodes \{\n {2}host: "127\.0\.0\.1"\n {2}port: \d+[\s\S]*tls \{/,
+    );
+    expect(readFileSync(edge.configPath, "utf8")).toMatch(
+      /remotes: \[\n {4}\{\n {6}urls: \["tls:\/\/127\.0\.0\.1:\d+"\]/,
+    );
+  });
+
+  it("a client on the edge broker reaches a responder on the core through the link", async () => {
+    const onCore = await client(core);
+    const onEdge = await client(edge);
+    try {
+      onCore.subscribe("mcollective.node.core-node", {
+        callback: (_err, m) => {
+          m.respond(`pong from core to ${m.string()}`);
+        },
+      });
+      await onCore.flush();
+      // the subscription travels over the link once it is up
+      const deadline = Date.now() + 15_000;
+      let answer = "";
+      while (!answer && Date.now() < deadline) {
+        try {
+          answer = (await onEdge.request("mcollective.node.core-node", "edge", { timeout: 500 })).string();
+        } catch {
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      expect(answer).toBe("pong from core to edge");
+      const st = await brokerStatus(core.monitorUrl, 0);
+      expect(st.leafnodes).toHaveLength(1);
+      expect(st.leafnodes[0]?.rtt).not.toBe("");
+    } finally {
+      await Promise.all([onCore.close(), onEdge.close()]);
+    }
+  });
+});

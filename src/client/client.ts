@@ -49,6 +49,7 @@ import { ClientError, badOption, naming, opt } from "./errors.js";
 import { checkReplyTo, checkRequestOptions, DEFAULT_TTL_S } from "./options.js";
 import { emptyDropCounts, parseRpcReplyBody, type ReplyTrust, type RpcReplyFields } from "./replies.js";
 import { ReplyRound } from "./round.js";
+import { federationCollectives, publishFederated } from "./federation.js";
 import { checkSecureRequest, remoteSigner, REMOTE_SIGNER_AGENT } from "./signer.js";
 import type {
   ClientLogger,
@@ -229,9 +230,14 @@ export class Client {
         onTokenExpiring:
           overrides.onTokenExpiring ?? ((at) => log?.warn(`login token expires at ${at.toISOString()}`)),
       });
+    // Choria's federation keys: requests go through federation brokers, and the client
+    // connects to the federation network instead of a collective's.
+    const fedCollectives = federationCollectives(cfg.list("plugin.choria.federation.collectives", []));
+    const fedHosts = cfg.list("plugin.choria.federation_middleware_hosts", []);
     return new Client({
       security,
-      servers: s.middlewareHosts,
+      servers: fedCollectives.length > 0 && fedHosts.length > 0 ? fedHosts : s.middlewareHosts,
+      ...(fedCollectives.length > 0 && { federation: { collectives: fedCollectives } }),
       collective: s.mainCollective,
       identity: s.identity,
       discoveryTimeoutMs: s.discoveryTimeoutMs,
@@ -377,7 +383,7 @@ export class Client {
     });
     const publish = () => {
       sentAt = performance.now();
-      nc.publish(broadcastSubject(this.collective, "discovery"), bytes);
+      this.publishTo(nc, "broadcast", "discovery", [], bytes, requestId);
     };
     await round.run(publish, timeoutMs, { quietMs: windowMs, signal });
     return { requestId, senders, rtt, dropped };
@@ -576,7 +582,7 @@ export class Client {
       opts.recordTimeoutMs,
     );
     opts.onPublish?.(targets);
-    this.publishTo(nc, req.mode, agent, targets, bytes);
+    this.publishTo(nc, req.mode, agent, targets, bytes, requestId);
     await flushNats(nc);
     result.publishedMs = Date.now();
     result.sent = true;
@@ -659,7 +665,7 @@ export class Client {
       req.ttlS,
       replyTo,
     );
-    this.publishTo(nc, req.mode, req.agent, targets, bytes);
+    this.publishTo(nc, req.mode, req.agent, targets, bytes, stats.requestid);
     await flushNats(nc);
     stats.publishMs = performance.now() - t0;
   }
@@ -743,7 +749,7 @@ export class Client {
         }
       },
     });
-    const publish = () => this.publishTo(nc, how, req.agent, nodes, bytes);
+    const publish = () => this.publishTo(nc, how, req.agent, nodes, bytes, id);
     stats.publishMs += await round.run(publish, req.timeoutMs, {
       signal: req.opts.signal,
       flush: () => nc.flush(),
@@ -791,7 +797,24 @@ export class Client {
     agent: string,
     nodes: readonly string[],
     bytes: Uint8Array,
+    requestId: string,
   ): void {
+    const federation = this.opts.federation;
+    if (federation && federation.collectives.length > 0) {
+      const subject =
+        mode === "service"
+          ? serviceSubject(this.collective, agent)
+          : broadcastSubject(this.collective, agent);
+      publishFederated({
+        nc,
+        federation,
+        identity: this.identity,
+        requestId,
+        bytes,
+        ...(mode === "direct" ? { direct: { collective: this.collective, nodes } } : { subject }),
+      });
+      return;
+    }
     if (mode === "direct") {
       for (const id of nodes) nc.publish(directSubject(this.collective, id), bytes);
     } else if (mode === "service") {

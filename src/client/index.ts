@@ -7,6 +7,13 @@ export {
   type OptionNamer,
 } from "./errors.js";
 export { checkRequestOptions, checkReplyTo, DEFAULT_TTL_S, type CheckedRequestOptions } from "./options.js";
+export {
+  FEDERATION_BATCH,
+  federationCollectives,
+  publishFederated,
+  type FederatedPublish,
+  type FederationOptions,
+} from "./federation.js";
 export { findAgentDDL } from "./ddl.js";
 export {
   checkReplySignature,

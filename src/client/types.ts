@@ -1,3 +1,4 @@
+import type { FederationOptions } from "./federation.js";
 import type { NatsConnection } from "../core/connector/index.js";
 import type { RequestSigner } from "./signer.js";
 import type { AgentDDL } from "../core/ddl/index.js";
@@ -47,6 +48,12 @@ export interface ClientOptions {
    * remote signer); default: a warning through `logger`.
    */
   onTokenExpiring?: (expiresAt: Date) => void;
+  /**
+   * Publish through federation brokers (Choria's plugin.choria.federation.collectives):
+   * every request goes to `choria.federation.<name>.federation` for each name, direct
+   * requests 200 targets per message; `servers` is then the federation network.
+   */
+  federation?: FederationOptions;
 }
 
 export interface DiscoverOptions {

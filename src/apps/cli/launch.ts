@@ -45,6 +45,7 @@ export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   provisioner: () => import("./provisioner.js"),
   receiver: () => import("./receiver.js"),
   job: () => import("./job.js"),
+  federation: () => import("./federation.js"),
 };
 
 /** `kv get` for the get subcommand of kv: how guarded() names a command in errors. */

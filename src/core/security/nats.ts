@@ -320,6 +320,8 @@ export function natsPermissionsForClient(c: ClientClaims): NatsPermissions {
   const sub = [`*.reply.${md5(c.callerid)}.>`, ...(c.sub_subjects ?? [])];
   if (p.fleet_management || p.signed_fleet_management) {
     pub.push("*.broadcast.agent.>", "*.broadcast.service.>", "*.node.>", "choria.federation.*.federation");
+    // federation brokers' counts (chorus federation observe): answered to the caller's inbox
+    pub.push("choria.federation.*.stats");
     // records of its own asynchronous requests only: a receiver trusts the caller hash in the subject
     pub.push(`chorus.async.request.${md5(c.callerid)}.>`);
   }
@@ -351,13 +353,18 @@ export function natsPermissionsForServer(c: ServerClaims): NatsPermissions {
   ];
   const sub: string[] = [];
   for (const col of c.collectives) {
-    pub.push(`${col}.reply.>`, `${col}.broadcast.agent.registration`, `choria.federation.${col}.collective`);
+    pub.push(`${col}.reply.>`, `${col}.broadcast.agent.registration`);
     sub.push(`${col}.broadcast.agent.>`, `${col}.node.${c.identity}`, `${col}.reply.${md5(c.identity)}.>`);
     if (p.service_host) sub.push(`${col}.broadcast.service.>`);
     if (p.submission) pub.push(`${col}.submission.in.>`);
     if (p.governor) pub.push(...governorPub(col));
   }
   if (p.streams) pub.push(...STREAMS_USER_PUB);
+  // Replies to federated requests go to the federation cluster's reply subject, whose
+  // name is the federation's, not the node's collective (go-choria allows only
+  // choria.federation.<collective>.collective). The reply is signed and the federation
+  // broker forwards it only to a caller's inbox.
+  pub.push("choria.federation.*.collective");
   return { pub: uniq(pub), sub: uniq(sub) };
 }
 

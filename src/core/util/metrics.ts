@@ -90,3 +90,33 @@ export class MetricsEndpoint {
     await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 }
+
+/**
+ * A service's own Prometheus registry, served on a port when asked: the listen, port
+ * and stop every service's metrics class needs, written once. Subclasses register their
+ * metrics in `this.registry`.
+ */
+export class ServedMetrics {
+  readonly registry: Registry = new (promClient().Registry)();
+  private endpoint: MetricsEndpoint | undefined;
+
+  /** Serves /metrics on port (0 = any free port); returns the bound port. */
+  async listen(port: number, host?: string): Promise<number> {
+    this.endpoint = new MetricsEndpoint({
+      port,
+      ...(host !== undefined && { host }),
+      registry: this.registry,
+    });
+    await this.endpoint.start();
+    return this.endpoint.port;
+  }
+
+  get port(): number | undefined {
+    return this.endpoint?.port;
+  }
+
+  async stop(): Promise<void> {
+    await this.endpoint?.stop();
+    this.endpoint = undefined;
+  }
+}

@@ -1,12 +1,11 @@
-import type { Counter, Histogram, Registry, Summary } from "prom-client";
-import { CHORUS_VERSION, MetricsEndpoint, promClient } from "../../core/util/index.js";
+import type { Counter, Histogram, Summary } from "prom-client";
+import { CHORUS_VERSION, ServedMetrics, promClient } from "../../core/util/index.js";
 
 /**
  * The AAA service's Prometheus metrics under Choria's names (site label on all), plus
  * Chorus's own chorus_aaa_* extras. Scraped on monitor_port at /metrics.
  */
-export class AaaMetrics {
-  readonly registry: Registry;
+export class AaaMetrics extends ServedMetrics {
   readonly site: string;
   readonly authenticatorErrors: Counter<"site" | "authenticator">;
   readonly authenticatorTime: Summary<"site" | "authenticator">;
@@ -25,12 +24,11 @@ export class AaaMetrics {
   readonly httpRequests: Counter<"site" | "path" | "code">;
   readonly badRequests: Counter<"site" | "path">;
   readonly httpTime: Histogram<"site" | "path">;
-  private endpoint: MetricsEndpoint | undefined;
 
   constructor(site: string) {
+    super();
     const p = promClient();
     this.site = site;
-    this.registry = new p.Registry();
     const registers = [this.registry];
     this.authenticatorErrors = new p.Counter({
       name: "choria_aaa_authenticator_errors",
@@ -164,21 +162,5 @@ export class AaaMetrics {
       invalidToken: () => this.signerInvalidToken.inc({ site, signer: "basicjwt" }),
       error: () => this.signerErrors.inc({ site, signer: "basicjwt" }),
     };
-  }
-
-  /** Serves /metrics on port (0 = any free port); returns the bound port. */
-  async listen(port: number, host?: string): Promise<number> {
-    this.endpoint = new MetricsEndpoint({ port, host, registry: this.registry });
-    await this.endpoint.start();
-    return this.endpoint.port;
-  }
-
-  get port(): number | undefined {
-    return this.endpoint?.port;
-  }
-
-  async stop(): Promise<void> {
-    await this.endpoint?.stop();
-    this.endpoint = undefined;
   }
 }

@@ -1,12 +1,11 @@
-import type { Counter, Gauge, Registry, Summary } from "prom-client";
-import { CHORUS_VERSION, MetricsEndpoint, promClient } from "../../core/util/index.js";
+import type { Counter, Gauge, Summary } from "prom-client";
+import { CHORUS_VERSION, ServedMetrics, promClient } from "../../core/util/index.js";
 
 /**
  * The provisioner's Prometheus metrics under Choria's names (label `site` on all),
  * plus Chorus's chorus_provisioner_* extras. Scraped on monitor_port at /metrics.
  */
-export class ProvisionerMetrics {
-  readonly registry: Registry;
+export class ProvisionerMetrics extends ServedMetrics {
   readonly site: string;
   readonly discovered: Counter<"site">;
   readonly eventDiscovered: Counter<"site">;
@@ -26,12 +25,11 @@ export class ProvisionerMetrics {
   readonly enqueued: Counter<"site" | "result">;
   readonly outcomes: Counter<"site" | "outcome">;
   readonly badEvents: Counter<"site">;
-  private endpoint: MetricsEndpoint | undefined;
 
   constructor(site: string) {
+    super();
     const p = promClient();
     this.site = site;
-    this.registry = new p.Registry();
     const registers = [this.registry];
     const labelNames = ["site"] as const;
     const counter = (name: string, help: string) =>
@@ -107,21 +105,6 @@ export class ProvisionerMetrics {
       g.set({ site }, 0);
   }
 
-  /** Serves /metrics on port (0 = any free port); returns the bound port. */
-  async listen(port: number, host?: string): Promise<number> {
-    this.endpoint = new MetricsEndpoint({
-      port,
-      ...(host !== undefined && { host }),
-      registry: this.registry,
-    });
-    await this.endpoint.start();
-    return this.endpoint.port;
-  }
-
-  get port(): number | undefined {
-    return this.endpoint?.port;
-  }
-
   /** The value of a metric with these labels (0 when unset): for tests and status output. */
   async value(name: string, labels: Record<string, string> = {}): Promise<number> {
     const m = this.registry.getSingleMetric(name);
@@ -132,10 +115,5 @@ export class ProvisionerMetrics {
       Object.entries(want).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x),
     );
     return hit?.value ?? 0;
-  }
-
-  async stop(): Promise<void> {
-    await this.endpoint?.stop();
-    this.endpoint = undefined;
   }
 }

@@ -1,0 +1,93 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BrokerSupervisor } from "../../src/broker/index.js";
+import { connectNats, type NatsConnection } from "../../src/core/connector/index.js";
+import { lineLogger } from "../../src/core/util/index.js";
+import { freePort } from "../helpers/nats.js";
+import { makeCerts, testBrokerSettings } from "./helpers.js";
+
+// Two single-broker clusters joined by TLS gateways (plugin.choria.network.gateway_port,
+// gateway_name, gateway_remote.<name>.urls on both): a client of one reaches a
+// responder on the other.
+
+const silent = lineLogger(() => undefined);
+let dir: string;
+let east: BrokerSupervisor;
+let west: BrokerSupervisor;
+let ca: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "chorus-gw-"));
+  const certs = makeCerts(dir);
+  ca = certs.ca;
+  const tls = [
+    `plugin.security.choria.certificate = ${certs.cert}`,
+    `plugin.security.choria.key = ${certs.key}`,
+    `plugin.security.choria.ca = ${certs.ca}`,
+  ];
+  const ports = { east: await freePort(), west: await freePort() };
+  // both brokers carry the same list of gateways, their own among them, as nats-server allows
+  const gateways = [
+    "plugin.choria.network.gateway_remotes = east,west",
+    `plugin.choria.network.gateway_remote.east.urls = tls://127.0.0.1:${ports.east}`,
+    `plugin.choria.network.gateway_remote.west.urls = tls://127.0.0.1:${ports.west}`,
+  ];
+  const broker = async (name: "east" | "west") =>
+    new BrokerSupervisor({
+      settings: await testBrokerSettings(join(dir, name), [
+        `identity = ${name}.test`,
+        `plugin.choria.network.gateway_port = ${ports[name]}`,
+        `plugin.choria.network.gateway_name = ${name}`,
+        ...gateways,
+        ...tls,
+      ]),
+    });
+  east = await broker("east");
+  west = await broker("west");
+  await Promise.all([east.start(), west.start()]);
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all([east?.stop(), west?.stop()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function client(b: BrokerSupervisor): Promise<NatsConnection> {
+  return connectNats({ servers: [b.clientUrl], name: "gateway test", caFile: ca, logger: silent });
+}
+
+describe("gateways", () => {
+  it("a client in one cluster reaches a responder in the other", async () => {
+    const onEast = await client(east);
+    const onWest = await client(west);
+    try {
+      onEast.subscribe("mcollective.node.east-node", {
+        callback: (_err, m) => {
+          m.respond(`pong from east to ${m.string()}`);
+        },
+      });
+      await onEast.flush();
+      // interest crosses once the gateway connections are up
+      const deadline = Date.now() + 15_000;
+      let answer = "";
+      while (!answer && Date.now() < deadline) {
+        try {
+          answer = (await onWest.request("mcollective.node.east-node", "west", { timeout: 500 })).string();
+        } catch {
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      expect(answer).toBe("pong from east to west");
+      const gatewayz = (await (await fetch(`${west.monitorUrl}/gatewayz`)).json()) as {
+        name: string;
+        outbound_gateways?: Record<string, unknown>;
+      };
+      expect(gatewayz.name).toBe("west");
+      expect(Object.keys(gatewayz.outbound_gateways ?? {})).toContain("east");
+    } finally {
+      await Promise.all([onEast.close(), onWest.close()]);
+    }
+  });
+});

@@ -27,7 +27,14 @@ beforeAll(async () => {
     `plugin.security.choria.key = ${certs.key}`,
     `plugin.security.choria.ca = ${certs.ca}`,
   ];
-  const ports = { east: await freePort(), west: await freePort() };
+  // every port this test needs, picked at once and all different: a monitor port picked
+  // for one broker could otherwise be the other broker's not yet bound gateway port
+  const picked = new Set<number>();
+  while (picked.size < 6) picked.add(await freePort());
+  const [eastGw, westGw, eastMon, westMon, eastCl, westCl] = [...picked] as number[];
+  const ports = { east: eastGw as number, west: westGw as number };
+  const monitor = { east: eastMon as number, west: westMon as number };
+  const clientPort = { east: eastCl as number, west: westCl as number };
   // both brokers carry the same list of gateways, their own among them, as nats-server allows
   const gateways = [
     "plugin.choria.network.gateway_remotes = east,west",
@@ -39,6 +46,8 @@ beforeAll(async () => {
       settings: await testBrokerSettings(join(dir, name), [
         `identity = ${name}.test`,
         `plugin.choria.network.gateway_port = ${ports[name]}`,
+        `plugin.choria.network.monitor_port = ${monitor[name]}`,
+        `plugin.choria.network.client_port = ${clientPort[name]}`,
         `plugin.choria.network.gateway_name = ${name}`,
         ...gateways,
         ...tls,
@@ -46,7 +55,8 @@ beforeAll(async () => {
     });
   east = await broker("east");
   west = await broker("west");
-  await Promise.all([east.start(), west.start()]);
+  await east.start();
+  await west.start();
 }, 30_000);
 
 afterAll(async () => {

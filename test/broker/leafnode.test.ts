@@ -27,11 +27,17 @@ beforeAll(async () => {
     `plugin.security.choria.key = ${certs.key}`,
     `plugin.security.choria.ca = ${certs.ca}`,
   ];
-  const leafPort = await freePort();
+  // picked at once and all different: ports picked separately for each broker could be the
+  // same number (none is bound until its nats-server starts)
+  const picked = new Set<number>();
+  while (picked.size < 5) picked.add(await freePort());
+  const [leafPort, coreMon, edgeMon, coreCl, edgeCl] = [...picked] as number[];
   core = new BrokerSupervisor({
     settings: await testBrokerSettings(join(dir, "core"), [
       "identity = core.test",
       `plugin.choria.network.leafnode_port = ${leafPort}`,
+      `plugin.choria.network.monitor_port = ${coreMon}`,
+      `plugin.choria.network.client_port = ${coreCl}`,
       ...tls,
     ]),
   });
@@ -39,6 +45,8 @@ beforeAll(async () => {
   edge = new BrokerSupervisor({
     settings: await testBrokerSettings(join(dir, "edge"), [
       "identity = edge.test",
+      `plugin.choria.network.monitor_port = ${edgeMon}`,
+      `plugin.choria.network.client_port = ${edgeCl}`,
       "plugin.choria.network.leafnode_remotes = core",
       `plugin.choria.network.leafnode_remote.core.url = tls://127.0.0.1:${leafPort}`,
       ...tls,

@@ -6,7 +6,7 @@ import { BrokerSupervisor } from "../../src/broker/index.js";
 import { connectNats, type NatsConnection } from "../../src/core/connector/index.js";
 import { lineLogger } from "../../src/core/util/index.js";
 import { freePort } from "../helpers/nats.js";
-import { makeCerts, testBrokerSettings } from "./helpers.js";
+import { answerAcross, makeCerts, testBrokerSettings } from "./helpers.js";
 
 // Two single-broker clusters joined by TLS gateways (plugin.choria.network.gateway_port,
 // gateway_name, gateway_remote.<name>.urls on both): a client of one reaches a
@@ -73,22 +73,10 @@ describe("gateways", () => {
     const onEast = await client(east);
     const onWest = await client(west);
     try {
-      onEast.subscribe("mcollective.node.east-node", {
-        callback: (_err, m) => {
-          m.respond(`pong from east to ${m.string()}`);
-        },
+      const answer = await answerAcross(onEast, onWest, "mcollective.node.east-node", {
+        responder: "east",
+        asker: "west",
       });
-      await onEast.flush();
-      // interest crosses once the gateway connections are up
-      const deadline = Date.now() + 15_000;
-      let answer = "";
-      while (!answer && Date.now() < deadline) {
-        try {
-          answer = (await onWest.request("mcollective.node.east-node", "west", { timeout: 500 })).string();
-        } catch {
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
       expect(answer).toBe("pong from east to west");
       const gatewayz = (await (await fetch(`${west.monitorUrl}/gatewayz`)).json()) as {
         name: string;

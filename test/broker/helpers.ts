@@ -9,6 +9,7 @@ import {
   encodeUser,
 } from "@nats-io/jwt";
 import { parseConfig, brokerSettings, type BrokerSettings } from "../../src/core/config/index.js";
+import type { NatsConnection } from "../../src/core/connector/index.js";
 import { freePort } from "../helpers/nats.js";
 
 /** Broker settings on random loopback ports, from a Choria-style config snippet. */
@@ -150,4 +151,32 @@ export function processAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Answers `subject` on `responder` with "pong from <name> to <body>" and asks it from
+ * `asker` until the answer crosses (interest travels over a link once it is up), for up
+ * to 15 s; returns the answer ("" when none came).
+ */
+export async function answerAcross(
+  responder: NatsConnection,
+  asker: NatsConnection,
+  subject: string,
+  names: { responder: string; asker: string },
+): Promise<string> {
+  responder.subscribe(subject, {
+    callback: (_err, m) => {
+      m.respond(`pong from ${names.responder} to ${m.string()}`);
+    },
+  });
+  await responder.flush();
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    try {
+      return (await asker.request(subject, names.asker, { timeout: 500 })).string();
+    } catch {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  return "";
 }

@@ -6,7 +6,7 @@ import { BrokerSupervisor, brokerStatus } from "../../src/broker/index.js";
 import { connectNats, type NatsConnection } from "../../src/core/connector/index.js";
 import { lineLogger } from "../../src/core/util/index.js";
 import { freePort } from "../helpers/nats.js";
-import { makeCerts, testBrokerSettings } from "./helpers.js";
+import { answerAcross, makeCerts, testBrokerSettings } from "./helpers.js";
 
 // An edge broker joined to a core broker by one TLS leafnode link
 // (plugin.choria.network.leafnode_port on the core, leafnode_remote.<name>.url on the edge):
@@ -78,22 +78,10 @@ describe("leafnodes", () => {
     const onCore = await client(core);
     const onEdge = await client(edge);
     try {
-      onCore.subscribe("mcollective.node.core-node", {
-        callback: (_err, m) => {
-          m.respond(`pong from core to ${m.string()}`);
-        },
+      const answer = await answerAcross(onCore, onEdge, "mcollective.node.core-node", {
+        responder: "core",
+        asker: "edge",
       });
-      await onCore.flush();
-      // the subscription travels over the link once it is up
-      const deadline = Date.now() + 15_000;
-      let answer = "";
-      while (!answer && Date.now() < deadline) {
-        try {
-          answer = (await onEdge.request("mcollective.node.core-node", "edge", { timeout: 500 })).string();
-        } catch {
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
       expect(answer).toBe("pong from core to edge");
       const st = await brokerStatus(core.monitorUrl, 0);
       expect(st.leafnodes).toHaveLength(1);

@@ -4,13 +4,21 @@
 // in the same run. Figures: per-request median and p99 both ways and their difference
 // (a round trip crosses the federation broker twice: request and reply), the broker's own
 // processing time per message (choria_federation_time), and a 1 000-node direct request
-// both ways (time to the last reply, replies/s). Not part of the tests.
+// both ways (time to the last reply, replies/s). The raw baseline, measured in the same
+// run: plain NATS request/reply of the same sizes on two more TLS brokers, directly and
+// through a plain relay process (subscribe, publish, rewrite the reply subject: the least
+// any federation broker must do), so the extra hops' own cost is known and what Chorus
+// adds on top of them is the difference. Not part of the tests.
 // Run: bench/federation.sh [--nodes 1000] [--requests 1000] [--runs 5]
 import { spawn, type ChildProcess } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
+import { join } from "node:path";
 import { pino } from "pino";
+import { brokerSettings } from "../src/broker/index.js";
 import { Client } from "../src/client/index.js";
+import { closeNats, connectNats, type NatsConnection } from "../src/core/connector/index.js";
+import { loadConfig } from "../src/core/config/index.js";
 import { encodeTransport } from "../src/core/protocol/index.js";
 import {
   FederationBroker,
@@ -18,7 +26,7 @@ import {
   transformReply,
   transformRequest,
 } from "../src/services/federation/index.js";
-import { freePort } from "../test/helpers/nats.js";
+import { freePort, startNats, type TestNats } from "../test/helpers/nats.js";
 import { startFederatedNetworks, type FederatedNetworks } from "../test/services/federation/fixture.js";
 
 const { values: opt } = parseArgs({
@@ -27,6 +35,7 @@ const { values: opt } = parseArgs({
     requests: { type: "string", default: "1000" },
     runs: { type: "string", default: "5" },
     child: { type: "string" },
+    relay: { type: "string" },
   },
 });
 const quiet = pino({ level: process.env.BENCH_LOG ?? "silent" });
@@ -37,6 +46,86 @@ async function child(config: string): Promise<void> {
   await fb.start();
   process.stdout.write("ready\n");
   process.once("SIGTERM", () => void fb.stop().then(() => process.exit(0)));
+}
+
+/**
+ * The raw baseline's relay, in its own process like the federation broker: requests from
+ * the front broker go to the back broker with the reply subject wrapped, replies come back
+ * unwrapped. No decoding, no checks. `spec` is "frontUrl backUrl caFile".
+ */
+async function relay(spec: string): Promise<void> {
+  const [front, back, caFile] = spec.split(" ") as [string, string, string];
+  const f = await connectNats({ servers: [front], caFile, name: "relay-front" });
+  const b = await connectNats({ servers: [back], caFile, name: "relay-back" });
+  f.subscribe("raw.fed.request", {
+    callback: (_e, m) => {
+      if (m.reply) b.publish("raw.node", m.data, { reply: `raw.back.${m.reply}` });
+    },
+  });
+  b.subscribe("raw.back.>", {
+    callback: (_e, m) => f.publish(m.subject.slice("raw.back.".length), m.data),
+  });
+  await Promise.all([f.flush(), b.flush()]);
+  process.stdout.write("ready\n");
+  process.once("SIGTERM", () => void Promise.all([closeNats(f), closeNats(b)]).then(() => process.exit(0)));
+}
+
+function spawnReady(args: string[]): Promise<ChildProcess> {
+  const flags = process.env.BENCH_CHILD_FLAGS?.split(" ").filter((f) => f !== "") ?? [];
+  const proc = spawn(process.execPath, [...flags, process.argv[1] as string, ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise<ChildProcess>((resolve, reject) => {
+    proc.stdout?.on("data", (b: Buffer) => {
+      if (b.toString().includes("ready")) resolve(proc);
+    });
+    proc.once("exit", (code) => reject(new Error(`${args[0]} child exited ${code}`)));
+  });
+}
+
+interface RawBaseline {
+  direct: NatsConnection;
+  viaRelay: NatsConnection;
+  stop(): Promise<void>;
+}
+
+/** Two plain TLS brokers (the setup's certificate, no auth), a responder on the back one, a relay between. */
+async function rawBaseline(setupDir: string): Promise<RawBaseline> {
+  const s = brokerSettings(loadConfig(join(setupDir, "broker.conf")));
+  if (!s.certFile || !s.keyFile || !s.caFile) throw new Error("the setup's broker has no TLS files");
+  const tls = `tls { cert_file: "${s.certFile}"\n key_file: "${s.keyFile}" }`;
+  const brokers: TestNats[] = [await startNats(tls), await startNats(tls)];
+  const [frontB, backB] = brokers as [TestNats, TestNats];
+  const url = (b: TestNats) => `tls://127.0.0.1:${b.port}`;
+  const caFile = s.caFile;
+  const responder = await connectNats({ servers: [url(backB)], caFile, name: "raw-node" });
+  const reply = Buffer.alloc(900, 66); // about an rpcutil ping reply
+  responder.subscribe("raw.node", {
+    callback: (_e, m) => {
+      m.respond(reply);
+    },
+  });
+  await responder.flush();
+  const proc = await spawnReady(["--relay", `${url(frontB)} ${url(backB)} ${caFile}`]);
+  const direct = await connectNats({ servers: [url(backB)], caFile, name: "raw-direct" });
+  const viaRelay = await connectNats({ servers: [url(frontB)], caFile, name: "raw-front" });
+  return {
+    direct,
+    viaRelay,
+    async stop() {
+      proc.kill("SIGTERM");
+      await Promise.all([closeNats(direct), closeNats(viaRelay), closeNats(responder)]);
+      await Promise.all(brokers.map((b) => b.stop()));
+    },
+  };
+}
+
+const RAW_REQUEST = Buffer.alloc(1800, 65); // about an rpcutil ping's signed request
+
+async function rawTimed(nc: NatsConnection, subject: string): Promise<number> {
+  const t0 = performance.now();
+  await nc.request(subject, RAW_REQUEST, { timeout: 5000 });
+  return performance.now() - t0;
 }
 
 const NODES = Number(opt.nodes);
@@ -50,16 +139,7 @@ const median = (xs: number[]) => pct(xs, 0.5);
 async function startBroker(net: FederatedNetworks): Promise<{ proc: ChildProcess; metrics: string }> {
   const port = await freePort();
   const cfg = net.federationConfig("east", "fed-bench", `monitor_port: ${port}`);
-  const flags = process.env.BENCH_CHILD_FLAGS?.split(" ").filter((f) => f !== "") ?? [];
-  const proc = spawn(process.execPath, [...flags, process.argv[1] as string, "--child", cfg], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  await new Promise<void>((resolve, reject) => {
-    proc.stdout?.on("data", (b: Buffer) => {
-      if (b.toString().includes("ready")) resolve();
-    });
-    proc.once("exit", (code) => reject(new Error(`federation broker exited ${code}`)));
-  });
+  const proc = await spawnReady(["--child", cfg]);
   return { proc, metrics: `http://127.0.0.1:${port}/metrics` };
 }
 
@@ -117,7 +197,9 @@ async function main(): Promise<void> {
   let proc: ChildProcess | undefined;
   let direct: Client | undefined;
   let fed: Client | undefined;
+  let raw: RawBaseline | undefined;
   try {
+    raw = await rawBaseline(net.fleet.setup.dir);
     const broker = await startBroker(net);
     proc = broker.proc;
     const metrics = broker.metrics;
@@ -133,9 +215,21 @@ async function main(): Promise<void> {
     }
     const t = await federationTrace(fed, one[0] as string);
     process.stderr.write(`trace: ${t.hops.map((h) => h.processor.split(" ")[0]).join(" → ")}\n`);
-    const ms = { direct: [] as number[], fed: [] as number[] };
+    for (let i = 0; i < 100; i++) {
+      await rawTimed(raw.direct, "raw.node");
+      await rawTimed(raw.viaRelay, "raw.fed.request");
+    }
+    const ms = {
+      direct: [] as number[],
+      fed: [] as number[],
+      rawDirect: [] as number[],
+      rawRelay: [] as number[],
+    };
     const p0 = await processing(metrics);
     for (let i = 0; i < REQUESTS; i++) {
+      // all four kinds interleaved, so machine noise falls on each alike
+      ms.rawDirect.push(await rawTimed(raw.direct, "raw.node"));
+      ms.rawRelay.push(await rawTimed(raw.viaRelay, "raw.fed.request"));
       if (i % 2 === 0) {
         ms.direct.push(await timed(direct, one));
         ms.fed.push(await timed(fed, one));
@@ -149,6 +243,7 @@ async function main(): Promise<void> {
     const all = { direct: [] as number[], fed: [] as number[] };
     await timed(direct, east.nodes);
     await timed(fed, east.nodes);
+    const p2 = await processing(metrics);
     for (let run = 0; run < RUNS; run++) {
       for (const [name, c] of run % 2 === 0
         ? ([
@@ -164,10 +259,16 @@ async function main(): Promise<void> {
         process.stderr.write(`run ${run + 1} ${name}: ${x.toFixed(0)} ms\n`);
       }
     }
+    const p3 = await processing(metrics);
+    const loadedUs = ((p3.sum - p2.sum) / (p3.count - p2.count)) * 1e6;
     hotTransform();
     const hot = hotTransform();
     const dm = median(ms.direct);
     const fm = median(ms.fed);
+    const rd = median(ms.rawDirect);
+    const rr = median(ms.rawRelay);
+    const rawAdded = (rr - rd) / 2;
+    const fedAdded = (fm - dm) / 2;
     const d99 = pct(ms.direct, 0.99);
     const f99 = pct(ms.fed, 0.99);
     const ad = median(all.direct);
@@ -177,8 +278,14 @@ async function main(): Promise<void> {
       `  direct on the collective:    median ${dm.toFixed(3)} ms  p99 ${d99.toFixed(3)} ms`,
       `  through federation:          median ${fm.toFixed(3)} ms  p99 ${f99.toFixed(3)} ms`,
       `  added per round trip:        median ${(fm - dm).toFixed(3)} ms  p99 ${(f99 - d99).toFixed(3)} ms  (ratio ${(fm / dm).toFixed(2)})`,
-      `  added per message (2/trip):  median ${((fm - dm) / 2).toFixed(3)} ms`,
+      `  added per message (2/trip):  median ${fedAdded.toFixed(3)} ms`,
+      `raw baseline, same run: plain NATS request/reply (1.8 KB / 0.9 KB) on two more TLS brokers:`,
+      `  direct:                      median ${rd.toFixed(3)} ms`,
+      `  through a plain relay:       median ${rr.toFixed(3)} ms`,
+      `  added per message (2/trip):  median ${rawAdded.toFixed(3)} ms  (the extra hops alone)`,
+      `  federation added / relay added: ${(fedAdded / rawAdded).toFixed(2)}; federation's own share per message: ${(fedAdded - rawAdded).toFixed(3)} ms`,
       `  federation broker processing per message (choria_federation_time): mean ${perMsgUs.toFixed(1)} µs, median ${(p1.median * 1e6).toFixed(1)} µs`,
+      `  the same during the ${NODES}-node requests below (messages back to back): mean ${loadedUs.toFixed(1)} µs`,
       `  transform alone, hot loop in this process: request ${hot.request.toFixed(1)} µs, reply ${hot.reply.toFixed(1)} µs`,
       `rpcutil ping to all ${NODES} nodes (direct mode), median of ${RUNS} runs, to the last reply:`,
       `  direct:             ${ad.toFixed(0)} ms  (${((NODES / ad) * 1000).toFixed(0)} replies/s)`,
@@ -189,14 +296,15 @@ async function main(): Promise<void> {
   } finally {
     await direct?.close();
     await fed?.close();
+    await raw?.stop();
     proc?.kill("SIGTERM");
     await net.stop();
   }
 }
 
-(opt.child !== undefined ? child(opt.child) : main()).then(
+(opt.child !== undefined ? child(opt.child) : opt.relay !== undefined ? relay(opt.relay) : main()).then(
   () => {
-    if (opt.child === undefined) process.exit(0);
+    if (opt.child === undefined && opt.relay === undefined) process.exit(0);
   },
   (err: unknown) => {
     process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);

@@ -6,6 +6,8 @@ import { BrokerError } from "./trust.js";
 /** One cluster route as nats-server's /routez reports it. */
 export interface RouteStatus {
   remoteId: string;
+  /** the peer's server name (nats-server 2.10 and later report it; "" before) */
+  remoteName: string;
   address: string;
   rtt: string;
   /** true when this broker dialled it (a configured peer), false when the peer did */
@@ -21,6 +23,11 @@ export interface ReplicaStatus {
   activeNs: number;
   /** operations behind the leader */
   lag: number;
+  /**
+   * The broker that answered, when it is a follower: it does not report on itself, so
+   * current, active and lag are not known for it here (the leader's status has them).
+   */
+  self?: boolean;
 }
 
 export interface StreamStatus {
@@ -29,7 +36,7 @@ export interface StreamStatus {
   messages: number;
   /** the stream leader's server name; "" when the stream has none */
   leader: string;
-  /** the other peers holding the stream, from this broker's point of view */
+  /** the peers holding the stream other than its leader (the followers) */
   replicas: ReplicaStatus[];
 }
 
@@ -71,6 +78,18 @@ function replicas(v: unknown): ReplicaStatus[] {
     activeNs: num(r.active),
     lag: num(r.lag),
   }));
+}
+
+/**
+ * The followers of a raft group as one list whichever broker is asked: a follower lists
+ * the leader among its peers and leaves itself out, so the leader is taken off and the
+ * answering broker put in (marked `self`).
+ */
+function followers(leader: string, reported: ReplicaStatus[], self: string): ReplicaStatus[] {
+  const out = reported.filter((r) => r.name !== leader);
+  if (leader !== "" && self !== "" && self !== leader && !out.some((r) => r.name === self))
+    out.push({ name: self, current: true, offline: false, activeNs: 0, lag: 0, self: true });
+  return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
 /**
@@ -121,29 +140,32 @@ export async function brokerStatus(monitorUrl: string, expectedPeers: number): P
   ]);
   const routes = arr(routez.routes).map((r) => ({
     remoteId: str(r.remote_id),
+    remoteName: str(r.remote_name),
     address: `${str(r.ip)}:${num(r.port)}`,
     rtt: str(r.rtt),
     solicited: r.did_solicit === true,
   }));
   const jetstream = Boolean(varz.jetstream && (varz.jetstream as Json).config);
+  const self = str(varz.server_name);
   const metaRaw = jsz.meta_cluster as Json | undefined;
   const meta = metaRaw
     ? {
         leader: str(metaRaw.leader),
         clusterSize: num(metaRaw.cluster_size),
-        replicas: replicas(metaRaw.replicas),
+        replicas: followers(str(metaRaw.leader), replicas(metaRaw.replicas), self),
       }
     : undefined;
   const streams: StreamStatus[] = [];
   for (const account of arr(jsz.account_details)) {
     for (const s of arr(account.stream_detail)) {
       const cluster = (s.cluster ?? {}) as Json;
+      const leader = str(cluster.leader);
       streams.push({
         account: str(account.name),
         name: str(s.name),
         messages: num((s.state as Json | undefined)?.messages),
-        leader: str(cluster.leader),
-        replicas: replicas(cluster.replicas),
+        leader,
+        replicas: followers(leader, replicas(cluster.replicas), self),
       });
     }
   }
@@ -171,7 +193,7 @@ export async function brokerStatus(monitorUrl: string, expectedPeers: number): P
   }
   return {
     monitorUrl,
-    serverName: str(varz.server_name),
+    serverName: self,
     version: str(varz.version),
     cluster: str((varz.cluster as Json | undefined)?.name),
     expectedPeers,
@@ -187,6 +209,7 @@ export async function brokerStatus(monitorUrl: string, expectedPeers: number): P
 const ago = (ns: number): string => (ns > 0 ? `${(ns / 1e9).toFixed(1)}s ago` : "never");
 
 function replicaLine(r: ReplicaStatus): string {
+  if (r.self) return `${r.name} (this broker: its lag is in the leader's status)`;
   const state = r.offline ? "OFFLINE" : r.current ? "current" : "catching up";
   return `${r.name} ${state}, lag ${r.lag}, seen ${ago(r.activeNs)}`;
 }
@@ -197,7 +220,8 @@ export function renderBrokerStatus(s: BrokerStatus): string {
     `broker ${s.serverName} (nats-server ${s.version})${s.cluster ? ` in cluster ${s.cluster}` : ""}`,
     `peers: ${new Set(s.routes.map((r) => r.remoteId)).size} of ${s.expectedPeers} connected`,
     ...s.routes.map(
-      (r) => `  ${r.remoteId.slice(0, 12)} ${r.address} rtt ${r.rtt}${r.solicited ? "" : " (inbound)"}`,
+      (r) =>
+        `  ${r.remoteName || r.remoteId.slice(0, 12)} ${r.address} rtt ${r.rtt}${r.solicited ? "" : " (inbound)"}`,
     ),
   ];
   if (s.meta) {

@@ -277,6 +277,20 @@ describe("3-broker cluster", () => {
     const events = healthy.streams.find((x) => x.name === "CHORIA_EVENTS");
     expect(events?.leader).toMatch(/^broker-[123]\.chorus\.local$/);
     expect(events?.replicas.length).toBe(2);
+    // asked of the leader or of a follower, the stream's peers are the same three brokers:
+    // the leader, and two followers that do not include it (one may be the broker asked)
+    const all = ["broker-1.chorus.local", "broker-2.chorus.local", "broker-3.chorus.local"];
+    for (const b of brokers) {
+      const st = await brokerStatus(b?.monitorUrl as string, 2);
+      const ev = st.streams.find((x) => x.name === "CHORIA_EVENTS");
+      const names = ev?.replicas.map((r) => r.name) ?? [];
+      expect(names).not.toContain(ev?.leader);
+      expect([ev?.leader, ...names].sort()).toEqual(all);
+      expect(ev?.replicas.filter((r) => r.self).map((r) => r.name)).toEqual(
+        st.serverName === ev?.leader ? [] : [st.serverName],
+      );
+      expect(st.meta?.replicas.map((r) => r.name)).not.toContain(st.meta?.leader);
+    }
     expect(healthy.problems).toEqual([]);
     const text = await chorusAsync(["broker", "status", "--config", setup.brokerConfigs[0] as string]);
     expect(text.stdout).toMatch(/peers: 2 of 2 connected/);

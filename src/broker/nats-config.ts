@@ -4,6 +4,11 @@ import { BrokerError } from "./trust.js";
 export interface RenderOptions {
   /** Overrides settings.monitorPort (the supervisor picks one when that is 0). */
   monitorPort?: number;
+  /**
+   * Account name → public key in operator mode, where nats-server knows accounts only by
+   * key: a leafnode remote's `account = CHORIA` becomes the CHORIA account's key.
+   */
+  accountNames?: Record<string, string>;
 }
 
 /** nats-server config strings: JSON string escaping is a subset its parser accepts. */
@@ -58,7 +63,7 @@ function clusterLines(s: BrokerSettings): string[] {
   return out;
 }
 
-function leafnodeLines(s: BrokerSettings): string[] {
+function leafnodeLines(s: BrokerSettings, accountNames: Record<string, string> = {}): string[] {
   if (s.leafnodePort <= 0 && s.leafnodeRemotes.length === 0) return [];
   const out = ["leafnodes {"];
   if (s.leafnodePort > 0) {
@@ -73,7 +78,7 @@ function leafnodeLines(s: BrokerSettings): string[] {
       out.push(
         "    {",
         `      urls: [${q(url)}]`,
-        ...(r.account ? [`      account: ${q(r.account)}`] : []),
+        ...(r.account ? [`      account: ${q(accountNames[r.account] ?? r.account)}`] : []),
         ...(r.credentials ? [`      credentials: ${q(r.credentials)}`] : []),
         ...tlsBlock(s, "      ", false),
         "    }",
@@ -134,7 +139,7 @@ export function renderNatsConfig(
   if (settings.logLevel === "trace") lines.push("debug: true", "trace: true");
   lines.push(...tlsBlock(settings, "", false));
 
-  lines.push(...clusterLines(settings), ...leafnodeLines(settings), ...gatewayLines(settings));
+  lines.push(...clusterLines(settings), ...leafnodeLines(settings, opts.accountNames), ...gatewayLines(settings));
 
   if (settings.storeDir) lines.push("jetstream {", `  store_dir: ${q(settings.storeDir)}`, "}");
 

@@ -282,11 +282,8 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   async start(): Promise<void> {
     if (this.running) throw new BrokerError("state", "broker supervisor already started");
     this._binary = findNatsServer(this.opts.binary ?? this.settings.natsServerBinary);
-    const trust =
-      this.opts.trustFragment ??
-      (this.settings.natsTrustFile
-        ? renderTrustFragment(loadNatsTrust(this.settings.natsTrustFile))
-        : undefined);
+    const material = this.settings.natsTrustFile ? loadNatsTrust(this.settings.natsTrustFile) : undefined;
+    const trust = this.opts.trustFragment ?? (material ? renderTrustFragment(material) : undefined);
     if (!trust)
       this.logger("warn", "no NATS trust material configured: the broker accepts unauthenticated clients");
     this.prepareRuntimeDir();
@@ -297,7 +294,10 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
       // Before anything is written: a broker that is already running keeps its files.
       await this.takeOverOrphan();
       this._monitorPort = this.settings.monitorPort || (await freeLoopbackPort());
-      const conf = renderNatsConfig(this.settings, trust, { monitorPort: this._monitorPort });
+      const conf = renderNatsConfig(this.settings, trust, {
+        monitorPort: this._monitorPort,
+        ...(material && { accountNames: material.accountNames }),
+      });
       // The config can hold the system password; keep it private to this user.
       writeFileSync(this.configPath, conf, { mode: 0o600 });
       chmodSync(this.configPath, 0o600);

@@ -13,6 +13,8 @@ export interface NatsTrustMaterial {
   operatorJwt: string;
   systemAccount: string;
   accounts: Record<string, string>;
+  /** account name (the JWT's `name`, e.g. CHORIA) → public key, for keys that name an account */
+  accountNames: Record<string, string>;
 }
 
 function jwtClaims(jwt: string, what: string, file: string): { sub: string; name?: string } {
@@ -61,10 +63,12 @@ export function normaliseNatsTrust(raw: unknown, file = "<trust>"): NatsTrustMat
       ? Object.values(accountsRaw)
       : [];
   const accounts: Record<string, string> = {};
+  const accountNames: Record<string, string> = {};
   for (const entry of list) {
     const jwt = typeof entry === "string" ? entry : (entry as { jwt?: unknown } | null)?.jwt;
     if (typeof jwt !== "string") throw new BrokerError("trust", `${file}: an account entry has no JWT`);
-    const { sub } = jwtClaims(jwt, "account", file);
+    const { sub, name } = jwtClaims(jwt, "account", file);
+    if (name !== undefined) accountNames[name] = sub;
     if (!sub.startsWith("A"))
       throw new BrokerError("trust", `${file}: account JWT subject ${sub} is not an account key`);
     accounts[sub] = jwt;
@@ -93,7 +97,7 @@ export function normaliseNatsTrust(raw: unknown, file = "<trust>"): NatsTrustMat
   if (!accounts[systemAccount]) {
     throw new BrokerError("trust", `${file}: the system account ${systemAccount} has no account JWT`);
   }
-  return { operatorJwt, systemAccount, accounts };
+  return { operatorJwt, systemAccount, accounts, accountNames };
 }
 
 export function loadNatsTrust(path: string): NatsTrustMaterial {

@@ -5,6 +5,7 @@ import {
   createNatsTrust,
   generateKeyPair,
   issueCert,
+  issueLeafCredentials,
   orgIssuer,
   writeSeedFile,
 } from "../../core/security/index.js";
@@ -82,6 +83,11 @@ export interface DevSetup {
   provisioning?: ProvisioningDevFiles;
   /** the async-reply receiver: its service config (receiver.yaml) and its NATS client config */
   receiver: { serviceConfig: string; clientConfig: string; credentials: CredentialFiles };
+  /**
+   * credentials/leaf.creds: the NATS user an edge broker's leafnode link logs in as to
+   * these brokers (`leafnode_remote.<name>.credentials`)
+   */
+  leafCredentials: string;
 }
 
 const DAY = 86_400;
@@ -165,6 +171,16 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     validityS,
     permissions: { streams_admin: true, events_viewer: true, org_admin: true },
   });
+  // An edge site's broker joins these brokers through one leafnode link as this user.
+  const leafCredentials = join(credDir, "leaf.creds");
+  writeFileSync(
+    leafCredentials,
+    await issueLeafCredentials(issuer, trust, {
+      name: "leafnode",
+      expiresAt: Math.floor(Date.now() / 1000) + validityS,
+    }),
+    { mode: 0o600 },
+  );
   const brokerUrls = clientPorts.map((p) => `tls://127.0.0.1:${p}`);
   const brokerUrl = brokerUrls[0] as string;
   const common = {
@@ -383,6 +399,7 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     serverConfigs,
     client,
     adminClient,
+    leafCredentials,
     receiver: {
       serviceConfig: receiverConfig,
       clientConfig: receiverClientConfig,

@@ -7,6 +7,7 @@ import {
   encodeAccount,
   encodeOperator,
   encodeUser,
+  fmtCreds,
   fromSeed,
   type Account,
   type KeyPair as NKeyPair,
@@ -425,6 +426,33 @@ export async function issueNatsUserJwt(
     { pub: permission(pub), sub: permission(sub), bearer_token: false },
     exp === undefined ? { signer: signing } : { signer: signing, exp },
   );
+}
+
+/**
+ * The NATS user an edge broker's leafnode link logs in as to a hub in operator mode: a
+ * user of the CHORIA account signed by the org issuer, returned as a `.creds` file (the
+ * JWT and its nkey seed), the format nats-server's `leafnodes.remotes[].credentials`
+ * reads. A leaf link carries the whole edge site's traffic, so by default it may publish
+ * and subscribe to everything in the account: the edge broker is infrastructure, trusted
+ * like a cluster peer. `perms` narrows that.
+ */
+export async function issueLeafCredentials(
+  issuer: Issuer,
+  trust: Pick<NatsTrust, "choriaAccountPublic">,
+  opts: { name: string; expiresAt?: number; perms?: NatsPermissions },
+): Promise<string> {
+  const user = createUser();
+  const perms = opts.perms ?? { pub: [">"], sub: [">"] };
+  const jwt = await encodeUser(
+    opts.name,
+    user,
+    trust.choriaAccountPublic,
+    { pub: permission(perms.pub), sub: permission(perms.sub), bearer_token: false },
+    opts.expiresAt === undefined
+      ? { signer: userSigningKey(issuer) }
+      : { signer: userSigningKey(issuer), exp: opts.expiresAt },
+  );
+  return text(fmtCreds(jwt, user));
 }
 
 /** A user in the SYSTEM account (monitoring, $SYS requests), signed by the account key itself. */

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { pino, type Logger } from "pino";
+import { pino } from "pino";
 import {
   BrokerMetrics,
   BrokerSupervisor,
@@ -9,61 +9,52 @@ import {
   renderBrokerStatus,
 } from "../../broker/index.js";
 import { loadConfig } from "../../core/config/index.js";
-import { ChorusError } from "../../core/protocol/errors.js";
+import { runDaemon, type Daemon } from "./daemon.js";
 import { guarded } from "./errors.js";
 
-async function run(configFile: string): Promise<void> {
-  let supervisor: BrokerSupervisor;
+/** The supervised nats-server and its metrics endpoint, as one daemon for runDaemon. */
+function brokerDaemon(configFile: string): Daemon {
+  const settings = brokerSettings(loadConfig(configFile));
+  const log = pino(
+    { name: "chorus-broker", level: settings.logLevel },
+    settings.logFile ? pino.destination({ dest: settings.logFile, mkdir: true }) : pino.destination(2),
+  );
+  const natsLog = log.child({ component: "nats-server" });
+  const supervisor = new BrokerSupervisor({
+    settings,
+    logger: (level, line) => natsLog[level](line.replace(/^\[\d+\] \S+ \S+ \[\w+\] /, "")),
+  });
+  supervisor.on("exited", (e) => {
+    if (!e.expected) log.warn({ code: e.code, signal: e.signal }, "nats-server exited");
+  });
+  supervisor.on("restarted", (e) =>
+    log.info({ natsPid: e.pid, restarts: e.restarts }, "nats-server restarted"),
+  );
   let metrics: BrokerMetrics | undefined;
-  let log: Logger;
-  try {
-    const settings = brokerSettings(loadConfig(configFile));
-    log = pino(
-      { name: "chorus-broker", level: settings.logLevel },
-      settings.logFile ? pino.destination({ dest: settings.logFile, mkdir: true }) : pino.destination(2),
-    );
-    const natsLog = log.child({ component: "nats-server" });
-    supervisor = new BrokerSupervisor({
-      settings,
-      logger: (level, line) => natsLog[level](line.replace(/^\[\d+\] \S+ \S+ \[\w+\] /, "")),
-    });
-    supervisor.on("exited", (e) => {
-      if (!e.expected) log.warn({ code: e.code, signal: e.signal }, "nats-server exited");
-    });
-    supervisor.on("restarted", (e) =>
-      log.info({ natsPid: e.pid, restarts: e.restarts }, "nats-server restarted"),
-    );
-    await supervisor.start();
-    log.info({ url: supervisor.clientUrl, natsPid: supervisor.pid }, "broker ready");
-    if (settings.statsPort) {
+  const stop = async () => {
+    await Promise.all([supervisor.stop(), metrics?.stop()]);
+  };
+  return {
+    log,
+    async start() {
+      await supervisor.start();
+      log.info({ url: supervisor.clientUrl, natsPid: supervisor.pid }, "broker ready");
+      if (!settings.statsPort) return;
       metrics = new BrokerMetrics({
         port: settings.statsPort,
         host: settings.listenAddress,
         identity: settings.identity,
         source: supervisor,
       });
-      await metrics.start();
+      // a metrics port already taken must not leave nats-server running
+      await metrics.start().catch(async (err: unknown) => {
+        await stop();
+        throw err;
+      });
       log.info({ port: settings.statsPort }, "prometheus metrics listening");
-    }
-  } catch (err) {
-    if (err instanceof ChorusError) {
-      process.stderr.write(`chorus broker: ${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
-  }
-
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, "shutting down");
-      void Promise.all([supervisor.stop(), metrics?.stop()]).then(() => resolve());
-    };
-    process.once("SIGTERM", shutdown);
-    process.once("SIGINT", shutdown);
-  });
+    },
+    stop,
+  };
 }
 
 /** `chorus broker run --config FILE`: supervise nats-server as the Choria network broker. */
@@ -76,7 +67,7 @@ export function register(program: Command): void {
     .description("Start and supervise nats-server from a Choria-style broker config")
     .requiredOption("--config <file>", "broker configuration file")
     .action(async (opts: { config: string }) => {
-      await run(opts.config);
+      await runDaemon("broker", () => brokerDaemon(opts.config));
     });
   broker
     .command("status")

@@ -63,6 +63,8 @@ export interface BrokerSupervisorOptions {
    * (rounded up to whole seconds by the wrapper).
    */
   stopGraceMs?: number;
+  /** Picks the monitoring port when settings.monitorPort is 0 (default: a free loopback port). */
+  pickPort?: () => Promise<number>;
 }
 
 export interface BrokerExit {
@@ -293,18 +295,31 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
       ensurePidFileDir(this.settings);
       // Before anything is written: a broker that is already running keeps its files.
       await this.takeOverOrphan();
-      this._monitorPort = this.settings.monitorPort || (await freeLoopbackPort());
-      const conf = renderNatsConfig(this.settings, trust, {
-        monitorPort: this._monitorPort,
-        ...(material && { accountNames: material.accountNames }),
-      });
-      // The config can hold the system password; keep it private to this user.
-      writeFileSync(this.configPath, conf, { mode: 0o600 });
-      chmodSync(this.configPath, 0o600);
-      writeFileSync(natsMonitorFile(this.settings), `${this.monitorUrl}\n`);
       writeNatsWrapper(this._runtimeDir);
       this.wroteWrapper = true;
-      await this.launch();
+      // A monitoring port the supervisor picked itself is free when picked but not bound
+      // until nats-server starts; another process can take it in between. Then pick again.
+      for (let attempt = 1; ; attempt++) {
+        this._monitorPort = this.settings.monitorPort || (await (this.opts.pickPort ?? freeLoopbackPort)());
+        const conf = renderNatsConfig(this.settings, trust, {
+          monitorPort: this._monitorPort,
+          ...(material && { accountNames: material.accountNames }),
+        });
+        // The config can hold the system password; keep it private to this user.
+        writeFileSync(this.configPath, conf, { mode: 0o600 });
+        chmodSync(this.configPath, 0o600);
+        writeFileSync(natsMonitorFile(this.settings), `${this.monitorUrl}\n`);
+        try {
+          await this.launch();
+          break;
+        } catch (err) {
+          if (this.settings.monitorPort || attempt >= 3 || !this.monitorPortTaken(err)) throw err;
+          this.logger(
+            "warn",
+            `monitoring port ${this._monitorPort} was taken before nats-server bound it: picking another`,
+          );
+        }
+      }
     } catch (err) {
       if (this.natsPid !== undefined) removePidFile(this.pidFile, this.natsPid);
       this.cleanupRuntimeDir();
@@ -599,6 +614,14 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     }
     await this.killChild(2000);
     throw new BrokerError("not_ready", `nats-server was not ready within ${timeoutMs}ms${this.logTail()}`);
+  }
+
+  /** The launch failed because the monitoring port was in use (by the time nats-server bound it). */
+  private monitorPortTaken(err: unknown): boolean {
+    if (!(err instanceof BrokerError)) return false;
+    if (err.code === "port_in_use") return true;
+    const port = `:${this._monitorPort}`;
+    return this.recentLog.some((l) => l.includes(port) && /address already in use/i.test(l));
   }
 
   private logTail(): string {

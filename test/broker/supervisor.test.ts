@@ -1,3 +1,6 @@
+import { once } from "node:events";
+import { createServer as createHttpServer } from "node:http";
+import { createServer, type AddressInfo } from "node:net";
 import { Counter, Registry } from "prom-client";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -191,6 +194,59 @@ console.log("[1] fake [INF] Server is ready");
     process.kill(sup.pid as number, "SIGKILL");
     await waitFor(() => sup.restarts === 3 && sup.up, 10_000, "third restart");
     expect(delays).toEqual([50, 100, 50]);
+  });
+
+  it("picks another monitoring port when the one it picked is taken before nats-server binds it", async () => {
+    const dir = tempDir();
+    const settings = { ...(await testBrokerSettings(dir)), monitorPort: 0 };
+    // two thieves: a plain listener (nats-server fails to bind) and an HTTP server that
+    // answers /healthz (the supervisor sees someone else's server)
+    const tcp = createServer().listen(0, "127.0.0.1");
+    const http = createHttpServer((_req, res) => res.end("ok")).listen(0, "127.0.0.1");
+    await Promise.all([once(tcp, "listening"), once(http, "listening")]);
+    cleanups.push(() => {
+      tcp.close();
+      http.close();
+    });
+    const taken = [(tcp.address() as AddressInfo).port, (http.address() as AddressInfo).port];
+    const picks: number[] = [];
+    const logs: string[] = [];
+    const sup = new BrokerSupervisor({
+      settings,
+      logger: (level, line) => logs.push(`${level} ${line}`),
+      pickPort: async () => {
+        const p = taken[picks.length] ?? (await freePort());
+        picks.push(p);
+        return p;
+      },
+    });
+    cleanups.push(() => sup.stop());
+    await sup.start();
+    expect(picks).toHaveLength(3);
+    expect(sup.monitorUrl).toBe(`http://127.0.0.1:${picks[2]}`);
+    expect(logs.filter((l) => l.includes("was taken before nats-server bound it"))).toHaveLength(2);
+    expect((await fetch(`${sup.monitorUrl}/healthz`)).ok).toBe(true);
+  });
+
+  it("gives up after three taken monitoring ports", async () => {
+    const dir = tempDir();
+    const settings = { ...(await testBrokerSettings(dir)), monitorPort: 0 };
+    const tcp = createServer().listen(0, "127.0.0.1");
+    await once(tcp, "listening");
+    cleanups.push(() => void tcp.close());
+    let picks = 0;
+    const sup = new BrokerSupervisor({
+      settings,
+      logger: () => undefined,
+      pickPort: () => {
+        picks++;
+        return Promise.resolve((tcp.address() as AddressInfo).port);
+      },
+    });
+    cleanups.push(() => sup.stop());
+    await expect(sup.start()).rejects.toThrow(/address already in use/);
+    expect(picks).toBe(3);
+    expect(sup.pid).toBeUndefined();
   });
 
   it("reports a missing binary with install advice", () => {

@@ -1,4 +1,11 @@
-import { connect, type Authenticator, type NatsConnection, type Status } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import {
+  connect,
+  credsAuthenticator,
+  type Authenticator,
+  type NatsConnection,
+  type Status,
+} from "@nats-io/transport-node";
 import { ChorusError } from "../protocol/errors.js";
 import { nkeyPublicFromEd25519Public, publicHexFromSeed, sign } from "../security/index.js";
 import { lineLogger, type Logger } from "../util/index.js";
@@ -26,6 +33,10 @@ export interface ConnectOptions {
   natsJwt?: string;
   /** ed25519 seed (hex) whose key is the NATS JWT's subject */
   seedHex?: string;
+  /** a NATS `.creds` file (user JWT and nkey seed), instead of natsJwt and seedHex */
+  credsFile?: string;
+  /** how long the first connect may take, ms (nats.js default 20 s) */
+  timeoutMs?: number;
   /** prefix for request inboxes; Chorus uses the caller's reply prefix so ACLs allow replies */
   inboxPrefix?: string | undefined;
   /** reconnect forever (default) or not at all */
@@ -98,6 +109,17 @@ export async function connectNats(opts: ConnectOptions): Promise<NatsConnection>
         ...(opts.keyFile ? { keyFile: opts.keyFile } : {}),
       }
     : null;
+  let creds: Authenticator | undefined;
+  if (opts.credsFile !== undefined) {
+    try {
+      creds = credsAuthenticator(readFileSync(opts.credsFile));
+    } catch (err) {
+      throw new ConnectorError(
+        "config",
+        `cannot read the NATS credentials ${opts.credsFile}: ${(err as Error).message}`,
+      );
+    }
+  }
   const reconnect = opts.reconnect ?? true;
   const wait = opts.reconnectTimeWaitMs ?? 2000;
   const nc = await connect({
@@ -106,7 +128,10 @@ export async function connectNats(opts: ConnectOptions): Promise<NatsConnection>
     tls,
     ...(opts.natsJwt && opts.seedHex
       ? { authenticator: userJwtAuthenticator(opts.natsJwt, opts.seedHex) }
-      : {}),
+      : creds
+        ? { authenticator: creds }
+        : {}),
+    ...(opts.timeoutMs !== undefined && { timeout: opts.timeoutMs }),
     ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     reconnect,
     maxReconnectAttempts: reconnect ? -1 : 0,

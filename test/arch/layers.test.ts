@@ -23,7 +23,7 @@ const GROUPS: string[][] = [
   ["services/jobs"],
   ["server", "client", "broker"],
   // daemon services that host agents on a server and call the fleet as a client
-  ["services/aaa", "services/provisioner", "services/receiver", "services/federation"],
+  ["services/aaa", "services/provisioner", "services/receiver", "services/federation", "services/replicator"],
   ["apps/setup", "apps/codegen"],
   ["apps/emulator"],
   ["apps/demo"],

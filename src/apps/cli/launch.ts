@@ -46,6 +46,7 @@ export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   receiver: () => import("./receiver.js"),
   job: () => import("./job.js"),
   federation: () => import("./federation.js"),
+  replicator: () => import("./replicator.js"),
 };
 
 /** `kv get` for the get subcommand of kv: how guarded() names a command in errors. */

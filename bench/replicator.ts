@@ -12,7 +12,7 @@
 //   chorus parallel: the replicator, parallel by subject token, W keys at once
 // Both raw copiers use the same consumer settings (max_ack_pending = batch) as the
 // replicator does in that mode. Not part of the tests.
-// Run: bench/replicator.sh [--messages 50000] [--workers 256] [--runs 3]
+// Run: bench/replicator.sh [--messages 50000] [--workers 256] [--runs 3] [--only ordered|parallel]
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
@@ -28,6 +28,7 @@ const { values: opt } = parseArgs({
     messages: { type: "string", default: "50000" },
     workers: { type: "string", default: "256" },
     runs: { type: "string", default: "3" },
+    only: { type: "string" },
   },
 });
 const N = Number(opt.messages);
@@ -176,7 +177,10 @@ async function main(): Promise<void> {
         ["rawParallel", () => raw(sNc, dNc, dJsm, `RP${run}`, W, PARALLEL_BATCH, true)],
         ["chorusParallel", () => chorus(src.url, dst.url, dJsm, `CP${run}`, true)],
       ];
-      const order = run % 2 === 0 ? pairs : [...pairs].reverse();
+      const chosen = pairs.filter(
+        ([name]) => opt.only === undefined || name.toLowerCase().includes(opt.only),
+      );
+      const order = run % 2 === 0 ? chosen : [...chosen].reverse();
       for (const [name, f] of order) {
         const rate = await f();
         (res[name] as number[]).push(rate);

@@ -237,7 +237,9 @@ describe("3-broker cluster", () => {
         const info = await admin.streams.info(STREAM);
         return info.cluster?.leader ? info.state : undefined;
       });
-      const c = await jetstream(setupNc).consumers.get(STREAM);
+      // creating the reader needs a JetStream meta leader too: the killed broker may have
+      // been it, and the election can outlast one API timeout under load
+      const c = await waitFor("a reader on the stream", () => jetstream(setupNc).consumers.get(STREAM));
       const msgs = await c.fetch({ max_messages: state.messages, expires: 10_000 });
       for await (const m of msgs) {
         const id = m.string();

@@ -139,7 +139,11 @@ export function renderNatsConfig(
   if (settings.logLevel === "trace") lines.push("debug: true", "trace: true");
   lines.push(...tlsBlock(settings, "", false));
 
-  lines.push(...clusterLines(settings), ...leafnodeLines(settings, opts.accountNames), ...gatewayLines(settings));
+  lines.push(
+    ...clusterLines(settings),
+    ...leafnodeLines(settings, opts.accountNames),
+    ...gatewayLines(settings),
+  );
 
   if (settings.storeDir) lines.push("jetstream {", `  store_dir: ${q(settings.storeDir)}`, "}");
 

@@ -488,7 +488,9 @@ export class StreamCopier {
 
   /** The copy's deterministic Nats-Msg-Id: one source message, one id, whoever copies it. */
   private msgId(seq: number): string {
-    return `sr:${this.cfg.stream}:${this.created}:${seq}`;
+    // the replicator's name too: two cells' streams of one name, created in the same
+    // millisecond, copied into one central stream must not share ids
+    return `sr:${this.o.replicator}:${this.cfg.stream}:${this.created}:${seq}`;
   }
 
   /**

@@ -84,7 +84,7 @@ describe("replicator copies", () => {
       expect(first?.subject).toBe("centre.events.n1");
       expect(first?.headers["X-Kind"]).toBe("k1");
       expect(first?.headers["Choria-SR-Original-Msg-Id"]).toBe("orig-1");
-      expect(first?.headers["Nats-Msg-Id"]).toMatch(/^sr:ORD:\d+:1$/);
+      expect(first?.headers["Nats-Msg-Id"]).toMatch(/^sr:TEST:ORD:\d+:1$/);
       const src1 = parseSourceHeader(first?.source);
       expect(src1).toMatchObject({ stream: "ORD", seq: 1, replicator: "TEST", name: "ord" });
       expect(JSON.parse(first?.data ?? "{}")).toEqual({ i: 1 });

@@ -214,3 +214,4 @@ async function aaaStep(
     await user.close();
   }
 }
+export { OverlayRun, renderCounts, type CellCounts, type OverlayRunOptions } from "./overlays.js";

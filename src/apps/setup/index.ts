@@ -27,3 +27,11 @@ export {
   type IssueTokenOptions,
   type TokenReport,
 } from "./tokens.js";
+export {
+  OVERLAY_REPLIES,
+  OVERLAY_STREAMS,
+  createOverlaySetup,
+  type OverlayCell,
+  type OverlaySetup,
+  type OverlaySetupOptions,
+} from "./overlays.js";

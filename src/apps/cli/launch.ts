@@ -47,6 +47,7 @@ export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   job: () => import("./job.js"),
   federation: () => import("./federation.js"),
   replicator: () => import("./replicator.js"),
+  doctor: () => import("./doctor.js"),
 };
 
 /** `kv get` for the get subcommand of kv: how guarded() names a command in errors. */

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { createDevSetup } from "../setup/index.js";
+import { createDevSetup, createOverlaySetup } from "../setup/index.js";
 import { guarded } from "./errors.js";
 import { intArg } from "./flags.js";
 
@@ -101,5 +101,38 @@ export function register(program: Command): void {
           process.stdout.write(`${lines.join("\n")}\n`);
         },
       ),
+    );
+  setup
+    .command("overlays")
+    .description(
+      "Lay out N cells and a centre on loopback ports, each with its own trust: a cell has a broker, AAA, provisioner and a replicator to the centre",
+    )
+    .option("--dir <dir>", "directory to write into", "./chorus-overlays")
+    .option(
+      "--cells <n>",
+      "cells",
+      intArg("--cells", { min: 1, max: 9, expected: "a number of cells from 1 to 9" }),
+      2,
+    )
+    .option("--force", "overwrite a non-empty directory", false)
+    .action(
+      guarded("setup overlays", async (o: { dir: string; cells: number; force: boolean }) => {
+        const s = await createOverlaySetup({ dir: o.dir, cells: o.cells, force: o.force });
+        const lines = [
+          `overlays written to ${s.dir}`,
+          `  centre broker:   chorus broker run --config ${s.centre.brokerConfig}`,
+          `  centre receiver: chorus receiver run --config ${s.centre.receiver.serviceConfig}`,
+        ];
+        for (const c of s.cells) {
+          lines.push(
+            `  ${c.name} broker:      chorus broker run --config ${c.setup.brokerConfig}`,
+            `  ${c.name} aaa:         chorus aaa run --config ${c.setup.aaa!.serviceConfig}`,
+            `  ${c.name} provisioner: chorus provisioner run --config ${c.setup.provisioning!.serviceConfig}`,
+            `  ${c.name} replicator:  chorus replicator run --config ${c.replicatorConfig}`,
+          );
+        }
+        lines.push("  all of it, with emulated fleets, in one process: chorus demo --overlays");
+        process.stdout.write(`${lines.join("\n")}\n`);
+      }),
     );
 }

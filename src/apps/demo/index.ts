@@ -214,4 +214,12 @@ async function aaaStep(
     await user.close();
   }
 }
-export { OverlayRun, renderCounts, type CellCounts, type OverlayRunOptions } from "./overlays.js";
+export {
+  OverlayRun,
+  renderCounts,
+  runOverlaysDemo,
+  type CellCounts,
+  type OverlayRunOptions,
+  type OverlaysDemoOptions,
+  type OverlaysDemoResult,
+} from "./overlays.js";

@@ -48,6 +48,8 @@ export interface EmulatorProvisioningOptions {
   root?: string;
   /** the choria_provision agent's waits (default Choria's: a restart 2 s after it is asked) */
   tuning?: ProvisionTuning;
+  /** once enrolled, each node publishes an inventory registration at start and then every this many seconds (0: at start only; default: never) */
+  registrationIntervalS?: number;
 }
 
 export interface EmulatorOptions {
@@ -278,6 +280,7 @@ export class Emulator {
       servers: await provisioningBrokers(claims),
       root: p.root ?? "/var/lib/chorus-emulator",
       ...(p.tuning && { tuning: { ...p.tuning } }),
+      ...(p.registrationIntervalS !== undefined && { registrationIntervalS: p.registrationIntervalS }),
     };
   }
 
@@ -433,14 +436,29 @@ export class Emulator {
     return sumProvisioningStats(parts.flatMap((p) => (p ? [p] : [])));
   }
 
-  /** One worker's provisioning figures. */
-  private ask(w: WorkerShard, type: "provisioning"): Promise<ProvisioningStats | undefined> {
+  /**
+   * Provisioning mode: every enrolled node publishes its inventory registration now (as
+   * on its registration interval); how many did.
+   */
+  async registerNow(): Promise<number> {
+    if (this.local) return this.local.registerNow();
+    const counts = await Promise.all(this.remote.map((w) => this.ask(w, "register")));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  /** One worker's provisioning figures, or its count of registrations sent. */
+  private ask(w: WorkerShard, type: "provisioning"): Promise<ProvisioningStats | undefined>;
+  private ask(w: WorkerShard, type: "register"): Promise<number>;
+  private ask(
+    w: WorkerShard,
+    type: "provisioning" | "register",
+  ): Promise<ProvisioningStats | number | undefined> {
     return new Promise((resolve) => {
       const id = ++this.statsId;
       const onMessage = (m: FromWorker): void => {
         if (m.type !== type || m.id !== id) return;
         w.worker.off("message", onMessage);
-        resolve(m.stats);
+        resolve(m.type === "register" ? m.count : m.type === "provisioning" ? m.stats : undefined);
       };
       w.worker.on("message", onMessage);
       w.worker.postMessage({ type, id } satisfies ToWorker);

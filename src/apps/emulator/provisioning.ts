@@ -36,6 +36,11 @@ import {
   newLifecycleEvent,
   type LifecycleType,
 } from "../../services/lifecycle/index.js";
+import {
+  encodeRegistrationMessage,
+  inventoryContentPayload,
+  registrationSubject,
+} from "../../services/registration/index.js";
 import { EmulatorError } from "./errors.js";
 import { NodeKey, Plane, yieldToIo, type Inflight } from "./plane.js";
 import { MemoryStore } from "./store.js";
@@ -56,6 +61,12 @@ export interface ProvisioningSpec {
   root: string;
   /** the choria_provision agent's waits (default Choria's: restart 2 s after it is asked) */
   tuning?: ProvisionTuning;
+  /**
+   * Once enrolled, each node publishes an inventory registration, as a server with
+   * `registration = inventory_content` does: at start, then every this many seconds
+   * (0: at start only; unset: never).
+   */
+  registrationIntervalS?: number;
 }
 
 /** Where emulated nodes stand in provisioning; summed over shards by Emulator.provisioningStats(). */
@@ -104,6 +115,8 @@ interface EmulatedNode {
   runtime: NodeRuntime | undefined;
   plane: Plane | undefined;
   configures: number;
+  /** the key it registers with, once in normal mode */
+  key?: NodeKey;
 }
 
 // Provisioning mode has no server key: replies go unsigned and carry no token.
@@ -134,6 +147,7 @@ export class ProvisioningFleet {
   private readonly provReplay = new ReplayGuard();
   private readonly mainReplay = new ReplayGuard();
   private connected = false;
+  private registrationTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: ProvisioningFleetOptions) {
     const s = o.spec;
@@ -240,6 +254,11 @@ export class ProvisioningFleet {
       count,
     });
     this.connected = true;
+    const every = this.o.spec.registrationIntervalS;
+    if (every !== undefined && every > 0) {
+      this.registrationTimer = setInterval(() => this.registerNow(), every * 1000);
+      this.registrationTimer.unref();
+    }
     let k = 0;
     for (const n of this.all) {
       if (n.mode !== "provisioning") continue;
@@ -320,6 +339,9 @@ export class ProvisioningFleet {
     });
     this.attach(n, runtime, o.main, this.agent(n, false, provisioningSettings(c.config)));
     n.mode = "normal";
+    this.lifecycle(n, "startup", true);
+    n.key = new NodeKey(c.token, c.key);
+    if (o.spec.registrationIntervalS !== undefined) this.register(runtime, n.key);
   }
 
   /**
@@ -423,15 +445,55 @@ export class ProvisioningFleet {
     }
   }
 
-  private lifecycle(n: EmulatedNode, type: LifecycleType): void {
+  /** Every node in normal mode registers now; how many did. */
+  registerNow(): number {
+    let k = 0;
+    for (const n of this.all) {
+      if (n.mode !== "normal" || !n.runtime || !n.key) continue;
+      if (this.register(n.runtime, n.key)) k++;
+    }
+    return k;
+  }
+
+  /** One inventory registration on the main collective (go-choria's inventory_content). */
+  private register(node: NodeRuntime, credential: NodeKey): boolean {
+    const collective = node.mainCollective;
+    try {
+      const payload = inventoryContentPayload({
+        agents: this.o.main.registry.names(),
+        classes: [...node.classes],
+        facts: node.facts,
+        status: { identity: node.identity },
+        collectives: [...node.collectives],
+        build_info: { version: CHORUS_VERSION },
+        machines: [],
+      });
+      const msg = encodeRegistrationMessage({ payload, identity: node.identity, collective, credential });
+      this.o.main.publish(registrationSubject(collective), msg);
+      return true;
+    } catch (err) {
+      this.o.log.warn(
+        { identity: node.identity, err: (err as Error).message },
+        "could not publish registration",
+      );
+      return false;
+    }
+  }
+
+  /**
+   * A lifecycle event as the node's server would publish it: in provisioning mode on the
+   * provisioning plane (component `provision_mode_server`), once provisioned on the main
+   * collective's plane (component `server`), where the cell's CHORIA_EVENTS keeps it.
+   */
+  private lifecycle(n: EmulatedNode, type: LifecycleType, normal = false): void {
     if (!this.connected) return;
     try {
       const ev = newLifecycleEvent(type, {
         identity: n.identity,
-        component: PROVISION_COMPONENT,
+        component: normal ? "server" : PROVISION_COMPONENT,
         version: CHORUS_VERSION,
       });
-      this.plane.publish(lifecycleSubject(ev), encodeLifecycleEvent(ev));
+      (normal ? this.o.main : this.plane).publish(lifecycleSubject(ev), encodeLifecycleEvent(ev));
       if (n.runtime) n.runtime.counters.events++;
     } catch (err) {
       this.o.log.warn(
@@ -467,6 +529,7 @@ export class ProvisioningFleet {
 
   /** Cancels restarts not yet due; the shard closes the connections. */
   stop(): void {
+    if (this.registrationTimer) clearInterval(this.registrationTimer);
     for (const n of this.all) n.agent?.stop();
   }
 }

@@ -215,6 +215,11 @@ export class FleetShard {
     return this.provisioning?.stats();
   }
 
+  /** Every enrolled node publishes its registration now; how many did. */
+  registerNow(): number {
+    return this.provisioning?.registerNow() ?? 0;
+  }
+
   /** Job agent figures, when it is on. */
   jobsStats(): EmulatedJobsStats | undefined {
     return this.jobs?.stats();

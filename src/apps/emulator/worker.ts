@@ -18,6 +18,7 @@ export interface WorkerSpec extends ShardSpec {
 export type ToWorker =
   | { type: "stats"; id: number }
   | { type: "provisioning"; id: number }
+  | { type: "register"; id: number }
   | { type: "gc"; id: number }
   | { type: "stop" };
 
@@ -28,6 +29,7 @@ export type FromWorker =
   | { type: "error"; message: string }
   | { type: "stats"; id: number; stats: ShardStats }
   | { type: "provisioning"; id: number; stats: ProvisioningStats | undefined }
+  | { type: "register"; id: number; count: number }
   | { type: "gc"; id: number }
   | { type: "stopped" };
 
@@ -86,6 +88,8 @@ async function main(): Promise<void> {
     } else if (m.type === "provisioning") {
       // cheap enough to poll: no per-node counters summed
       post({ type: "provisioning", id: m.id, stats: shard.provisioningStats() });
+    } else if (m.type === "register") {
+      post({ type: "register", id: m.id, count: shard.registerNow() });
     } else if (m.type === "gc") {
       // only when the process runs with --expose-gc (memory measurements)
       (globalThis as { gc?: () => void }).gc?.();

@@ -28,6 +28,7 @@ export {
   type TokenReport,
 } from "./tokens.js";
 export {
+  OVERLAY_REGISTRATION,
   OVERLAY_REPLIES,
   OVERLAY_STREAMS,
   createOverlaySetup,

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { freeLoopbackPort } from "../../broker/index.js";
 import { loadSeedFile, orgIssuer, type NatsTrust } from "../../core/security/index.js";
@@ -7,10 +7,27 @@ import { issueClientCredential } from "./credentials.js";
 import { createDevSetup, type DevSetup } from "./dev.js";
 import { SetupError } from "./errors.js";
 
+/**
+ * Registration in a cell: its broker's `registration` adapter stores what nodes publish
+ * on `<collective>.broadcast.agent.registration` at `choria.registration.<sender>` in
+ * this stream (the last 5 per node), which the cell creates (docs/streams.md, Adapters).
+ */
+export const OVERLAY_REGISTRATION = {
+  stream: "CHORIA_REGISTRATION",
+  subjects: ["choria.registration.>"],
+  maxMsgsPerSubject: 5,
+} as const;
+
 /** The streams a cell keeps and the centre receives, with the centre's name for each. */
 export const OVERLAY_STREAMS = [
-  // lifecycle events (alive, startup, shutdown, provisioned…) and the nodes' registration
+  // lifecycle events (alive, startup, shutdown, provisioned…)
   { name: "events", stream: "CHORIA_EVENTS", target: (cell: string) => `${cell.toUpperCase()}_EVENTS` },
+  // the nodes' registration, stored by the cell broker's registration adapter
+  {
+    name: "registration",
+    stream: OVERLAY_REGISTRATION.stream,
+    target: (cell: string) => `${cell.toUpperCase()}_REGISTRATION`,
+  },
   // workflow progress from every node's spool
   { name: "jobs", stream: "CHORUS_JOBS", target: (cell: string) => `${cell.toUpperCase()}_JOBS` },
   // the AAA signer's audit records
@@ -85,6 +102,19 @@ export async function createOverlaySetup(opts: OverlaySetupOptions): Promise<Ove
       callerId: `choria=${name}-operator`,
       force: true,
     });
+    appendFileSync(
+      setup.brokerConfig,
+      [
+        "",
+        "# registration: nodes' inventory into CHORIA_REGISTRATION, which the replicator copies",
+        "plugin.choria.adapters = registration",
+        "plugin.choria.adapter.registration.type = jetstream",
+        `plugin.choria.adapter.registration.ingest.topic = ${setup.collective}.broadcast.agent.registration`,
+        "plugin.choria.adapter.registration.ingest.protocol = request",
+        "plugin.choria.adapter.registration.stream.topic = choria.registration.%s",
+        "",
+      ].join("\n"),
+    );
     // The centre issues each cell's replicator its own credential: it may manage streams
     // and publish the copies, nothing else of the centre's.
     const cred = {

@@ -11,18 +11,18 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { pino } from "pino";
-import { OverlayRun, renderCounts, type CellCounts } from "../../src/apps/demo/index.js";
-import { createOverlaySetup } from "../../src/apps/setup/index.js";
+import { OverlayRun, renderCounts, type CellCounts } from "../../../src/apps/demo/index.js";
+import { createOverlaySetup } from "../../../src/apps/setup/index.js";
 import {
   encodeLifecycleEvent,
   lifecycleSubject,
   newLifecycleEvent,
-} from "../../src/services/lifecycle/index.js";
-import { parseSourceHeader } from "../../src/services/replicator/index.js";
-import { connectNats } from "../../src/core/connector/index.js";
-import { replyPrefix } from "../../src/core/protocol/index.js";
-import { loadSeedFile } from "../../src/core/security/index.js";
-import { readAll } from "../services/replicator/fixture.js";
+} from "../../../src/services/lifecycle/index.js";
+import { parseSourceHeader } from "../../../src/services/replicator/index.js";
+import { connectNats } from "../../../src/core/connector/index.js";
+import { replyPrefix } from "../../../src/core/protocol/index.js";
+import { loadSeedFile } from "../../../src/core/security/index.js";
+import { readAll } from "../../services/replicator/fixture.js";
 
 const NODES = 8;
 const WORKFLOW = `name: overlay
@@ -64,8 +64,11 @@ const of = (counts: CellCounts[], cell: string) => counts.find((c) => c.cell ===
 const drained = (counts: CellCounts[], cell: string) =>
   of(counts, cell).every((s) => s.atCentre === s.inCell);
 
-/** One round of work in a cell: a login and a signed ping, a lifecycle event, an async workflow job. */
-async function work(cell: string): Promise<{ requestId: string; answered: number }> {
+/**
+ * One round of work in a cell: a login and a signed ping, a lifecycle event, every node's
+ * registration (as on its interval), an async workflow job.
+ */
+async function work(cell: string): Promise<{ requestId: string; answered: number; registered: number }> {
   const rc = run.cells.get(cell);
   if (!rc) throw new Error(`no cell ${cell}`);
   const user = await run.loginClient(cell);
@@ -78,13 +81,14 @@ async function work(cell: string): Promise<{ requestId: string; answered: number
       version: "0.1.0",
     });
     rc.admin.publish(lifecycleSubject(ev), encodeLifecycleEvent(ev));
+    const registered = await rc.emulator.registerNow();
     const sent = await rc.client.requestAsync(
       "job",
       "run_workflow",
       { workflow: WORKFLOW },
       { nodes: rc.nodes },
     );
-    return { requestId: sent.requestId, answered: ping.replies.length };
+    return { requestId: sent.requestId, answered: ping.replies.length, registered };
   } finally {
     await user.close();
   }
@@ -96,6 +100,7 @@ describe("two cells and a centre", () => {
     // before: both cells linked
     const before = await Promise.all(["cell1", "cell2"].map(work));
     expect(before.map((b) => b.answered)).toEqual([NODES, NODES]);
+    expect(before.map((b) => b.registered)).toEqual([NODES, NODES]);
     const api = run.receiverApi();
     for (const b of before)
       await until(`request ${b.requestId} complete at the centre`, async () => {
@@ -110,6 +115,9 @@ describe("two cells and a centre", () => {
     tables.push(renderCounts("before the partition:", c0));
 
     // during: cell1 cut off from the centre, still serving
+    tables.push(
+      "partition: by stopping cell1's replicator, the only link from the cell to the centre (no network namespace)",
+    );
     await run.partition("cell1");
     const during = await Promise.all(["cell1", "cell2"].map(work));
     expect(during.map((d) => d.answered)).toEqual([NODES, NODES]);
@@ -157,7 +165,7 @@ describe("two cells and a centre", () => {
     });
     try {
       const jsm = await jetstreamManager(admin);
-      for (const stream of ["CELL1_EVENTS", "CELL1_JOBS", "CELL1_AUDIT"]) {
+      for (const stream of ["CELL1_EVENTS", "CELL1_REGISTRATION", "CELL1_JOBS", "CELL1_AUDIT"]) {
         const msgs = await readAll(jsm, stream);
         const seqs = msgs.map((m) => parseSourceHeader(m.source)?.seq);
         expect(new Set(seqs).size, stream).toBe(msgs.length);

@@ -86,6 +86,6 @@ export function buildFilter(opts: {
   for (const x of given(opts.facts)) f.fact.push(parseFactFilter(x));
   for (const w of opts.combined ?? []) parseCombinedFilter(w, f);
   // One group per -S, as go-choria's AddCompoundFilter does; all must hold.
-  for (const e of opts.compound ?? []) f.compound.push([{ expr: parseCompoundFilter(e) }]);
+  for (const e of given(opts.compound)) f.compound.push([{ expr: parseCompoundFilter(e) }]);
   return f;
 }

@@ -72,12 +72,15 @@ export class ActionPolicyAuthorizer implements Authorizer {
   }
 
   authorize(req: Parameters<Authorizer["authorize"]>[0]): PolicyDecision {
+    // a configured classes file that cannot be read: classes fields cannot be evaluated
+    const classesUnknown = req.node.classesProblem();
     const d = this.decide({
       agent: req.agent,
       action: req.action,
       caller: req.caller,
       facts: req.node.facts,
       classes: req.node.classes,
+      ...(classesUnknown !== undefined && { classesUnknown }),
       node: req.node,
     });
     if (!d.allowed) {
@@ -145,8 +148,11 @@ export class ActionPolicyAuthorizer implements Authorizer {
     try {
       const st = statSync(file);
       key = `${st.mtimeMs}:${st.size}`;
-    } catch {
-      // ENOENT and friends: treated as "no file"
+    } catch (err) {
+      // only a file that is not there is "no file"; one that cannot be looked at
+      // (EACCES, ELOOP...) is unreadable, so reading it below fails and denies
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT" && code !== "ENOTDIR") key = `unstatable:${code ?? "?"}`;
     }
     if (cached && cached.key === key) {
       cached.checkedAt = now;

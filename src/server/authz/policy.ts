@@ -66,6 +66,12 @@ export interface PolicySubject {
   action: string;
   facts: Record<string, unknown>;
   classes: readonly string[];
+  /**
+   * Why the node's classes cannot be known (its classes file is configured but cannot
+   * be read). A classes field, or a compound statement that reads classes, then cannot
+   * be evaluated: an allow line grants nothing, a deny line matches.
+   */
+  classesUnknown?: string;
   /** For compound statements that name `identity` or `agents` (read only when one does). */
   node?: { readonly identity: string; readonly agents: readonly string[] };
 }
@@ -402,7 +408,11 @@ function nodeInfo(s: PolicySubject): NodeInfo {
   return {
     identity: s.node?.identity ?? "",
     facts: s.facts,
-    classes: s.classes as string[],
+    get classes(): string[] {
+      // thrown into ruleMatches, which reads it as "cannot be evaluated"
+      if (s.classesUnknown !== undefined) throw new Error(`classes unknown: ${s.classesUnknown}`);
+      return s.classes as string[];
+    },
     get agents() {
       return [...(s.node?.agents ?? [])];
     },
@@ -418,7 +428,14 @@ function ruleMatches(
   if (!callerMatches(rule, s.caller, groups)) return false;
   if (rule.actions && !rule.actions.includes(s.action)) return false;
   if (rule.facts && !rule.facts.every((f) => matchFact(f, s.facts))) return false;
-  if (rule.classes && !matchClasses(rule.classes, s.classes)) return false;
+  if (rule.classes) {
+    // go-choria: "do not know how to resolve classes"; unknown classes never open a deny
+    if (s.classesUnknown !== undefined) {
+      if (rule.allow) return false;
+    } else if (!matchClasses(rule.classes, s.classes)) {
+      return false;
+    }
+  }
   if (rule.compound) {
     for (const test of rule.compound) {
       let ok: boolean;
@@ -449,9 +466,13 @@ export function evaluatePolicy(
   const node = () => (info ??= nodeInfo(s));
   for (const rule of policy.rules) {
     if (ruleMatches(rule, s, groups, node)) {
+      const unknown =
+        !rule.allow && s.classesUnknown !== undefined && (rule.classes ?? rule.compound) !== undefined
+          ? ` (the node's classes are unknown: ${s.classesUnknown})`
+          : "";
       return {
         allowed: rule.allow,
-        reason: `${rule.allow ? "allowed" : "denied"} by ${policy.file}:${rule.line}`,
+        reason: `${rule.allow ? "allowed" : "denied"} by ${policy.file}:${rule.line}${unknown}`,
       };
     }
   }

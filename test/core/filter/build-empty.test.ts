@@ -9,4 +9,10 @@ describe("buildFilter skips empty entries as go-choria does", () => {
     expect(f.agent).toEqual([]);
     expect(f.fact).toEqual([]);
   });
+
+  it("drops empty compound (-S) strings too, as go-choria's CompoundFilter does", () => {
+    const f = buildFilter({ compound: ["", "  ", 'with("web")'] });
+    expect(f.compound).toEqual([[{ expr: 'with("web")' }]]);
+    expect(buildFilter({ compound: [""] }).compound).toEqual([]);
+  });
 });

@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { AgentRegistry, NodeRuntime } from "../../../src/server/index.js";
 import {
   ActionPolicyAuthorizer,
   PolicyError,
@@ -386,5 +387,77 @@ describe("groups file", () => {
       expect.stringMatching(/groups:1: group admins has no members; line skipped$/),
     );
     expect(a.stats.skippedGroupLines).toBe(1);
+  });
+});
+
+describe("a node whose classes file cannot be read (go-choria: do not know how to resolve classes)", () => {
+  const unknown = { classes: [], classesUnknown: "cannot read classes file /x/classes.txt: ENOENT" };
+  const decide = (lines: string[], q: Partial<PolicySubject> = {}) =>
+    evaluatePolicy(parsePolicy(lines.join("\n"), "k.policy"), subject(q));
+
+  it("a deny line with a classes field matches: unknown classes never open access", () => {
+    const lines = ["policy default allow", rule("deny", "*", "run", "*", "db")];
+    expect(decide(lines, { action: "run", classes: [] }).allowed).toBe(true); // known: no db class
+    expect(decide(lines, { action: "run", ...unknown })).toEqual({
+      allowed: false,
+      reason:
+        "denied by k.policy:2 (the node's classes are unknown: cannot read classes file /x/classes.txt: ENOENT)",
+    });
+    // the other fields of the deny line still apply
+    expect(decide(lines, { action: "status", ...unknown }).allowed).toBe(true);
+  });
+
+  it("an allow line with a classes field grants nothing; later lines and the default still apply", () => {
+    const lines = [
+      "policy default deny",
+      rule("allow", "*", "run", "*", "web"),
+      rule("allow", "*", "status", "os=linux", "*"),
+    ];
+    expect(decide(lines, { action: "run" }).allowed).toBe(true);
+    expect(decide(lines, { action: "run", ...unknown }).reason).toMatch(/default is deny/);
+    expect(decide(lines, { action: "status", ...unknown }).reason).toBe("allowed by k.policy:3");
+  });
+
+  it("compound statements that read classes cannot be evaluated; ones that read only facts can", () => {
+    expect(decide(["policy default deny", rule("allow", "*", "*", "*", "!db")], unknown).allowed).toBe(false);
+    expect(decide(["policy default deny", rule("allow", "*", "*", "*", "!db")]).allowed).toBe(true);
+    expect(
+      decide(["policy default allow", rule("deny", "*", "*", "os=linux and db", "*")], unknown),
+    ).toMatchObject({ allowed: false });
+    const factsOnly = ["policy default deny", rule("allow", "*", "*", "os=linux and not os=bsd", "*")];
+    expect(decide(factsOnly, unknown).allowed).toBe(true);
+  });
+
+  it("the authorizer asks the node why its classes are unknown", () => {
+    write("puppet.policy", ["policy default allow", rule("deny", "*", "*", "*", "db")]);
+    const { a } = authz();
+    const node = new NodeRuntime({
+      identity: "k.example",
+      collectives: ["mcollective"],
+      registry: new AgentRegistry(),
+      credential: { token: "", sign: () => new Uint8Array() },
+      classesFile: join(dir, "no-such-classes.txt"),
+    });
+    const ask = () =>
+      a.authorize({
+        agent: "puppet",
+        action: "status",
+        caller: "choria=alice",
+        callerClaims: {} as never,
+        collective: "mcollective",
+        data: {},
+        node,
+      });
+    expect(ask()).toMatchObject({
+      allowed: false,
+      reason: expect.stringMatching(/classes are unknown: cannot read/),
+    });
+    writeFileSync(join(dir, "no-such-classes.txt"), "web\n");
+    expect(ask()).toMatchObject({ allowed: true });
+    writeFileSync(join(dir, "no-such-classes.txt"), "db\n");
+    expect(ask()).toMatchObject({
+      allowed: false,
+      reason: "denied by " + join(policies, "puppet.policy") + ":2",
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -199,7 +199,7 @@ describe("action_policy rules", () => {
     });
     expect(warnings.join("\n")).toMatch(/other\.policy:2: facts field: .*fact filter.*line skipped/);
     // the authorize() path logs the denial with caller, agent and action
-    const node = { facts: {}, classes: [] } as unknown as NodeRuntime;
+    const node = { facts: {}, classes: [], classesProblem: () => undefined } as unknown as NodeRuntime;
     const decision = a.authorize({
       agent: "puppet",
       action: "status",
@@ -212,6 +212,19 @@ describe("action_policy rules", () => {
     expect(decision.allowed).toBe(false);
     expect(decision.reason).toMatch(/unreadable policy/);
     expect(warnings.at(-1)).toMatch(/denying choria=alice access to puppet#status: unreadable policy/);
+  });
+
+  it("a policy or groups file that cannot even be looked at (ELOOP) is unreadable, not missing", () => {
+    symlinkSync("puppet.policy", join(policies, "puppet.policy"));
+    const { ask } = authz({ allowUnconfigured: true });
+    expect(ask()).toMatchObject({ allowed: false, reason: expect.stringMatching(/unreadable policy/) });
+    rmSync(join(policies, "puppet.policy"));
+    write("puppet.policy", ["policy default allow"]);
+    symlinkSync("groups", join(policies, "groups"));
+    expect(authz({ allowUnconfigured: true }).ask()).toMatchObject({
+      allowed: false,
+      reason: expect.stringMatching(/unreadable groups file/),
+    });
   });
 
   it("an unreadable groups file denies everything; a missing one means no groups", () => {

@@ -148,6 +148,7 @@ export class AaaMetrics extends ServedMetrics {
     denied(action: string): void;
     invalidToken(): void;
     error(): void;
+    authorizerError(): void;
   } {
     const site = this.site;
     return {
@@ -161,6 +162,7 @@ export class AaaMetrics extends ServedMetrics {
       },
       invalidToken: () => this.signerInvalidToken.inc({ site, signer: "basicjwt" }),
       error: () => this.signerErrors.inc({ site, signer: "basicjwt" }),
+      authorizerError: () => this.authorizerErrors.inc({ site, authorizer }),
     };
   }
 }

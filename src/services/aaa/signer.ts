@@ -39,7 +39,12 @@ export interface SignerMetricsHooks {
   denied?(agentAction: string): void;
   invalidToken?(): void;
   error?(): void;
+  /** the authorizer failed, or its policy could not be evaluated (choria_aaa_authorizer_errors) */
+  authorizerError?(): void;
 }
+
+/** Denials that mean the policy could not be evaluated, not that it said no (cedarAuthorizer's words). */
+const POLICY_FAILURE = /^cedar (policy does not parse|evaluation failed)|\(policy errors: /;
 
 export type SignerLog = (
   level: "info" | "warn" | "error" | "debug",
@@ -212,14 +217,17 @@ export class RequestSigner {
           sender: request.sender,
           collective: request.collective,
           ttl: request.ttl,
-          time: request.time,
+          // requests carry unix nanoseconds; policies see seconds, as on nodes (AaasvcAuthorizer)
+          time: Math.floor(request.time / 1e9),
           site: o.site,
           claims,
           filter: request.filter,
         });
       } catch (err) {
         decision = { allowed: false, reason: `authorizer ${o.authorizer.name} failed: ${String(err)}` };
+        o.metrics?.authorizerError?.();
       }
+      if (!decision.allowed && POLICY_FAILURE.test(decision.reason)) o.metrics?.authorizerError?.();
     }
 
     // 6. audit before answering: a request nobody recorded is never signed

@@ -34,6 +34,7 @@ import {
   registerBuiltinAgents,
 } from "../../../src/server/index.js";
 import { FileAuditor, type AuditRecord, type Auditor } from "../../../src/services/aaa/auditors.js";
+import { AaaMetrics } from "../../../src/services/aaa/metrics.js";
 import {
   RequestSigner,
   UNVERIFIED_CALLER,
@@ -385,7 +386,8 @@ describe("RequestSigner", () => {
       site: "testsite",
       filter: { fact: [{ fact: "country", operator: "==", value: "mt" }], cf_class: ["web"] },
     });
-    expect(seen[0]!.time).toBeGreaterThan(0);
+    // unix seconds, as the node-side authorizer gives policies (requests carry nanoseconds)
+    expect(Math.abs(seen[0]!.time - Date.now() / 1000)).toBeLessThan(60);
     expect(seen[0]!.claims.agents).toEqual(["rpcutil.*"]);
     expect(audit.records).toEqual([
       expect.objectContaining({ callerid: "up=alice", action: "deny", reason: "no puppet for you" }),
@@ -424,6 +426,63 @@ describe("RequestSigner", () => {
       status: 403,
     });
     expect(ced.audit.records.map((x) => x.action)).toEqual(["allow", "deny"]);
+
+    // context.time is unix seconds, so a policy can bound it (nanoseconds are no Cedar Long)
+    const nowS = Math.floor(Date.now() / 1000);
+    const timed = user("up=dave", {
+      cedar_policy: `permit (principal, action in Chorus::Action::"rpcutil", resource)
+        when { context.time > ${nowS - 600} && context.time < ${nowS + 600} };`,
+    });
+    r = request(timed);
+    const inWindow = await ced.s.sign({ token: timed.token, signature: r.signature, request: r.bytes });
+    expect(inWindow.ok, inWindow.ok ? "" : inWindow.reason).toBe(true);
+  });
+
+  it("counts an authorizer that fails or a policy that cannot be evaluated as an authorizer error", async () => {
+    const errors: string[] = [];
+    const metrics = { authorizerError: () => errors.push("x") };
+    const broken = user("up=erin", { cedar_policy: "permit(principal, action, resource) when {" });
+    const ced = signer({ authorizer: cedarAuthorizer(), metrics });
+    let r = request(broken);
+    expect(await ced.s.sign({ token: broken.token, signature: r.signature, request: r.bytes })).toMatchObject(
+      {
+        ok: false,
+        status: 403,
+      },
+    );
+    expect(errors).toHaveLength(1);
+    // a policy that simply does not permit is a denial, not an error
+    const strict = user("up=fred", {
+      cedar_policy: 'permit(principal, action in Chorus::Action::"puppet", resource);',
+    });
+    r = request(strict);
+    expect((await ced.s.sign({ token: strict.token, signature: r.signature, request: r.bytes })).ok).toBe(
+      false,
+    );
+    expect(errors).toHaveLength(1);
+    const throws: SignerAuthorizer = {
+      name: "throws",
+      authorize: () => {
+        throw new Error("engine down");
+      },
+    };
+    const t = signer({ authorizer: throws, metrics });
+    const u = user();
+    r = request(u);
+    const out = await t.s.sign({ token: u.token, signature: r.signature, request: r.bytes });
+    expect(out).toMatchObject({ ok: false, status: 403 });
+    expect(t.audit.records[0]).toMatchObject({
+      action: "deny",
+      reason: expect.stringMatching(/engine down/),
+    });
+    expect(errors).toHaveLength(2);
+    // the service's sink counts it under Choria's name
+    const m = new AaaMetrics("testsite");
+    m.signerSink("cedar").authorizerError();
+    const v = (await m.registry.getSingleMetric("choria_aaa_authorizer_errors")?.get())?.values ?? [];
+    expect(v).toEqual([
+      expect.objectContaining({ value: 1, labels: { site: "testsite", authorizer: "cedar" } }),
+    ]);
   });
 
   it("always allows discovery, as Choria's authorizers do", async () => {

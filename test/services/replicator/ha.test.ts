@@ -28,7 +28,8 @@ beforeAll(async () => {
   pair = await startPair();
   ({ src, dst, sNc, sJsm, dJsm } = pair);
   // the managed election bucket a Chorus broker creates, with a short TTL for the test
-  await createBucket(sNc, LEADER_ELECTION_BUCKET, { ttlMs: 2000, history: 1 });
+  // (5 s: at 2 s a busy 2-core box missed a refresh and leadership moved mid-copy)
+  await createBucket(sNc, LEADER_ELECTION_BUCKET, { ttlMs: 5000, history: 1 });
 }, 30_000);
 
 afterAll(async () => {

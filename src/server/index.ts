@@ -12,6 +12,8 @@ export { ReplayGuard, type ReplayGuardOptions, type ReplayGuardStats, type Repla
 export { AgentRegistry, ServerError, type RegisterOptions } from "./registry.js";
 export {
   Server,
+  serverMachineOptions,
+  type ServerMachineOptions,
   type AgentReloadResult,
   type ServerOptions,
   type ServerProvisioning,
@@ -84,6 +86,19 @@ export {
 } from "./authz/index.js";
 export { StatusFileWriter, instanceStatus, type InstanceStatus, type StatusFileOptions } from "./status.js";
 export { ServerMetrics, type ServerMetricsOptions } from "./metrics.js";
+export {
+  MachineEventQueue,
+  ServerMachineHost,
+  machineState,
+  machinesManagerManifest,
+  type EventQueueStats,
+  type MachineHostStats,
+  type MachineProblem,
+  type MachineQuery,
+  type MachineSource,
+  type MachineStateInfo,
+  type ServerMachineHostOptions,
+} from "./machines.js";
 export { RateLimitedLog } from "./ratelog.js";
 export { ClassesSource, loadClasses, loadFacts } from "./facts.js";
 export {
@@ -92,7 +107,9 @@ export {
   EXTERNAL_DATA_PROTOCOL,
   loadExternalDataPlugins,
   loadModuleDataPlugins,
+  machineStatePlugin,
   parseDataDdl,
+  scoutPlugin,
   type DataDdl,
   type DataLoadProblem,
   type DataNode,
@@ -135,7 +152,11 @@ export {
   registerDiscovery,
   registerJobAgent,
   registerRpcutil,
+  registerScoutAgent,
   rpcutilActions,
+  SCOUT_TRANSITIONS,
+  scoutActions,
+  type ScoutAction,
   type JobAgentOptions,
   type JobAgentStats,
   type JobHost,

@@ -113,7 +113,7 @@ export function startNodeMetadata(o: NodeMetadataOptions): NodeMetadata {
               stats: node.stats,
             },
             build_info: { version: node.host.version, implementation: "chorus" },
-            machines: [],
+            machines: node.machineStates().map((m) => ({ name: m.name, version: m.version, state: m.state })),
           },
           rs.inventoryCompression,
         ),

@@ -2,6 +2,7 @@ import type { Counter, Histogram, Registry } from "prom-client";
 import { MetricsEndpoint, promClient } from "../core/util/index.js";
 import type { SpoolStats } from "../services/submission/index.js";
 import type { JobAgentStats } from "./agents/index.js";
+import type { MachineHostStats } from "./machines.js";
 import type { RequestDecoder } from "./decoder.js";
 import type { ReplayGuard } from "./replay.js";
 import type { ActionPolicyStats } from "./authz/index.js";
@@ -25,6 +26,8 @@ export interface ServerMetricsOptions {
   spool?: () => SpoolStats | undefined;
   /** The job agent's counters and its running executions (a directory scan), read at every scrape. */
   jobs?: { stats: () => JobAgentStats; running: () => number };
+  /** The machine host's figures, read at every scrape; undefined while no machines run. */
+  machines?: () => MachineHostStats | undefined;
 }
 
 const JOB_COUNTERS: [keyof JobAgentStats, string, string][] = [
@@ -262,6 +265,58 @@ export class ServerMetrics extends MetricsEndpoint {
         },
       });
       copiedCounters(reg, "chorus_jobs_", JOB_COUNTERS, jobs.stats);
+    }
+    const machines = opts.machines;
+    if (machines) {
+      new Gauge({
+        name: "chorus_machines_running",
+        help: "Autonomous agents running on the node",
+        registers: reg,
+        collect() {
+          this.set(machines()?.running ?? 0);
+        },
+      });
+      new Gauge({
+        name: "chorus_machines_problems",
+        help: "Machines in the store that could not be loaded (see choria_util#machine_states)",
+        registers: reg,
+        collect() {
+          this.set(machines()?.problems ?? 0);
+        },
+      });
+      new Counter({
+        name: "chorus_machine_transitions",
+        help: "Transitions of autonomous agents, by machine",
+        labelNames: ["machine"],
+        registers: reg,
+        collect() {
+          this.reset();
+          for (const [machine, n] of machines()?.transitions ?? []) this.inc({ machine }, n);
+        },
+      });
+      new Gauge({
+        name: "chorus_machine_events_queued",
+        help: "Machine events waiting for the broker",
+        registers: reg,
+        collect() {
+          this.set(machines()?.events.queued ?? 0);
+        },
+      });
+      const eventCounters: ["sent" | "dropped", string][] = [
+        ["sent", "Machine events the broker confirmed"],
+        ["dropped", "Machine events dropped because the queue was full while the broker was away"],
+      ];
+      for (const [field, help] of eventCounters) {
+        new Counter({
+          name: `chorus_machine_events_${field}`,
+          help,
+          registers: reg,
+          collect() {
+            this.reset();
+            this.inc(machines()?.events[field] ?? 0);
+          },
+        });
+      }
     }
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }

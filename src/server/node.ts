@@ -21,6 +21,7 @@ import { auditTime, type Auditor } from "./audit.js";
 import { defaultDataRegistry, type DataRegistry } from "./data/index.js";
 import { ClassesSource } from "./facts.js";
 import type { DecodeResult, DecodedRequest } from "./decoder.js";
+import type { MachineSource, MachineStateInfo } from "./machines.js";
 import type { AgentRegistry } from "./registry.js";
 import { ReplayGuard } from "./replay.js";
 import { NodeStats, type DropReason, type ServerStats } from "./stats.js";
@@ -77,6 +78,8 @@ export interface NodeRuntimeOptions {
   replayGuard?: ReplayGuard;
   /** Requests with a longer TTL (seconds) are refused (default MAX_REQUEST_TTL). */
   maxTtl?: number;
+  /** The node's autonomous agents (choria_util, scout, the scout data plugin); none by default. */
+  machines?: MachineSource;
 }
 
 /**
@@ -128,6 +131,8 @@ export class NodeRuntime {
   #classes: string[];
   #classesSource: ClassesSource | undefined;
   readonly dataRegistry: DataRegistry;
+  /** The node's autonomous agents, when it hosts any (a Server sets this while running). */
+  machines: MachineSource | undefined;
   /** What compound filters call for `fstat("/etc/hosts").size` and the like. */
   readonly data = (source: string, query: string): Record<string, unknown> => {
     try {
@@ -159,6 +164,12 @@ export class NodeRuntime {
     this.maxTtl = opts.maxTtl ?? MAX_REQUEST_TTL;
     this.replay = opts.replayGuard ?? new ReplayGuard({ maxBytes: 4 * 1024 * 1024 });
     this.replaySlot = this.replay.slot();
+    this.machines = opts.machines;
+  }
+
+  /** The running machines (empty without a machine host), for data plugins and inventory. */
+  machineStates(): MachineStateInfo[] {
+    return this.machines?.states() ?? [];
   }
 
   /** The node's classes: the configured list, or the classes file as it is now. */

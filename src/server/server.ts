@@ -1,6 +1,13 @@
 import { resolve } from "node:path";
 import { pino, type Logger } from "pino";
-import { loadConfig, serverSettings, type Config, type ProvisioningSettings } from "../core/config/index.js";
+import { mkdirSync } from "node:fs";
+import {
+  loadConfig,
+  serverSettings,
+  type Config,
+  type MachineSettings,
+  type ProvisioningSettings,
+} from "../core/config/index.js";
 import { closeNats, connectNats, type NatsConnection } from "../core/connector/index.js";
 import type { AgentDDL } from "../core/ddl/index.js";
 import type { RegistrationSettings } from "../services/registration/index.js";
@@ -13,11 +20,13 @@ import {
 } from "../core/security/index.js";
 import { Spool, submissionSettings } from "../services/submission/index.js";
 import { Jobs } from "../services/jobs/index.js";
+import { loadScoutChecks, materializeScoutChecks } from "../services/machines/index.js";
 import {
   jobManagerCommand,
   jobsSettings,
   registerBuiltinAgents,
   registerJobAgent,
+  registerScoutAgent,
   type JobAgent,
   type JobsSettings,
 } from "./agents/index.js";
@@ -29,6 +38,7 @@ import { DataRegistry, loadExternalDataPlugins, loadModuleDataPlugins } from "./
 import { loadFacts } from "./facts.js";
 import { startNodeMetadata, type NodeMetadata, type ServerLifecycleOptions } from "./metadata.js";
 import { ServerMetrics } from "./metrics.js";
+import { ServerMachineHost, type ServerMachineHostOptions } from "./machines.js";
 import { MAX_REQUEST_TTL, NodeRuntime } from "./node.js";
 import { RateLimitedLog } from "./ratelog.js";
 import { ReplayGuard } from "./replay.js";
@@ -160,10 +170,63 @@ export interface ServerOptions {
    * unset and in provisioning mode. Events go through `submission`; without it none are sent.
    */
   jobs?: JobsSettings;
+  /**
+   * Autonomous agents from plugin.choria.machine.store (and the scout agent); off when
+   * unset and in provisioning mode. The machines run while the broker is away.
+   */
+  machines?: ServerMachineOptions;
   /** Provisioning: the choria_provision agent, and provisioning mode when `mode` is set. */
   provisioning?: ServerProvisioning;
   /** Shorter waits for the choria_provision agent (tests). */
   provisionTuning?: ProvisionTuning;
+}
+
+/** The machine host of a server (fromConfigFile fills it from plugin.choria.machine.* and plugin.scout.*). */
+export interface ServerMachineOptions {
+  /** the directory of machines, one sub-directory each (created when missing) */
+  store: string;
+  /** host the scout agent (plugin.scout.agent_disabled turns it off); default true */
+  scoutAgent?: boolean;
+  /** node-exporter textfile directory for nagios and metric watchers */
+  textfileDirectory?: string;
+  /** the node's token file, for the nagios builtin choria_status */
+  tokenFile?: string;
+  /** events kept while the broker is away (default 10000; the oldest are dropped) */
+  maxQueuedEvents?: number;
+  /** how often the store is re-read, ms */
+  pollMs?: number;
+  /** plugin.choria.machine.signing_key */
+  machineSigningKey?: string;
+  /** plugin.chorus.scout.checks: a scout_checks.yaml written into the store as check machines at start */
+  scoutChecksFile?: string;
+  /** plugin.machines.*: install signed machine specs from KV */
+  download?: ServerMachineHostOptions["download"];
+}
+
+/** ServerMachineOptions from the parsed machine settings, or undefined without a store. */
+export function serverMachineOptions(
+  m: MachineSettings,
+  tokenFile?: string,
+): ServerMachineOptions | undefined {
+  if (m.store === undefined) return undefined;
+  return {
+    store: m.store,
+    scoutAgent: !m.scoutAgentDisabled,
+    ...(m.textfileDirectory !== undefined && { textfileDirectory: m.textfileDirectory }),
+    ...(tokenFile !== undefined && { tokenFile }),
+    maxQueuedEvents: m.maxQueuedEvents,
+    ...(m.signingKey !== undefined && { machineSigningKey: m.signingKey }),
+    ...(m.scoutChecksFile !== undefined && { scoutChecksFile: m.scoutChecksFile }),
+    ...(m.download && {
+      download: {
+        bucket: m.bucket,
+        key: m.key,
+        pollIntervalMs: m.pollIntervalMs,
+        purge: m.purge,
+        ...(m.specSigningKey !== undefined && { publicKey: m.specSigningKey }),
+      },
+    }),
+  };
 }
 
 // setTimeout cannot wait longer than ~24.8 days; longer waits are taken a day at a time
@@ -223,6 +286,7 @@ export class Server {
   /** The node's workflow executions and the job agent serving them, when enabled. */
   readonly jobs: Jobs | undefined;
   readonly jobAgent: JobAgent | undefined;
+  private machineHost: ServerMachineHost | undefined;
 
   constructor(opts: ServerOptions) {
     if (opts.collectives.length === 0)
@@ -324,6 +388,9 @@ export class Server {
     this.registry.onUnregister((name) => this.subscribeAgent(name));
     if (opts.defaultAgents ?? true) registerBuiltinAgents(this.registry);
     if (opts.jobs && !provisionMode) [this.jobs, this.jobAgent] = this.jobsAgent(opts.jobs);
+    // go-choria's scout agent is off in provisioning mode and with plugin.scout.agent_disabled
+    if (opts.machines && !provisionMode && opts.machines.scoutAgent !== false)
+      registerScoutAgent(this.registry);
     this.provisionAgent = opts.provisioning && this.provisioningAgent(opts.provisioning);
   }
 
@@ -432,6 +499,7 @@ export class Server {
       });
     }
     const statusFile = cfg.get("plugin.choria.status_file_path");
+    const machines = serverMachineOptions(s.machines, s.tokenFile);
     const sub = submissionSettings(cfg);
     const jobs = jobsSettings(cfg, sub.spool);
     return new Server({
@@ -474,6 +542,7 @@ export class Server {
         submission: { spool: sub.spool, maxSpoolSize: sub.maxSpoolSize, minFreeBytes: sub.minFreeBytes },
       }),
       ...(jobs && { jobs }),
+      ...(machines && { machines }),
       ...(decision.claims &&
         decision.jwt !== undefined && {
           provisioning: {
@@ -582,9 +651,12 @@ export class Server {
             running: () => this.jobs?.running().length ?? 0,
           },
         }),
+        ...(o.machines && !this.provisionMode && { machines: () => this.machineHost?.stats }),
       });
       await this.metricsServer.start();
     }
+    // before the broker: machines run (and queue their events) while it cannot be reached
+    await this.startMachines();
     try {
       this.nc = await connectNats({
         servers: o.servers,
@@ -601,10 +673,12 @@ export class Server {
         logger: log,
       });
     } catch (err) {
+      await this.stopMachines();
       await this.metricsServer?.stop();
       this.metricsServer = undefined;
       throw err;
     }
+    this.machineHost?.attach(this.nc);
     for (const c of this.collectives) this.subscribe(directSubject(c, this.identity));
     for (const name of this.registry.names()) this.subscribeAgent(name);
     if (o.statusFile) {
@@ -630,6 +704,62 @@ export class Server {
       this.provisionMode ? "server started in provisioning mode" : "server started",
     );
     this.scheduleRenewal();
+  }
+
+  /** The node's machine host, while it runs. */
+  get machines(): ServerMachineHost | undefined {
+    return this.machineHost;
+  }
+
+  /** Starts the machine host; a store that cannot be used is logged and the node runs without it. */
+  private async startMachines(): Promise<void> {
+    const m = this.opts.machines;
+    if (!m || this.provisionMode || this.machineHost) return;
+    const log = this.log.child({ component: "machines" });
+    const host = new ServerMachineHost({
+      identity: this.identity,
+      collective: this.opts.mainCollective ?? (this.collectives[0] as string),
+      directory: m.store,
+      log,
+      facts: () => this.node.facts,
+      ...(this.opts.statusFile !== undefined && { statusFile: this.opts.statusFile }),
+      ...(m.tokenFile !== undefined && { tokenFile: m.tokenFile }),
+      ...(m.textfileDirectory !== undefined && { textfileDirectory: m.textfileDirectory }),
+      ...(this.metricsServer && { metrics: this.metricsServer.registry }),
+      ...(m.maxQueuedEvents !== undefined && { maxQueuedEvents: m.maxQueuedEvents }),
+      ...(m.pollMs !== undefined && { pollMs: m.pollMs }),
+      ...(m.machineSigningKey !== undefined && { machineSigningKey: m.machineSigningKey }),
+      ...(m.download && { download: m.download }),
+    });
+    try {
+      // go-choria creates a missing store (0700): machines may hold secrets
+      mkdirSync(m.store, { recursive: true, mode: 0o700 });
+      if (m.scoutChecksFile !== undefined) {
+        // a bad checks file leaves the checks as they were; the other machines run regardless
+        try {
+          const r = materializeScoutChecks(loadScoutChecks(m.scoutChecksFile), m.store);
+          log.info({ file: m.scoutChecksFile, ...r }, "scout checks written to the machine store");
+        } catch (err) {
+          log.error({ file: m.scoutChecksFile }, `scout checks not updated: ${(err as Error).message}`);
+        }
+      }
+      await host.start();
+    } catch (err) {
+      log.error({ store: m.store }, `autonomous agents disabled: ${(err as Error).message}`);
+      await host.stop(0).catch(() => undefined);
+      return;
+    }
+    this.machineHost = host;
+    this.node.machines = host;
+    log.info({ store: m.store, machines: host.machines().length }, "autonomous agents started");
+  }
+
+  private async stopMachines(): Promise<void> {
+    const host = this.machineHost;
+    if (!host) return;
+    this.machineHost = undefined;
+    this.node.machines = undefined;
+    await host.stop();
   }
 
   /** Executions whose manager died while we were down are marked lost; live ones are found again. */
@@ -726,6 +856,8 @@ export class Server {
     for (const sub of this.subs.values()) sub.unsubscribe();
     this.subs.clear();
     await Promise.allSettled([...this.inflight]);
+    // machines stop before the connection closes so their last events can still go out
+    await this.stopMachines();
     // Every request that ran has been audited by now; make sure the lines are on disk.
     await this.opts.audit?.close();
     this.statusWriter?.stop();

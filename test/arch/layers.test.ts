@@ -19,8 +19,9 @@ const GROUPS: string[][] = [
   // lifecycle events are the vocabulary other services speak (governors emit them)
   ["services/lifecycle"],
   ["services/streams", "services/registration", "services/submission"],
-  // the workflow engine: reports through the submission spool, hosted by the job agent
-  ["services/jobs"],
+  // the workflow engine: reports through the submission spool, hosted by the job agent;
+  // autonomous agents (machines and Scout), run by the server and the emulator
+  ["services/jobs", "services/machines"],
   ["server", "client", "broker"],
   // daemon services that host agents on a server and call the fleet as a client
   ["services/aaa", "services/provisioner", "services/receiver", "services/federation", "services/replicator"],

@@ -10,10 +10,12 @@ export {
 export {
   brokerSettings,
   clientSettings,
+  machineSettings,
   provisioningSettings,
   serverSettings,
   type BrokerSettings,
   type ClientSettings,
+  type MachineSettings,
   type ProvisioningSettings,
   type RequestSignerSettings,
   type CommonSettings,

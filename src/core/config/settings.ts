@@ -43,6 +43,86 @@ export interface ServerSettings extends CommonSettings {
   /** Chorus-only (go-choria has no data plugin dirs): plugin.chorus.data.module_dir / external_dir. */
   dataModuleDir?: string;
   dataExternalDir?: string;
+  /** Autonomous agents and Scout (go-choria's keys); see machineSettings. */
+  machines: MachineSettings;
+}
+
+/** Autonomous agents: where they live, signed specs from KV, Scout (go-choria config/choria.go). */
+export interface MachineSettings {
+  /** plugin.choria.machine.store: the directory of machines; unset = no machine host */
+  store?: string;
+  /** plugin.choria.machine.signing_key: hex ed25519 key that overrides the one in machines watchers */
+  signingKey?: string;
+  /** plugin.machines.download: install signed machine specs from KV at run time */
+  download: boolean;
+  /** plugin.machines.bucket (CHORIA_PLUGINS) and plugin.machines.key (plugins) */
+  bucket: string;
+  key: string;
+  /** plugin.machines.purge: remove machines the KV spec no longer lists (default true) */
+  purge: boolean;
+  /** plugin.machines.poll_interval (1m) and plugin.machines.check_interval (30s), ms */
+  pollIntervalMs: number;
+  checkIntervalMs: number;
+  /** plugin.machines.signing_key: hex ed25519 key the KV spec must be signed with */
+  specSigningKey?: string;
+  /** plugin.choria.prometheus_textfile_directory: node-exporter textfile directory */
+  textfileDirectory?: string;
+  /** plugin.scout.agent_disabled: do not host the scout agent */
+  scoutAgentDisabled: boolean;
+  /** plugin.scout.overrides / plugin.scout.tags: files Scout checks may read */
+  scoutOverrides?: string;
+  scoutTags?: string;
+  /** plugin.chorus.scout.checks: Chorus only, a YAML file of Scout checks turned into machines */
+  scoutChecksFile?: string;
+  /** plugin.chorus.machine.max_queued_events: events kept while the broker is away (10000) */
+  maxQueuedEvents: number;
+}
+
+function hexKey(cfg: Config, key: string): string | undefined {
+  const v = cfg.get(key);
+  if (v === undefined || v === "") return undefined;
+  if (!HEX_KEY.test(v))
+    throw cfg.error(key, `${key}: "${v}" is not a hex ed25519 public key (64 hex digits)`);
+  return v.toLowerCase();
+}
+
+/** go-choria's autonomous agent and Scout keys, with its defaults. */
+export function machineSettings(cfg: Config): MachineSettings {
+  const store = pathOf(cfg, "plugin.choria.machine.store");
+  const signingKey = hexKey(cfg, "plugin.choria.machine.signing_key");
+  const specSigningKey = hexKey(cfg, "plugin.machines.signing_key");
+  const textfileDirectory = pathOf(cfg, "plugin.choria.prometheus_textfile_directory");
+  const scoutOverrides = pathOf(cfg, "plugin.scout.overrides");
+  const scoutTags = pathOf(cfg, "plugin.scout.tags");
+  const scoutChecksFile = pathOf(cfg, "plugin.chorus.scout.checks");
+  const positiveMs = (key: string, dflt: number): number => {
+    const v = cfg.duration(key, dflt);
+    if (!(v > 0)) throw cfg.error(key, `${key} must be positive`);
+    return v;
+  };
+  const maxQueued = cfg.int("plugin.chorus.machine.max_queued_events", 10_000);
+  if (maxQueued < 1)
+    throw cfg.error(
+      "plugin.chorus.machine.max_queued_events",
+      "plugin.chorus.machine.max_queued_events must be at least 1",
+    );
+  return {
+    ...(store !== undefined && { store }),
+    ...(signingKey !== undefined && { signingKey }),
+    download: cfg.bool("plugin.machines.download", false),
+    bucket: cfg.string("plugin.machines.bucket", "CHORIA_PLUGINS"),
+    key: cfg.string("plugin.machines.key", "plugins"),
+    purge: cfg.bool("plugin.machines.purge", true),
+    pollIntervalMs: positiveMs("plugin.machines.poll_interval", 60_000),
+    checkIntervalMs: positiveMs("plugin.machines.check_interval", 30_000),
+    ...(specSigningKey !== undefined && { specSigningKey }),
+    ...(textfileDirectory !== undefined && { textfileDirectory }),
+    scoutAgentDisabled: cfg.bool("plugin.scout.agent_disabled", false),
+    ...(scoutOverrides !== undefined && { scoutOverrides }),
+    ...(scoutTags !== undefined && { scoutTags }),
+    ...(scoutChecksFile !== undefined && { scoutChecksFile }),
+    maxQueuedEvents: maxQueued,
+  };
 }
 
 /**
@@ -356,6 +436,7 @@ export function serverSettings(cfg: Config): ServerSettings {
     ...(auditLog !== undefined && { rpcAuditLogFile: auditLog }),
     ...(dataModuleDir !== undefined && { dataModuleDir }),
     ...(dataExternalDir !== undefined && { dataExternalDir }),
+    machines: machineSettings(cfg),
   };
 }
 

@@ -1,6 +1,5 @@
 import { createRequire } from "node:module";
 import { builtinDDL } from "../../core/ddl/index.js";
-import { StatusCode } from "../../core/protocol/index.js";
 import type { AgentRegistry } from "../registry.js";
 import { instanceStatus } from "../status.js";
 import type { AgentHandler } from "../types.js";
@@ -19,13 +18,65 @@ function natsClientVersion(): string {
 
 const NATS_CLIENT_VERSION = natsClientVersion();
 
-const NO_MACHINES = "autonomous agents are not available yet";
+const str = (v: unknown): string => (typeof v === "string" ? v : "");
 
-const notYet: AgentHandler = (_req, reply) => {
-  reply.fail(NO_MACHINES, StatusCode.UnknownError);
+/** Placeholder values go-choria answers machine_state with when it finds nothing. */
+const UNKNOWN_MACHINE = { name: "unknown machine", state: "unknown machine", version: "unknown machine" };
+
+const machineState: AgentHandler = (req, reply) => {
+  const name = str(req.data["name"]);
+  const path = str(req.data["path"]);
+  const instance = str(req.data["instance"]);
+  reply.data = { ...UNKNOWN_MACHINE };
+  if (name === "" && path === "" && instance === "") return reply.fail("No search criteria given");
+  const states = req.node.machineStates();
+  if (states.length === 0) return reply.fail("No running machines");
+  const found = states.filter(
+    (s) =>
+      (name === "" || s.name === name) &&
+      (path === "" || s.path === path) &&
+      (instance === "" || s.id === instance),
+  );
+  if (found.length > 1) return reply.fail("Found multiple machines matching criteria");
+  if (found.length === 0) return reply.fail("Could not find a matching machine");
+  reply.data = { ...found[0] };
 };
 
-/** Handlers for choria_util; machine actions say plainly that they are not implemented. */
+const machineStates: AgentHandler = (req) => {
+  const states = req.node.machineStates();
+  return {
+    machine_ids: states.map((m) => m.id),
+    machine_names: states.map((m) => `${m.name} ${m.version}`),
+    states: Object.fromEntries(states.map((m) => [m.id, m])),
+    // Chorus extra: machines in the store that could not be loaded, and why
+    problems: req.node.machines?.problems() ?? [],
+  };
+};
+
+const machineTransition: AgentHandler = (req, reply) => {
+  const transition = str(req.data["transition"]);
+  reply.data = { success: false };
+  const host = req.node.machines;
+  if (!host)
+    return reply.fail(`Could not perform ${transition} transition: autonomous agent host not initialized`);
+  try {
+    host.transition(
+      {
+        name: str(req.data["name"]),
+        version: str(req.data["version"]),
+        path: str(req.data["path"]),
+        instance: str(req.data["instance"]),
+      },
+      transition,
+      `rpc by ${req.caller}`,
+    );
+    reply.data = { success: true };
+  } catch (err) {
+    reply.fail(`Could not perform ${transition} transition: ${(err as Error).message}`);
+  }
+};
+
+/** Handlers for choria_util (go-choria's info and machine actions). */
 export const choriaUtilActions: Record<string, AgentHandler> = {
   info: (req) => {
     const h = req.node.host;
@@ -51,9 +102,9 @@ export const choriaUtilActions: Record<string, AgentHandler> = {
       ...status,
     };
   },
-  machine_state: notYet,
-  machine_states: notYet,
-  machine_transition: notYet,
+  machine_state: machineState,
+  machine_states: machineStates,
+  machine_transition: machineTransition,
 };
 
 export function registerChoriaUtil(registry: AgentRegistry): void {

@@ -6,6 +6,7 @@ import { registerRpcutil } from "./rpcutil.js";
 export { DISCOVERY_DDL, discoveryHandler, registerDiscovery } from "./discovery.js";
 export { rpcutilActions, registerRpcutil } from "./rpcutil.js";
 export { choriaUtilActions, registerChoriaUtil } from "./choria_util.js";
+export { SCOUT_TRANSITIONS, registerScoutAgent, scoutActions, type ScoutAction } from "./scout.js";
 export {
   JOB_AGENT,
   JobAgent,

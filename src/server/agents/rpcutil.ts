@@ -99,7 +99,8 @@ export const rpcutilActions: Record<string, AgentHandler> = {
       main_collective: n.mainCollective,
       collectives: [...n.collectives],
       data_plugins: n.dataRegistry.names(),
-      machines: {},
+      // go-choria sends a list of {name, version, state}
+      machines: n.machineStates().map((m) => ({ name: m.name, version: m.version, state: m.state })),
       upgradable: false,
     };
   },

@@ -9,6 +9,7 @@ function ddl(
   description: string,
   query: string | undefined,
   output: Record<string, DataOutput>,
+  input: { description?: string; validation?: string; maxlength?: number } = {},
 ): DataDdl {
   return {
     metadata: {
@@ -22,7 +23,14 @@ function ddl(
       provider: "chorus",
     },
     ...(query !== undefined && {
-      query: { prompt: query, description: query, type: "string", optional: false },
+      query: {
+        prompt: query,
+        description: input.description ?? query,
+        type: "string",
+        optional: false,
+        ...(input.validation !== undefined && { validation: input.validation }),
+        ...(input.maxlength !== undefined && { maxlength: input.maxlength }),
+      },
     }),
     output,
   };
@@ -175,13 +183,14 @@ export const choriaPlugin: DataPlugin = {
     const s = node.stats;
     const agents = [...node.agents];
     const classes = [...node.classes];
+    const machines = node.machineStates?.() ?? [];
     return {
       agents,
       agents_count: agents.length,
       classes,
       classes_count: classes.length,
-      machines: [],
-      machines_count: 0,
+      machines: machines.map((m) => m.name),
+      machines_count: machines.length,
       configfile: node.host.configFile ?? "",
       connected_broker: node.host.connectedServer(),
       provisioning: false,
@@ -202,4 +211,99 @@ export const choriaPlugin: DataPlugin = {
   },
 };
 
-export const BUILTIN_DATA_PLUGINS: readonly DataPlugin[] = [choriaPlugin, fstatPlugin, sysctlPlugin];
+const NAGIOS_STATES = ["OK", "WARNING", "CRITICAL", "UNKNOWN"];
+
+/** A nagios exit code (or a name already) as go-choria's nagioswatcher.StateName spells it. */
+function nagiosStateName(v: unknown): string {
+  if (typeof v === "string") return v;
+  return typeof v === "number" ? (NAGIOS_STATES[v] ?? "UNKNOWN") : "UNKNOWN";
+}
+
+/**
+ * go-choria's scout data plugin: `scout("check").state` and friends for the Scout check
+ * of that name. An unknown check gives no outputs, so a filter on it does not match.
+ */
+export const scoutPlugin: DataPlugin = {
+  name: "scout",
+  ddl: ddl(
+    "scout",
+    "Data about a specific Scout check",
+    "Check",
+    {
+      name: out("string", "Name", "The name of the Scout check"),
+      version: out("string", "Version", "The version of the Scout check state machine"),
+      state: out("string", "State", "The state the Scout check is in"),
+      path: out("string", "Path", "The path on disk where the Scout check is stored"),
+      id: out("string", "ID", "The unique ID of the running state machine"),
+      start_time: out("integer", "Start Time", "The time the check started in UTC"),
+      uptime: out("integer", "Uptime", "The time the check has been running in seconds"),
+      history: out("Hash", "History", "Recent past states of the check"),
+    },
+    {
+      description: "The Scout check to retrieve data for",
+      validation: "^[a-zA-Z][a-zA-Z0-9_-]+$",
+      maxlength: 50,
+    },
+  ),
+  run(query: string, node: DataNode): Record<string, unknown> {
+    const m = (node.machineStates?.() ?? []).find((s) => s.scout && s.name === query);
+    if (!m) return {};
+    const hist = m.current_state?.["history"];
+    return {
+      name: m.name,
+      version: m.version,
+      state: m.state,
+      path: m.path,
+      id: m.id,
+      start_time: m.start_time,
+      uptime: Math.floor(Date.now() / 1000) - m.start_time,
+      history: Array.isArray(hist)
+        ? hist.map((h: unknown) =>
+            nagiosStateName(typeof h === "object" && h !== null ? (h as { status?: unknown }).status : h),
+          )
+        : [],
+    };
+  },
+};
+
+/** go-choria's machine_state data plugin: one machine by name, path or instance id. */
+export const machineStatePlugin: DataPlugin = {
+  name: "machine_state",
+  ddl: ddl(
+    "machine_state",
+    "Data about a Choria Autonomous Agent",
+    "Machine",
+    {
+      name: out("string", "Name", "The machine name"),
+      version: out("string", "Version", "The machine version"),
+      state: out("string", "Current State", "The state the machine is in currently"),
+      path: out("string", "Path", "The path the machine is stored in on disk"),
+      id: out("string", "ID", "The unique instance id"),
+      start_time: out("integer", "Start Time", "The time this machine started, seconds since 1970"),
+      available_transitions: out(
+        "Array",
+        "Available Transitions",
+        "The names of transition events that's valid for this machine",
+      ),
+      scout: out("boolean", "Scout", "Indicates if this machine is a Scout check"),
+      current_state: out("Hash", "Scout State", "For Scout checks, this is the extended Scout state"),
+    },
+    { description: "The machine name, path or ID to match", validation: ".+", maxlength: 256 },
+  ),
+  run(query: string, node: DataNode): Record<string, unknown> {
+    const m = (node.machineStates?.() ?? []).find(
+      (s) => s.id === query || s.path === query || s.name === query,
+    );
+    if (!m) throw new DataError(`no machine matching ${JSON.stringify(query)} found`);
+    const { current_state, ...rest } = m;
+    return { ...rest, ...(m.scout && { current_state: current_state ?? {} }) };
+  },
+};
+
+export const BUILTIN_DATA_PLUGINS: readonly DataPlugin[] = [
+  choriaPlugin,
+  fstatPlugin,
+  machineStatePlugin,
+  scoutPlugin,
+  sysctlPlugin,
+];

@@ -7,7 +7,14 @@ export {
   type DataPlugin,
 } from "./types.js";
 export { DataRegistry, defaultDataRegistry } from "./registry.js";
-export { BUILTIN_DATA_PLUGINS, choriaPlugin, fstatPlugin, sysctlPlugin } from "./builtins.js";
+export {
+  BUILTIN_DATA_PLUGINS,
+  choriaPlugin,
+  fstatPlugin,
+  machineStatePlugin,
+  scoutPlugin,
+  sysctlPlugin,
+} from "./builtins.js";
 export { checkQuery, ddlTimeoutMs, parseDataDdl, readDataDdl } from "./ddl.js";
 export {
   EXTERNAL_DATA_PROTOCOL,

@@ -1,4 +1,5 @@
 /** Data plugins: node-side functions usable in compound filters and rpcutil#get_data. */
+import type { MachineStateInfo } from "../machines.js";
 
 export interface DataOutput {
   readonly description: string;
@@ -54,6 +55,8 @@ export interface DataNode {
     readonly ttlexpired: number;
     readonly events: number;
   };
+  /** The node's running autonomous agents (go-choria's MachinesStatus); absent = none. */
+  machineStates?(): MachineStateInfo[];
   readonly host: {
     readonly version: string;
     readonly startTime: number;

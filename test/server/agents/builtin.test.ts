@@ -193,8 +193,9 @@ describe("rpcutil", () => {
       version: CHORUS_VERSION,
       main_collective: COLLECTIVE,
       collectives: [COLLECTIVE, "other"],
-      data_plugins: ["choria", "fstat", "sysctl"],
-      machines: {},
+      data_plugins: ["choria", "fstat", "machine_state", "scout", "sysctl"],
+      // go-choria sends a list of machine states; this node runs none
+      machines: [],
       upgradable: false,
     });
   });
@@ -219,15 +220,15 @@ describe("choria_util", () => {
     expect(r.data.client_version).toMatch(/^\d+\.\d+\.\d+/);
   });
 
-  it("machine actions say autonomous agents are not available", async () => {
-    for (const [action, data] of [
-      ["machine_states", {}],
-      ["machine_state", { name: "foo" }],
-      ["machine_transition", { name: "foo", transition: "go" }],
-    ] as const) {
-      const r = await call("choria_util", action, data);
-      expect(r.statuscode).toBe(StatusCode.UnknownError);
-      expect(r.statusmsg).toBe("autonomous agents are not available yet");
-    }
+  it("machine actions on a node without a machine store answer as go-choria's do", async () => {
+    const states = await call("choria_util", "machine_states", {});
+    expect(states.statuscode).toBe(StatusCode.OK);
+    expect(states.data).toMatchObject({ machine_names: [], machine_ids: [], states: {} });
+    const one = await call("choria_util", "machine_state", { name: "foo" });
+    expect(one.statuscode).not.toBe(StatusCode.OK);
+    expect(one.statusmsg).toMatch(/No running machines/);
+    const moved = await call("choria_util", "machine_transition", { name: "foo", transition: "go" });
+    expect(moved.statuscode).not.toBe(StatusCode.OK);
+    expect(moved.statusmsg).toMatch(/not initialized/);
   });
 });

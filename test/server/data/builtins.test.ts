@@ -33,7 +33,7 @@ describe("built-in data plugins", () => {
   const reg = DataRegistry.withBuiltins();
 
   it("lists the built-ins", () => {
-    expect(reg.names()).toEqual(["choria", "fstat", "sysctl"]);
+    expect(reg.names()).toEqual(["choria", "fstat", "machine_state", "scout", "sysctl"]);
   });
 
   it("fstat gives the Ruby fstat outputs for a file", () => {

@@ -154,9 +154,19 @@ const compound = (expr: string): Partial<Filter> => ({ compound: [[{ expr }]] })
 
 describe("data plugins on a running server", () => {
   it("loads built-in, module and external plugins once per server; bad DDLs are logged and left out", async () => {
-    expect(server.data.names()).toEqual(["choria", "double", "fstat", "shout", "sysctl"]);
+    expect(server.data.names()).toEqual([
+      "choria",
+      "double",
+      "fstat",
+      "machine_state",
+      "scout",
+      "shout",
+      "sysctl",
+    ]);
     const inv = await ask({}, "inventory");
-    expect(inv?.data).toMatchObject({ data_plugins: ["choria", "double", "fstat", "shout", "sysctl"] });
+    expect(inv?.data).toMatchObject({
+      data_plugins: ["choria", "double", "fstat", "machine_state", "scout", "shout", "sysctl"],
+    });
     const refused = logLines.filter((l) => String(l["msg"]).startsWith("data plugin not loaded"));
     expect(refused.map((l) => String(l["file"]).split("/").pop()).sort()).toEqual([
       "badext.json",

@@ -1,7 +1,13 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { Option, type Command } from "commander";
-import { Client, ClientError, DISCOVERY_METHODS, type ClientLogger } from "../../client/index.js";
+import {
+  Client,
+  ClientError,
+  DISCOVERY_METHODS,
+  type ClientLogger,
+  type RequestOptions,
+} from "../../client/index.js";
 import { buildFilter } from "../../core/filter/index.js";
 import type { Filter } from "../../core/protocol/index.js";
 import { ChorusError } from "../../core/protocol/index.js";
@@ -78,6 +84,24 @@ export function filterFromFlags(o: FilterFlags): Filter {
     combined: o.with ?? [],
     compound: o.select ?? [],
   });
+}
+
+/** Which nodes a request goes to, and how long it waits, from flags (req, facts, machine, scout). */
+export function targetingFromFlags(
+  o: DiscoveryFlags & { timeout?: number },
+): Pick<
+  RequestOptions,
+  "filter" | "discoveryMethod" | "discoveryOptions" | "timeoutMs" | "discoveryTimeoutMs" | "discoveryWindowed"
+> {
+  const { method, options } = discoveryFromFlags(o);
+  return {
+    filter: filterFromFlags(o),
+    ...(method !== undefined && { discoveryMethod: method }),
+    discoveryOptions: options,
+    ...(o.timeout !== undefined && { timeoutMs: o.timeout }),
+    ...(o.discoveryTimeout !== undefined && { discoveryTimeoutMs: o.discoveryTimeout }),
+    discoveryWindowed: o.discoveryWindow === true,
+  };
 }
 
 /** The discovery method and its `--do` options from flags; `--nodes FILE` is flatfile with file=FILE. */

@@ -25,6 +25,24 @@ export function register(program: Command): void {
       "--provisioning [token]",
       "start the nodes unprovisioned, for a provisioner to enroll (token: provisioning.jwt, default beside --config)",
     )
+    .option(
+      "--machines <dir>",
+      "every node runs the machines of DIR (a machine's directory or a store of them)",
+    )
+    .option(
+      "--scout-checks <n>",
+      "every node runs N built-in Scout checks (check_1..N)",
+      count("--scout-checks", 1),
+    )
+    .option(
+      "--scout-fail-every <k>",
+      "the Scout checks of every K-th node go CRITICAL (fact scout_fault=true)",
+      count("--scout-fail-every", 1),
+    )
+    .option(
+      "--check-interval <duration>",
+      "how often the built-in Scout checks run (Go duration, default 1m)",
+    )
     .action(
       guarded(
         "emulate",
@@ -34,6 +52,10 @@ export function register(program: Command): void {
           connections?: number;
           workers?: number;
           provisioning?: string | boolean;
+          machines?: string;
+          scoutChecks?: number;
+          scoutFailEvery?: number;
+          checkInterval?: string;
         }) => {
           const { nodes, workers } = o;
           const tokenFile =
@@ -55,6 +77,14 @@ export function register(program: Command): void {
             ...(o.connections && { connections: o.connections }),
             ...(workers !== undefined && { workers }),
             ...(tokenFile !== undefined && { provisioning: { tokenFile } }),
+            ...((o.machines !== undefined || o.scoutChecks !== undefined) && {
+              machines: {
+                ...(o.machines !== undefined && { directory: o.machines }),
+                ...(o.scoutChecks !== undefined && { scoutChecks: o.scoutChecks }),
+                ...(o.scoutFailEvery !== undefined && { failEvery: o.scoutFailEvery }),
+                ...(o.checkInterval !== undefined && { checkInterval: o.checkInterval }),
+              },
+            }),
             onProgress: (done) => bar?.update(done),
           });
           await em.start();

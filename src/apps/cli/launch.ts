@@ -47,6 +47,8 @@ export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   job: () => import("./job.js"),
   federation: () => import("./federation.js"),
   replicator: () => import("./replicator.js"),
+  machine: () => import("./machine.js"),
+  scout: () => import("./scout.js"),
   doctor: () => import("./doctor.js"),
 };
 

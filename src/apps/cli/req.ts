@@ -12,8 +12,7 @@ import {
   addConfigOption,
   addDiscoveryOptions,
   addFilterOptions,
-  discoveryFromFlags,
-  filterFromFlags,
+  targetingFromFlags,
   parseKeyValues,
   withClient,
   type DiscoveryFlags,
@@ -81,15 +80,9 @@ export function requestOptionsFromFlags(o: ReqFlags): RequestOptions {
     throw new ClientError("usage", "--limit-method needs --limit");
   if (o.batchSleep !== undefined && o.batch === undefined)
     throw new ClientError("usage", "--batch-sleep needs --batch");
-  const { method, options } = discoveryFromFlags(o);
   return {
     mode: o.broadcast ? "broadcast" : o.service ? "service" : "direct",
-    filter: filterFromFlags(o),
-    ...(method !== undefined && { discoveryMethod: method }),
-    discoveryOptions: options,
-    ...(o.timeout !== undefined && { timeoutMs: o.timeout }),
-    ...(o.discoveryTimeout !== undefined && { discoveryTimeoutMs: o.discoveryTimeout }),
-    discoveryWindowed: o.discoveryWindow === true,
+    ...targetingFromFlags(o),
     verifyReplySignatures: o.verifyReplies === true,
     ...(o.limit !== undefined && { limit: o.limit }),
     ...(o.limitMethod !== undefined && { limitMethod: o.limitMethod }),

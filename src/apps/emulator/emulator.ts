@@ -29,6 +29,7 @@ import { EmulatorError } from "./errors.js";
 import { emulatedFacts, emulatedIdentity } from "./facts.js";
 import { sumProvisioningStats, type ProvisioningSpec, type ProvisioningStats } from "./provisioning.js";
 import type { EmulatedJobsStats } from "./jobs.js";
+import type { EmulatedMachinesStats, EmulatorMachinesSpec } from "./machines.js";
 import { FleetShard, sumStats, type ShardSpec } from "./shard.js";
 import type { MemoryStore } from "./store.js";
 import type { FromWorker, ShardStats, ToWorker, WorkerSpec } from "./worker.js";
@@ -108,6 +109,12 @@ export interface EmulatorOptions {
    * be allowed to publish (a server token with the submission permission).
    */
   jobs?: boolean;
+  /**
+   * Machines every node runs: the machines of a directory and/or built-in Scout checks
+   * (`chorus emulate --machines DIR --scout-checks N --scout-fail-every K`). The scout
+   * agent is then installed, and `scout("check_1").state` discovery works on the nodes.
+   */
+  machines?: EmulatorMachinesSpec;
 }
 
 /** Per-thread figures: one entry per shard (a single entry when in-process). */
@@ -119,6 +126,7 @@ export interface EmulatorShardStats {
   server?: ServerStats;
   provisioning?: ProvisioningStats;
   jobs?: EmulatedJobsStats;
+  machines?: EmulatedMachinesStats;
 }
 
 // Under vitest the sources are TypeScript, which a worker thread cannot load; the
@@ -249,6 +257,7 @@ export class Emulator {
       ...(this.provisioningSpec && { provisioning: this.provisioningSpec }),
       ...(o.security.identity !== undefined && { identity: o.security.identity }),
       ...(o.jobs !== undefined && { jobs: o.jobs }),
+      ...(o.machines && { machines: { ...o.machines } }),
     };
   }
 
@@ -392,6 +401,7 @@ export class Emulator {
       const server = this.local.stats();
       const provisioning = this.local.provisioningStats();
       const jobs = this.local.jobsStats();
+      const machines = this.local.machinesStats();
       return [
         {
           nodes: this.local.nodes.length,
@@ -400,6 +410,7 @@ export class Emulator {
           ...(server && { server }),
           ...(provisioning && { provisioning }),
           ...(jobs && { jobs }),
+          ...(machines && { machines }),
         },
       ];
     }
@@ -419,6 +430,7 @@ export class Emulator {
                 ...(s.server && { server: s.server }),
                 ...(s.provisioning && { provisioning: s.provisioning }),
                 ...(s.jobs && { jobs: s.jobs }),
+                ...(s.machines && { machines: s.machines }),
               });
             };
             w.worker.on("message", onMessage);
@@ -496,6 +508,23 @@ export class Emulator {
           }),
       ),
     );
+  }
+
+  /** Machine figures summed over every shard (undefined when the nodes run none). */
+  async machinesStats(): Promise<EmulatedMachinesStats | undefined> {
+    const parts = (await this.shardStats()).flatMap((p) => (p.machines ? [p.machines] : []));
+    if (parts.length === 0) return undefined;
+    const sum = (f: (m: EmulatedMachinesStats) => number) => parts.reduce((n, m) => n + f(m), 0);
+    return {
+      machines: sum((m) => m.machines),
+      watchers: sum((m) => m.watchers),
+      transitions: sum((m) => m.transitions),
+      events: {
+        queued: sum((m) => m.events.queued),
+        sent: sum((m) => m.events.sent),
+        dropped: sum((m) => m.events.dropped),
+      },
+    };
   }
 
   /** Every node's counters summed over all shards. */

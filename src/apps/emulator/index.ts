@@ -14,3 +14,10 @@ export {
 } from "./provisioning.js";
 export { MemoryStore, type ProvisionStore } from "./store.js";
 export { EmulatedJobs, type EmulatedJobsStats } from "./jobs.js";
+export {
+  EmulatedMachineHost,
+  EmulatedMachines,
+  emulatedScoutCheck,
+  type EmulatedMachinesStats,
+  type EmulatorMachinesSpec,
+} from "./machines.js";

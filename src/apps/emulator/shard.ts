@@ -5,6 +5,7 @@ import {
   CHORUS_VERSION,
   NodeRuntime,
   registerJobAgent,
+  registerScoutAgent,
   ReplayGuard,
   type AgentRegistry,
   type HostInfo,
@@ -13,6 +14,12 @@ import {
   type ServerStats,
 } from "../../server/index.js";
 import { EmulatedJobs, type EmulatedJobsStats } from "./jobs.js";
+import {
+  EmulatedMachines,
+  scoutFault,
+  type EmulatedMachinesStats,
+  type EmulatorMachinesSpec,
+} from "./machines.js";
 import { Inflight, NodeKey, Plane, yieldToIo } from "./plane.js";
 import { ProvisioningFleet, type ProvisioningSpec, type ProvisioningStats } from "./provisioning.js";
 
@@ -39,6 +46,8 @@ export interface ShardSpec {
   identity?: string;
   /** The job agent, running workflows in-process (default on). */
   jobs?: boolean;
+  /** Machines (autonomous agents, Scout checks) every node runs. */
+  machines?: EmulatorMachinesSpec;
 }
 
 export interface ShardDeps {
@@ -62,6 +71,8 @@ export class FleetShard {
   readonly provisioning: ProvisioningFleet | undefined;
   /** the job agent's executions, when on */
   readonly jobs: EmulatedJobs | undefined;
+  /** every node's machines, when asked for */
+  readonly machines: EmulatedMachines | undefined;
   private readonly inflight = new Inflight();
   // one per shard: a bit per node per request id instead of a cache per node
   private readonly replay = new ReplayGuard();
@@ -88,6 +99,12 @@ export class FleetShard {
       });
       registerJobAgent(deps.registry, { host: (node, create) => jobs.host(node, create), events: true });
       this.jobs = jobs;
+    }
+    if (spec.machines) {
+      this.machines = new EmulatedMachines(spec.machines, deps.log);
+      // the scout agent answers for the nodes' Scout checks; choria_util and the scout
+      // data plugin find each node's machines through node.machines
+      registerScoutAgent(deps.registry);
     }
     // one events object for the shard (the node comes as an argument): no closure per node
     this.events = {
@@ -157,21 +174,21 @@ export class FleetShard {
         { identity, collectives: [s.collective], publicKeyHex, validityS: s.tokenValidityS },
         s.issuer,
       );
-      const facts = d.facts(i);
-      this.main.add(
-        new NodeRuntime({
-          identity,
-          collectives: [s.collective],
-          facts,
-          classes: this.classes(facts),
-          registry: d.registry,
-          credential: new NodeKey(token, key),
-          signReplies: s.signReplies,
-          host: this.host,
-          events: this.events,
-          replayGuard: this.replay,
-        }),
-      );
+      const facts = scoutFault(s.machines, i) ? { ...d.facts(i), scout_fault: true } : d.facts(i);
+      const node = new NodeRuntime({
+        identity,
+        collectives: [s.collective],
+        facts,
+        classes: this.classes(facts),
+        registry: d.registry,
+        credential: new NodeKey(token, key),
+        signReplies: s.signReplies,
+        host: this.host,
+        events: this.events,
+        replayGuard: this.replay,
+      });
+      this.main.add(node);
+      this.machines?.host(node);
       const done = i - s.first + 1;
       if (done % 1000 === 0 || i === last) {
         d.onProgress?.(done);
@@ -193,6 +210,13 @@ export class FleetShard {
     });
     // the main side first: a node provisioned at once must find it subscribed
     await this.provisioning?.connect(`${s.name}-provisioning`, s.connections);
+    // machines start once the nodes answer, so their first events have a way out
+    await this.machines?.start(this.main.primary);
+  }
+
+  /** Machine figures, when the nodes run machines. */
+  machinesStats(): EmulatedMachinesStats | undefined {
+    return this.machines?.stats();
   }
 
   /** Every node's counters summed. */
@@ -228,6 +252,7 @@ export class FleetShard {
   async stop(): Promise<void> {
     this.provisioning?.stop();
     await this.inflight.settled();
+    await this.machines?.stop();
     await this.jobs?.stop();
     await this.provisioning?.plane.close();
     await this.main.close();

@@ -6,6 +6,7 @@ import { ChoriaSecurity, verifyStats, type ChoriaSecurityOptions } from "../../c
 import { AgentRegistry, RequestDecoder, registerBuiltinAgents } from "../../server/index.js";
 import { emulatedFacts, emulatedIdentity } from "./facts.js";
 import type { EmulatedJobsStats } from "./jobs.js";
+import type { EmulatedMachinesStats } from "./machines.js";
 import type { ProvisioningStats } from "./provisioning.js";
 import { FleetShard, type ShardSpec } from "./shard.js";
 
@@ -42,6 +43,7 @@ export interface ShardStats {
   /** in provisioning mode */
   provisioning?: ProvisioningStats;
   jobs?: EmulatedJobsStats;
+  machines?: EmulatedMachinesStats;
 }
 
 async function main(): Promise<void> {
@@ -73,6 +75,7 @@ async function main(): Promise<void> {
     if (m.type === "stats") {
       const provisioning = shard.provisioningStats();
       const jobs = shard.jobsStats();
+      const machines = shard.machinesStats();
       post({
         type: "stats",
         id: m.id,
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
           verifies: verifyStats.count,
           ...(provisioning && { provisioning }),
           ...(jobs && { jobs }),
+          ...(machines && { machines }),
         },
       });
     } else if (m.type === "provisioning") {

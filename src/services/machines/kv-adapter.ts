@@ -4,14 +4,12 @@
  */
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "../../core/connector/index.js";
-import {
-  acquireGovernorSlot,
-  kvOp,
-  openBucket,
-  publishGovernorEvent,
-  type GovernorEventType,
-} from "../streams/index.js";
+import type { GovernorEventType } from "../streams/index.js";
 import type { MachineGovernor, MachineKv } from "./types.js";
+
+// Streams (and JetStream with it) load on first use: a server whose machines use no KV
+// or governor never pays for them.
+const streams = () => import("../streams/index.js");
 
 /**
  * A MachineKv over the connection's JetStream KV buckets. Buckets are opened on first
@@ -23,7 +21,7 @@ export function streamsMachineKv(nc: NatsConnection): MachineKv {
   const bucket = (name: string): Promise<KV> => {
     let p = open.get(name);
     if (!p) {
-      p = openBucket(nc, name);
+      p = streams().then((s) => s.openBucket(nc, name));
       open.set(name, p);
       // forget failures so the next call tries again
       p.catch(() => open.delete(name));
@@ -33,12 +31,14 @@ export function streamsMachineKv(nc: NatsConnection): MachineKv {
   return {
     async get(b, key) {
       const kv = await bucket(b);
+      const { kvOp } = await streams();
       const e = await kvOp(`reading ${b}.${key}`, () => kv.get(key));
       if (!e || e.operation !== "PUT") return undefined;
       return { value: e.value, revision: e.revision };
     },
     async watch(b, key, onChange) {
       const kv = await bucket(b);
+      const { kvOp } = await streams();
       // the default (LastValue) delivers the current value first, then every update
       const it = await kvOp(`watching ${b}.${key}`, () => kv.watch({ key }));
       void (async () => {
@@ -65,6 +65,7 @@ export interface StreamsGovernorOptions {
 export function streamsMachineGovernor(nc: NatsConnection, o: StreamsGovernorOptions): MachineGovernor {
   return {
     async run(name, timeoutMs, fn) {
+      const { acquireGovernorSlot, publishGovernorEvent } = await streams();
       const onEvent =
         o.events === false
           ? undefined

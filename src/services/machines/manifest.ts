@@ -1,11 +1,15 @@
+import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
-import { parse as parseYaml } from "yaml";
 import { silentLogger } from "../../core/util/index.js";
 import { parseGoDuration } from "./duration.js";
 import { MachineError } from "./errors.js";
 import type { MachineManifest, WatcherFactory, WatcherHost } from "./types.js";
 import { WATCHER_TYPES } from "./watchers/index.js";
+
+// yaml loads on first use: a server that runs no machines never pays for it
+const requireYaml = createRequire(import.meta.url);
+const yaml = (): typeof import("yaml") => requireYaml("yaml") as typeof import("yaml");
 
 type Json = Record<string, unknown>;
 
@@ -215,7 +219,7 @@ export function parseManifest(
 ): MachineManifest {
   let obj: unknown;
   try {
-    obj = file.endsWith(".json") ? JSON.parse(text) : parseYaml(text);
+    obj = file.endsWith(".json") ? JSON.parse(text) : yaml().parse(text);
   } catch (err) {
     throw fail(file, "bad_manifest", `does not parse: ${(err as Error).message}`);
   }

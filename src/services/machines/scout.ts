@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 /**
  * Scout: monitoring checks built as machines. A check definition (go-choria's Puppet
  * `choria::scout_check` / Hiera `choria::scout_checks`) becomes a machine with states
@@ -13,7 +14,6 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { writeFileAtomicSync } from "../../core/util/index.js";
 import { parseGoDuration } from "./duration.js";
 import { MachineError } from "./errors.js";
@@ -21,6 +21,10 @@ import { watcherStateProtocol } from "./events.js";
 import { validateManifest } from "./manifest.js";
 import type { MachineManifest, TransitionDef, WatcherDef } from "./types.js";
 import type { NagiosExecution, PerfData } from "./watchers/nagios.js";
+
+// yaml loads on first use: a server that runs no machines never pays for it
+const requireYaml = createRequire(import.meta.url);
+const yaml = (): typeof import("yaml") => requireYaml("yaml") as typeof import("yaml");
 
 /** The states a check reports (the nagios statuses). */
 export const SCOUT_CHECK_STATES = ["UNKNOWN", "OK", "WARNING", "CRITICAL"] as const;
@@ -375,7 +379,7 @@ export function loadScoutChecks(file: string): ScoutCheckDefinition[] {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    doc = yaml().parse(text);
   } catch (err) {
     throw bad(file, `does not parse: ${(err as Error).message}`);
   }
@@ -448,7 +452,7 @@ export function materializeScoutChecks(
         `${dir}: a machine not made from a Scout check already has the name "${def.name}"`,
       );
     wanted.add(def.name);
-    const text = `# written by chorus from a Scout check definition; edit the definition instead\n${stringifyYaml(manifest)}`;
+    const text = `# written by chorus from a Scout check definition; edit the definition instead\n${yaml().stringify(manifest)}`;
     let current: string | undefined;
     try {
       current = readFileSync(file, "utf8");

@@ -27,3 +27,28 @@ export {
 export { BrokerSupervisor, brokerSettings } from "./broker/index.js";
 export { createDevSetup, type DevSetup } from "./apps/setup/index.js";
 export { Emulator, type EmulatorOptions } from "./apps/emulator/index.js";
+// Playbooks: what a .ts playbook imports from "chorus" (loadPlaybook maps it to this entry).
+export {
+  definePlaybook,
+  rpc,
+  shell,
+  data,
+  webhook,
+  job,
+  loadPlaybook,
+  parsePlaybookYaml,
+  validatePlaybook,
+  runPlaybook,
+  renderReportYaml,
+  PlaybookError,
+  type PlaybookReport,
+  type RunPlaybookOptions,
+  type Playbook,
+  type PlaybookDefinition,
+  type PlaybookTask,
+  type InputDefinition,
+  type Task,
+  type NodeSetDef,
+  type InputDef,
+  type DataStoreDef,
+} from "./services/playbooks/index.js";

@@ -24,7 +24,15 @@ const GROUPS: string[][] = [
   ["services/jobs", "services/machines"],
   ["server", "client", "broker"],
   // daemon services that host agents on a server and call the fleet as a client
-  ["services/aaa", "services/provisioner", "services/receiver", "services/federation", "services/replicator"],
+  [
+    "services/aaa",
+    "services/provisioner",
+    "services/receiver",
+    "services/federation",
+    "services/replicator",
+    // playbooks call the fleet as a client and lock and store data on Streams
+    "services/playbooks",
+  ],
   // doctor checks a host's setup: it reads configs and credentials and calls a broker
   ["apps/setup", "apps/codegen", "apps/doctor"],
   ["apps/emulator"],

@@ -50,6 +50,7 @@ export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   machine: () => import("./machine.js"),
   scout: () => import("./scout.js"),
   doctor: () => import("./doctor.js"),
+  playbook: () => import("./playbook.js"),
 };
 
 /** `kv get` for the get subcommand of kv: how guarded() names a command in errors. */

@@ -58,6 +58,20 @@ if ! find_initdb >/dev/null; then
   fi
 fi
 
+# Chromium: the web console's browser tests drive Debian's chromium through playwright-core
+# (never `npx playwright install`: it downloads a browser, and hosts may be offline).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing chromium from Debian (apt-get install -y chromium)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "bootstrap: chromium is missing (the web console's browser tests need it)." >&2
+    echo "           Install the Debian package 'chromium' (sudo apt-get install chromium)." >&2
+    exit 1
+  fi
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "bootstrap: installing npm packages (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error

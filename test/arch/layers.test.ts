@@ -36,6 +36,8 @@ const GROUPS: string[][] = [
   // doctor checks a host's setup: it reads configs and credentials and calls a broker
   ["apps/setup", "apps/codegen", "apps/doctor"],
   ["apps/emulator"],
+  // the web console: a client of the fleet; the demo can start it
+  ["apps/ui"],
   ["apps/demo"],
   ["apps/cli"],
 ];

@@ -35,6 +35,7 @@ export const COMMANDS: Readonly<Record<string, CommandFile>> = {
   emulate: () => import("./emulate.js"),
   event: () => import("./event.js"),
   demo: () => import("./demo.js"),
+  ui: () => import("./ui.js"),
   kv: () => import("./kv.js"),
   governor: () => import("./governor.js"),
   election: () => import("./election.js"),

@@ -1,0 +1,239 @@
+/**
+ * The web console's HTTP API: request and response bodies of every endpoint. The front
+ * end (src/apps/ui/web/) codes against these; the server (server.ts) implements them.
+ * Every error is `ApiError` with a 4xx/5xx status. Every /api route except
+ * POST /api/login needs the session cookie (`chorus_session`, HttpOnly, Secure,
+ * SameSite=Strict); without one: 401 `{error: "not logged in"}`, expired: 401
+ * `{error: "session expired: log in again"}`.
+ */
+
+export interface ApiError {
+  error: string;
+}
+
+// ---- session ---------------------------------------------------------------
+
+/** POST /api/login */
+export interface LoginRequest {
+  username: string;
+  password: string;
+}
+/** POST /api/login -> 200 (sets the cookie); 401 `{error: "wrong username or password"}` */
+export interface SessionInfo {
+  username: string;
+  /** ISO time the session expires */
+  expiresAt: string;
+  /** "aaa": requests are signed by the AAA signer as this user; "local": with the console's own identity */
+  mode: "aaa" | "local";
+  /** the collective requests go to */
+  collective: string;
+}
+export type LoginResponse = SessionInfo;
+/** POST /api/logout -> 200 */
+export interface LogoutResponse {
+  ok: true;
+}
+/** GET /api/session -> 200 SessionInfo or 401 */
+export type SessionResponse = SessionInfo;
+
+// ---- fleet -----------------------------------------------------------------
+
+export type NodeStatus = "alive" | "stale" | "gone";
+
+export interface FleetNode {
+  identity: string;
+  facts: Record<string, unknown>;
+  classes: string[];
+  agents: string[];
+  /** ISO time of the last registration or lifecycle event */
+  lastSeen: string;
+  /** seconds since lastSeen */
+  ageS: number;
+  status: NodeStatus;
+}
+
+/**
+ * GET /api/fleet — query: repeated `identity`, `fact`, `class`, `agent`, `compound`
+ * (the CLI's -I -F -C -A -S filter language; `identity=a&identity=b`), `offset`
+ * (default 0), `limit` (default 100, max 1000), `status` (alive|stale|gone; default all).
+ * A bad filter -> 400 with the filter error's message.
+ */
+export interface FleetQuery {
+  identity?: string[];
+  fact?: string[];
+  class?: string[];
+  agent?: string[];
+  compound?: string[];
+  status?: NodeStatus;
+  offset?: number;
+  limit?: number;
+}
+export interface FleetResponse {
+  total: number;
+  offset: number;
+  limit: number;
+  nodes: FleetNode[];
+  /** counts over the whole table (not filtered) */
+  summary: Record<NodeStatus, number>;
+}
+/** GET /api/fleet/:identity -> the node or 404 */
+export type FleetNodeResponse = FleetNode;
+/**
+ * GET /api/fleet/counts?fact=os.family, optionally filtered by `identity`, `class`, `agent`,
+ * `compound` and `where` (fact filters, since `fact` names the fact counted).
+ */
+export interface FleetCountsResponse {
+  fact: string;
+  /** value (stringified; "(unset)" when the node lacks the fact) -> number of nodes */
+  counts: Record<string, number>;
+}
+
+// ---- DDL -------------------------------------------------------------------
+
+export interface DdlInput {
+  name: string;
+  prompt: string;
+  description: string;
+  /** string, integer, number, float, boolean, list, hash, array */
+  type: string;
+  optional: boolean;
+  default?: unknown;
+  /** for type list */
+  list?: string[];
+  validation?: string;
+  maxlength?: number;
+}
+export interface DdlAction {
+  name: string;
+  description: string;
+  display?: string;
+  inputs: DdlInput[];
+  outputs: { name: string; description: string; display_as?: string; type?: string }[];
+}
+export interface DdlAgent {
+  name: string;
+  description: string;
+  version?: string;
+  actions: DdlAction[];
+}
+/** GET /api/ddl */
+export interface DdlResponse {
+  agents: DdlAgent[];
+}
+
+// ---- discovery and requests ------------------------------------------------
+
+/** The filter as the CLI's flags (each optional, repeated values). */
+export interface FilterSpec {
+  identity?: string[];
+  fact?: string[];
+  class?: string[];
+  agent?: string[];
+  compound?: string[];
+}
+
+/** POST /api/discover */
+export interface DiscoverRequest {
+  /** adds `agent` to the filter's agents */
+  agent?: string;
+  filter?: FilterSpec;
+}
+export interface DiscoverResponse {
+  count: number;
+  /** the first 100, sorted */
+  nodes: string[];
+}
+
+/** POST /api/requests — inputs validated against the DDL (400 with the reason) */
+export interface StartRequest {
+  agent: string;
+  action: string;
+  inputs?: Record<string, unknown>;
+  filter?: FilterSpec;
+  batch_size?: number;
+  /** seconds between batches */
+  batch_sleep?: number;
+  canary?: number;
+}
+export interface StartRequestResponse {
+  id: string;
+}
+
+/**
+ * GET /api/requests/:id/events — text/event-stream. Events (the SSE `event:` name and
+ * its JSON `data:`), in this order: `targets` once, then `progress` and `reply`
+ * interleaved, then `summary`, then `end`; `error` instead of summary when the request failed.
+ * A late subscriber gets every event so far replayed first.
+ */
+export interface TargetsEvent {
+  total: number;
+}
+export interface ProgressEvent {
+  done: number;
+  total: number;
+}
+export interface ReplyEvent {
+  sender: string;
+  statuscode: number;
+  statusmsg: string;
+  data: Record<string, unknown>;
+}
+export interface SummaryEvent {
+  requestid: string;
+  discovered: number;
+  responses: number;
+  ok: number;
+  failed: number;
+  noResponses: string[];
+  unexpected: string[];
+  requestMs: number;
+}
+export interface ErrorEvent {
+  error: string;
+}
+export interface EndEvent {
+  ok: boolean;
+}
+export type RequestEventName = "targets" | "progress" | "reply" | "summary" | "error" | "end";
+
+// ---- jobs (receiver), audit, scout ----------------------------------------
+
+/** GET /api/jobs (503 `{error}` when no receiver URL is configured) */
+export interface JobsResponse {
+  jobs: Record<string, unknown>[];
+}
+/** GET /api/jobs/:id */
+export interface JobResponse {
+  job: Record<string, unknown>;
+  replies: Record<string, unknown>[];
+}
+
+/** GET /api/audit?caller=&agent=&decision=&limit= */
+export interface AuditQuery {
+  caller?: string;
+  agent?: string;
+  decision?: "allow" | "deny";
+  limit?: number;
+}
+export interface AuditResponse {
+  records: Record<string, unknown>[];
+  /** why the list is empty or partial (no audit stream, ...) */
+  note?: string;
+}
+
+/** GET /api/scout */
+export interface ScoutCheck {
+  node: string;
+  name: string;
+  state: string;
+  /** ISO time, when known */
+  since?: string;
+  output?: string;
+}
+export interface ScoutResponse {
+  checks: ScoutCheck[];
+  /** state -> number of checks */
+  counts: Record<string, number>;
+  /** nodes that did not answer */
+  noResponses: string[];
+}

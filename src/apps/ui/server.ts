@@ -689,7 +689,7 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
     // config does not have in the dev setup; say so rather than guess.
     async () => ({
       records: [],
-      note: "audit records are not available to the console yet: read them with `chorus aaa audit`",
+      note: "audit records are not available to the console yet: read the AAA service's audit file (logfile_auditor) or its JetStream stream CHORUS_AAA_AUDIT",
     }),
   );
 

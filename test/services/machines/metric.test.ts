@@ -150,4 +150,26 @@ describe("metric watcher", () => {
         }),
     ).toThrow("watchers[0].properties.command: is required");
   });
+
+  it("refuses Graphite and the http switch rather than ignoring them", () => {
+    const make = (properties: Record<string, unknown>) =>
+      new Machine({
+        manifest: {
+          name: "m1",
+          version: "1.0.0",
+          initial_state: "aa",
+          transitions: [{ name: "tt", from: ["aa"], destination: "aa" }],
+          watchers: [{ name: "ww", type: "metric", properties: { command: "true", ...properties } }],
+        },
+        directory: dir,
+        services: { identity: "n" },
+      });
+    expect(() => make({ graphite_host: "g.example.net" })).toThrow(
+      "watchers[0].properties.graphite_host: Graphite is not supported",
+    );
+    expect(() => make({ http: true })).toThrow(
+      "watchers[0].properties.http: the http switch is not supported",
+    );
+    expect(() => make({ http: false })).not.toThrow();
+  });
 });

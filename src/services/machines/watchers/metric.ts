@@ -3,7 +3,8 @@
  * Prometheus gauges `choria_machine_metric_watcher_<watcher>_<metric>` (go-choria's names).
  * The output is either Choria's JSON format `{"labels": {...}, "metrics": {"name": 1.5}}` or
  * Nagios perfdata (`text|a=1 b=2s`). `store: true` also puts the result in machine data
- * under `metric.<watcher>`. Graphite publishing and the `http` switch are not implemented.
+ * under `metric.<watcher>`. Graphite and the `http` switch are refused, not ignored: a
+ * machine that asks for them would otherwise look as if it published somewhere it does not.
  *
  * `properties.interval` (where Choria's schema puts it) is the engine's interval for this
  * watcher unless the watcher also has a top-level `interval`; go-choria's floor of 1s applies.
@@ -148,10 +149,10 @@ class MetricWatcher implements Watcher {
     this.labels = stringMapProp(p, "labels");
     this.skipPrometheus = p.bool("skip_prometheus");
     this.store = p.bool("store");
-    if (p.bool("http"))
-      host.log.warn({ watcher: def.name }, "metric watcher: http is not supported, ignored");
-    if (p.has("graphite_host"))
-      host.log.warn({ watcher: def.name }, "metric watcher: graphite is not supported, ignored");
+    if (p.bool("http")) throw p.error("http", "the http switch is not supported by Chorus");
+    for (const k of ["graphite_host", "graphite_port", "graphite_prefix"]) {
+      if (p.has(k)) throw p.error(k, "Graphite is not supported by Chorus: metrics go to Prometheus");
+    }
   }
 
   /** The engine's interval tick, a state change it is active in, or a trigger. */

@@ -1,38 +1,8 @@
 // Parses the CLI's filter flags typed as one line (`-F os=linux -C web -S 'expr'`) into
 // the API's FilterSpec, so operators search with the language they already use.
 import type { FilterSpec } from "../../src/apps/ui/api-types.js";
-
-/** Splits like a POSIX shell: whitespace separates, '…' and "…" quote, \ escapes outside '…'. */
-export function shellWords(line: string): string[] {
-  const out: string[] = [];
-  let cur = "";
-  let inWord = false;
-  let quote: "'" | '"' | undefined;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i] as string;
-    if (quote) {
-      if (c === quote) quote = undefined;
-      else if (c === "\\" && quote === '"' && i + 1 < line.length) cur += line[++i];
-      else cur += c;
-    } else if (c === "'" || c === '"') {
-      quote = c;
-      inWord = true;
-    } else if (c === "\\" && i + 1 < line.length) {
-      cur += line[++i];
-      inWord = true;
-    } else if (/\s/.test(c)) {
-      if (inWord) out.push(cur);
-      cur = "";
-      inWord = false;
-    } else {
-      cur += c;
-      inWord = true;
-    }
-  }
-  if (quote) throw new Error(`unterminated ${quote} quote`);
-  if (inWord) out.push(cur);
-  return out;
-}
+// the file, not core/util's index: the index pulls in Node-only helpers
+import { shellSplit } from "../../src/core/util/words.js";
 
 const FLAGS: Record<string, keyof FilterSpec | "with"> = {
   "-I": "identity",
@@ -58,7 +28,7 @@ const FLAGS: Record<string, keyof FilterSpec | "with"> = {
  * the rest classes.
  */
 export function parseFilterLine(line: string): FilterSpec {
-  const words = shellWords(line);
+  const words = shellSplit(line);
   const spec: Required<FilterSpec> = { identity: [], fact: [], class: [], agent: [], compound: [] };
   for (let i = 0; i < words.length; i++) {
     let w = words[i] as string;

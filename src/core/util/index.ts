@@ -19,3 +19,4 @@ export {
 } from "./pool.js";
 export { CHORUS_VERSION } from "./version.js";
 export { writeFileAtomicSync, type AtomicWriteOptions } from "./files.js";
+export { shellSplit } from "./words.js";

@@ -6,6 +6,7 @@ import { parse as parseYaml } from "yaml";
 import { CHORIA_CERT_DENY_LIST } from "../../core/ca/index.js";
 import { parseDuration } from "../../core/config/index.js";
 import { issuerKeysFromSetting } from "../../core/security/index.js";
+import { shellSplit } from "../../core/util/index.js";
 import { ProvisionerConfigError } from "./errors.js";
 
 export interface ProvisioningCredentials {
@@ -197,45 +198,6 @@ export function durationMs(key: string, v: unknown, dflt: number): number {
   return ms;
 }
 
-/**
- * Splits a command line as a POSIX shell would for words: whitespace separates,
- * single quotes are literal, double quotes allow \" and \\, a backslash escapes
- * one character. No expansion of any kind: the helper is exec'd, not run by a shell.
- */
-export function shellSplit(line: string): string[] {
-  const out: string[] = [];
-  let cur = "";
-  let inWord = false;
-  let quote: "'" | '"' | undefined;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i] as string;
-    if (quote === "'") {
-      if (c === "'") quote = undefined;
-      else cur += c;
-    } else if (quote === '"') {
-      if (c === '"') quote = undefined;
-      else if (c === "\\" && (line[i + 1] === '"' || line[i + 1] === "\\")) cur += line[++i];
-      else cur += c;
-    } else if (c === "'" || c === '"') {
-      quote = c;
-      inWord = true;
-    } else if (c === "\\" && i + 1 < line.length) {
-      cur += line[++i];
-      inWord = true;
-    } else if (/\s/.test(c)) {
-      if (inWord) out.push(cur);
-      cur = "";
-      inWord = false;
-    } else {
-      cur += c;
-      inWord = true;
-    }
-  }
-  if (quote) throw new ProvisionerConfigError("config", `helper: unterminated ${quote} quote`);
-  if (inWord) out.push(cur);
-  return out;
-}
-
 /** hex ed25519 keys given directly (comma or space separated) or in a file. */
 function verifyKeys(setting: string, p: (v: string) => string): string[] {
   try {
@@ -362,7 +324,13 @@ export function parseProvisionerConfig(raw: unknown, file = "<config>"): Provisi
     queue_max_attempts: (r.queue_max_attempts as number | undefined) ?? 5,
   };
   if (typeof r.helper === "string" && r.helper.trim() !== "") {
-    const argv = wrap(() => shellSplit(r.helper as string));
+    const argv = wrap(() => {
+      try {
+        return shellSplit(r.helper as string);
+      } catch (err) {
+        throw new ProvisionerConfigError("config", `helper: ${(err as Error).message}`);
+      }
+    });
     const cmd = argv[0] as string;
     // a bare name is looked up in PATH; a relative path is taken from the config's folder
     if (cmd.includes("/")) argv[0] = p(cmd);

@@ -4,7 +4,6 @@ export {
   durationMs,
   loadProvisionerConfig,
   parseProvisionerConfig,
-  shellSplit,
   type ProvisionerConfig,
   type ProvisionerFeatures,
   type ProvisioningCredentials,

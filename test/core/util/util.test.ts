@@ -8,6 +8,7 @@ import {
   logLine,
   MetricsEndpoint,
   promClient,
+  shellSplit,
   silentLogger,
   sleep,
   type Logger,
@@ -132,5 +133,16 @@ describe("MetricsEndpoint", () => {
     } finally {
       await ep.stop();
     }
+  });
+});
+
+describe("shellSplit", () => {
+  it("splits a command line like a shell, without expansion", () => {
+    expect(shellSplit(`a "b c" 'd $e' f\\ g "h\\"i"`)).toEqual(["a", "b c", "d $e", "f g", 'h"i']);
+    expect(shellSplit("  ")).toEqual([]);
+    expect(shellSplit(`x ""`)).toEqual(["x", ""]);
+    // inside double quotes only \" and \\ are escapes, as in a POSIX shell
+    expect(shellSplit(`"a\\b"`)).toEqual(["a\\b"]);
+    expect(() => shellSplit("'open")).toThrow("unterminated ' quote");
   });
 });

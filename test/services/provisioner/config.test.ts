@@ -7,7 +7,6 @@ import {
   durationMs,
   loadProvisionerConfig,
   parseProvisionerConfig,
-  shellSplit,
 } from "../../../src/services/provisioner/index.js";
 
 const KEY = "a".repeat(64);
@@ -149,12 +148,6 @@ describe("provisioner config", () => {
     writeFileSync(bad, "token: [unclosed");
     expect(() => loadProvisionerConfig(bad)).toThrow(/bad\.yaml: cannot parse/);
     expect(() => loadProvisionerConfig(join(dir, "missing.yaml"))).toThrow(/cannot read/);
-  });
-
-  it("splits a command line like a shell, without expansion", () => {
-    expect(shellSplit(`a "b c" 'd $e' f\\ g "h\\"i"`)).toEqual(["a", "b c", "d $e", "f g", 'h"i']);
-    expect(shellSplit("  ")).toEqual([]);
-    expect(shellSplit(`x ""`)).toEqual(["x", ""]);
   });
 
   it("parses durations with Choria's long units", () => {

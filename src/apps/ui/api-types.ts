@@ -1,6 +1,6 @@
 /**
  * The web console's HTTP API: request and response bodies of every endpoint. The front
- * end (src/apps/ui/web/) codes against these; the server (server.ts) implements them.
+ * end (web/ui/, type-only imports: it has no Node types) codes against these; the server (server.ts) implements them.
  * Every error is `ApiError` with a 4xx/5xx status. Every /api route except
  * POST /api/login needs the session cookie (`chorus_session`, HttpOnly, Secure,
  * SameSite=Strict); without one: 401 `{error: "not logged in"}`, expired: 401

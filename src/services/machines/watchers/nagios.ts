@@ -523,9 +523,8 @@ class NagiosWatcher implements Watcher {
     this.metrics?.checks.inc({ name: this.host.machineName });
     this.updateMetrics();
     this.host.announce();
-    // Choria's state machine ignores a transition to the state it is in (no event, no
-    // watcher re-runs), so a steady check result does not re-run remediation each time
-    if (this.host.state() === result.status) return;
+    // a steady result fires a transition into the state the machine is in, which the
+    // engine ignores as Choria's FSM does, so remediation does not re-run each check
     try {
       this.host.fire(result.status, `${this.def.name}: ${this.output.split("\n")[0] ?? ""}`);
     } catch (err) {

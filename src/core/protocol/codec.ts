@@ -16,7 +16,7 @@ function view(u8: Uint8Array): Buffer {
   return Buffer.isBuffer(u8) ? u8 : Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
 }
 
-function b64(u8: Uint8Array): string {
+export function b64(u8: Uint8Array): string {
   return view(u8).toString("base64");
 }
 
@@ -53,7 +53,7 @@ export function encodeMessage(payload: Uint8Array | string): string {
 // patterns and only `minLength: 1` on strings, so the check costs a few property tests,
 // not a pass over the (possibly large) base64 fields.
 
-function mustMatch(validate: ValidateFunction, doc: object, what: string): void {
+export function mustMatch(validate: ValidateFunction, doc: object, what: string): void {
   if (!validate(doc)) {
     throw new ProtocolError(
       "schema",
@@ -62,10 +62,10 @@ function mustMatch(validate: ValidateFunction, doc: object, what: string): void 
   }
 }
 
-type FilterDoc = Filter;
+export type FilterDoc = Filter;
 
 /** The filter as encodeRequest writes it: every list present. */
-function filterDoc(f: Filter): FilterDoc {
+export function filterDoc(f: Filter): FilterDoc {
   return {
     fact: f.fact ?? [],
     cf_class: f.cf_class ?? [],
@@ -75,7 +75,7 @@ function filterDoc(f: Filter): FilterDoc {
   };
 }
 
-function filterJson(f: FilterDoc): string {
+export function filterJson(f: FilterDoc): string {
   let facts = "[";
   const ff = f.fact;
   for (let i = 0; i < ff.length; i++) {
@@ -260,7 +260,7 @@ function requireStrings(doc: Record<string, unknown>, fields: readonly string[],
   }
 }
 
-function parseLayer<T>(
+export function parseLayer<T>(
   bytes: Uint8Array,
   protocol: string,
   validate: ValidateFunction | readonly string[] | null,
@@ -308,7 +308,7 @@ function isB64Char(c: number): boolean {
   return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 43 || c === 47;
 }
 
-function mustB64(s: string, what: string): Buffer {
+export function mustB64(s: string, what: string): Buffer {
   const buf = decodeBase64Strict(s);
   if (buf === undefined) throw new ProtocolError("malformed", `${what} is not valid base64`);
   return buf;
@@ -379,11 +379,16 @@ export function decodeRequest(bytes: Uint8Array): { request: Request; message: B
     f.compound ??= [];
   }
   const body = decodeBase64Strict(request.message) ?? Buffer.from(request.message, "utf8");
+  return { request, message: tolerantPayload(body) };
+}
+
+/** The server's second base64 attempt (message.go SetBase64Payload): decoded when the body is itself base64. */
+export function tolerantPayload(body: Buffer): Buffer {
   // Cheap pre-check first: JSON bodies (the common case) start with '{' and are never base64.
   const first = body[0];
   const maybe = body.length % 4 === 0 && first !== undefined && isB64Char(first);
   const inner = maybe ? decodeBase64Strict(body.toString("latin1")) : undefined;
-  return { request, message: inner ?? body };
+  return inner ?? body;
 }
 
 export function decodeSecureReply(

@@ -10,7 +10,7 @@ export const PROTOCOL_V2 = {
 /** Inputs larger than this are refused before any parsing (4 MiB, a little above NATS' usual max_payload). */
 export const MAX_MESSAGE_BYTES: number = 4 * 1024 * 1024;
 
-/** Version 1 (x509) protocol identifiers; Chorus does not speak v1 but recognises it. */
+/** Version 1 (x509) protocol identifiers (codec in v1.ts). */
 export const PROTOCOL_V1 = {
   transport: "choria:transport:1",
   secureRequest: "choria:secure:request:1",

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 
 /**
- * Validators for the v2 layers, built from the copies of
+ * Validators for the v1 and v2 layers, built from the copies of
  * Choria's published schemas under /schemas. A few schema statements disagree with what
  * go-choria actually puts on the wire; the schemas are adjusted here to follow go-choria
  * (each adjustment is pinned by a test in test/core/protocol/deviations.test.ts).
@@ -10,9 +10,9 @@ import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 
 type Json = Record<string, unknown>;
 
-function load(name: string): Json {
+function load(name: string, version = 2): Json {
   // src/core/protocol and dist/core/protocol are both three levels below the package root.
-  const url = new URL(`../../../schemas/choria/protocol/v2/${name}.json`, import.meta.url);
+  const url = new URL(`../../../schemas/choria/protocol/v${version}/${name}.json`, import.meta.url);
   return JSON.parse(readFileSync(url, "utf8")) as Json;
 }
 
@@ -58,10 +58,46 @@ function compile(schema: Json): ValidateFunction {
   const copy = { ...schema };
   // The meta-schema is implied (ajv's default is draft-07); drop the URI so ajv does not look it up.
   delete copy.$schema;
+  // v1 schemas are draft-04, whose `id` ajv refuses; nothing refers to it.
+  delete copy.id;
   return ajv.compile(copy);
 }
 
-const schemas = { transport, secureRequest, request, secureReply, reply };
+// v1 (draft-04). The keywords they use mean the same in draft-07 apart from the tuple
+// form of `items`, which only constrains a list's first entry in both.
+const transportV1 = load("transport", 1);
+{
+  const fed = (props(transportV1).headers as Json).properties as Json;
+  const fp = (fed.federation as Json).properties as Json;
+  // go-choria's JSON tag is `target`; the schema says `targets`. `req` is omitempty too.
+  fp.target = fp.targets;
+  delete fp.targets;
+  delete (fed.federation as Json).required;
+}
+const secureRequestV1 = load("secure_request", 1);
+const requestV1 = load("request", 1);
+{
+  const env = props(requestV1).envelope as Json;
+  const filter = (env.properties as Json).filter as Json;
+  // go-choria's v1 request carries the same Filter struct as v2, whose compound is a list
+  // of parsed expression lists; the v1 schema's list of strings predates that.
+  (filter.properties as Json).compound = { type: "array", items: { type: "array" } };
+}
+const secureReplyV1 = load("secure_reply", 1);
+const replyV1 = load("reply", 1);
+
+const schemas = {
+  transport,
+  secureRequest,
+  request,
+  secureReply,
+  reply,
+  transportV1,
+  secureRequestV1,
+  requestV1,
+  secureReplyV1,
+  replyV1,
+};
 type Layer = keyof typeof schemas;
 const compiled: Partial<Record<Layer, ValidateFunction>> = {};
 const get = (k: Layer): ValidateFunction => (compiled[k] ??= compile(schemas[k]));
@@ -85,6 +121,21 @@ export const validators: Readonly<Record<Layer, ValidateFunction>> = {
   },
   get reply() {
     return get("reply");
+  },
+  get transportV1() {
+    return get("transportV1");
+  },
+  get secureRequestV1() {
+    return get("secureRequestV1");
+  },
+  get requestV1() {
+    return get("requestV1");
+  },
+  get secureReplyV1() {
+    return get("secureReplyV1");
+  },
+  get replyV1() {
+    return get("replyV1");
   },
 };
 

@@ -13,3 +13,4 @@ export {
   type VerifyingKey,
 } from "./ed25519.js";
 export * from "./provisioning.js";
+export * from "./filesec.js";

@@ -85,7 +85,15 @@ export function securityOptionsFromSettings(s: ChoriaSecurityOptions): ChoriaSec
 }
 
 /** The `choria` provider a server, client or emulator config describes. */
-export function securityFromSettings(s: ChoriaSecurityOptions): ChoriaSecurity {
+export function securityFromSettings(
+  s: ChoriaSecurityOptions & { securityProvider?: string },
+): ChoriaSecurity {
+  // the file provider leaves the seed and token empty: say which provider this needs
+  if (s.securityProvider !== undefined && s.securityProvider !== "choria")
+    throw new SecurityError(
+      "wrong_provider",
+      `this needs the choria security provider (ed25519 seed and JWT); the configuration uses "${s.securityProvider}"`,
+    );
   return new ChoriaSecurity(securityOptionsFromSettings(s));
 }
 

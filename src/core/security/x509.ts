@@ -105,18 +105,36 @@ export async function createCA(cn: string, validityDays: number): Promise<CertPa
   return { certPem: cert.toString("pem"), keyPem: await keyPem(keys.privateKey) };
 }
 
-/** Issues an ECDSA P-256 leaf certificate signed by `ca`, with SANs and EKUs for `usage`. */
+export interface IssueOptions {
+  /** an RSA 2048 leaf key instead of ECDSA P-256: protocol v1 signs with the leaf's RSA key */
+  rsa?: boolean;
+  /** explicit validity (tests make expired and future certificates with it) */
+  notBefore?: Date;
+  notAfter?: Date;
+}
+
+const RSA_LEAF = {
+  name: "RSASSA-PKCS1-v1_5",
+  modulusLength: 2048,
+  publicExponent: new Uint8Array([1, 0, 1]),
+  hash: "SHA-256",
+} as const;
+
+/** Issues a leaf certificate (ECDSA P-256, or RSA) signed by `ca`, with SANs and EKUs for `usage`. */
 export async function issueCert(
   ca: CertPair,
   cn: string,
   sans: SubjectAltNames,
   validityDays: number,
   usage: CertUsage,
+  opts: IssueOptions = {},
 ): Promise<CertPair> {
   const x509 = await loadX509();
   const caCert = new x509.X509Certificate(ca.certPem);
   const signingKey = await importSigningKey(ca.keyPem);
-  const keys = await newKeys();
+  const keys = opts.rsa
+    ? ((await crypto.subtle.generateKey(RSA_LEAF, true, ["sign", "verify"])) as CryptoKeyPair)
+    : await newKeys();
   const eku: string[] = [];
   if (usage === "server" || usage === "both") eku.push(x509.ExtendedKeyUsage.serverAuth);
   if (usage === "client" || usage === "both") eku.push(x509.ExtendedKeyUsage.clientAuth);
@@ -140,6 +158,8 @@ export async function issueCert(
       subject: `CN=${cn}`,
       issuer: caCert.subject,
       ...validity(validityDays),
+      ...(opts.notBefore && { notBefore: opts.notBefore }),
+      ...(opts.notAfter && { notAfter: opts.notAfter }),
       signingAlgorithm: SIGNING,
       publicKey: keys.publicKey,
       signingKey,

@@ -1,5 +1,13 @@
 export { brokerSettings, type BrokerSettings } from "../core/config/index.js";
-export { clusterNameOf, renderNatsConfig, serverName, type RenderOptions } from "./nats-config.js";
+export {
+  clientCertRequired,
+  clusterNameOf,
+  renderNatsConfig,
+  renderX509EdgeConfig,
+  serverName,
+  type RenderOptions,
+} from "./nats-config.js";
+export { checkBrokerFiles, x509EdgePermissions } from "./x509-edge.js";
 export {
   BrokerSupervisor,
   findNatsServer,

@@ -9,6 +9,9 @@ export interface BrokerMetricsSource {
   readonly restarts: number;
   /** Adapter metrics (the supervisor's adapters), served beside the broker's own. */
   readonly adapters?: { readonly registry: Registry } | undefined;
+  /** The x509 edge's nats-server (plugin.chorus.network.x509.port), when there is one. */
+  readonly x509?:
+    { readonly up: boolean; readonly restarts: number; readonly monitorUrl: string } | undefined;
 }
 
 export interface BrokerMetricsOptions {
@@ -60,6 +63,9 @@ export class BrokerMetrics extends MetricsEndpoint {
   private readonly upGauge: Gauge;
   private readonly restartsCounter: Counter;
   private countedRestarts = 0;
+  private readonly x509UpGauge: Gauge;
+  private readonly x509RestartsCounter: Counter;
+  private countedX509Restarts = 0;
 
   constructor(opts: BrokerMetricsOptions) {
     super({
@@ -89,6 +95,42 @@ export class BrokerMetrics extends MetricsEndpoint {
       labelNames,
       registers: [this.registry],
     });
+    this.x509UpGauge = new Gauge({
+      name: "chorus_broker_x509_up",
+      help: "1 when the x509 client port's nats-server (plugin.chorus.network.x509.port) is running and answering its monitor",
+      labelNames,
+      registers: [this.registry],
+    });
+    this.x509RestartsCounter = new Counter({
+      name: "chorus_broker_x509_restarts_total",
+      help: "Times the supervisor restarted the x509 client port's nats-server after an unexpected exit",
+      labelNames,
+      registers: [this.registry],
+    });
+  }
+
+  /** The x509 edge's series exist only while the broker has one. */
+  private async renderX509(labels: { identity: string }): Promise<void> {
+    const edge = this.opts.source.x509;
+    if (!edge) {
+      this.x509UpGauge.remove(labels);
+      return;
+    }
+    let up = false;
+    if (edge.up) {
+      try {
+        const res = await fetch(`${edge.monitorUrl}/healthz`, { signal: AbortSignal.timeout(2000) });
+        await res.body?.cancel();
+        up = res.ok;
+      } catch {
+        up = false;
+      }
+    }
+    this.x509UpGauge.set(labels, up ? 1 : 0);
+    // a new edge supervisor (broker restarted in-process) counts from zero again
+    if (edge.restarts < this.countedX509Restarts) this.countedX509Restarts = 0;
+    this.x509RestartsCounter.inc(labels, edge.restarts - this.countedX509Restarts);
+    this.countedX509Restarts = edge.restarts;
   }
 
   /** Scrapes /varz and renders the exposition text (served at /metrics and /choria/metrics). */
@@ -101,6 +143,7 @@ export class BrokerMetrics extends MetricsEndpoint {
       this.countedRestarts = src.restarts;
     }
     this.restartsCounter.inc(labels, 0); // make the series exist before the first restart
+    await this.renderX509(labels);
     let varz: Varz | undefined;
     if (src.up) {
       try {

@@ -22,7 +22,7 @@ import { replyPrefix } from "../core/protocol/index.js";
 import { decodeTokenUnverified, loadSeedFile } from "../core/security/index.js";
 import { ensureManagedStreams, type EnsureResult } from "../services/streams/index.js";
 import { AdapterManager } from "./adapters.js";
-import { renderNatsConfig } from "./nats-config.js";
+import { clientCertRequired, renderNatsConfig, renderX509EdgeConfig } from "./nats-config.js";
 import { NATS_WRAPPER_NAME, writeNatsWrapper } from "./nats-wrapper.js";
 import {
   ensurePidFileDir,
@@ -33,6 +33,7 @@ import {
   writePidFile,
 } from "./orphan.js";
 import { BrokerError, loadNatsTrust, renderTrustFragment } from "./trust.js";
+import { checkBrokerFiles, edgeLogLine, localHost, x509EdgeSettings } from "./x509-edge.js";
 
 export type BrokerLogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal";
 /**
@@ -65,6 +66,11 @@ export interface BrokerSupervisorOptions {
   stopGraceMs?: number;
   /** Picks the monitoring port when settings.monitorPort is 0 (default: a free loopback port). */
   pickPort?: () => Promise<number>;
+  /**
+   * Renders this nats-server's whole config instead of the broker's, given the monitoring
+   * port: the x509 edge's supervisor uses it (no trust, streams, adapters or edge of its own).
+   */
+  renderConfig?: (monitorPort: number) => string;
 }
 
 export interface BrokerExit {
@@ -224,6 +230,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   private _binary = "";
   private servicesNc: NatsConnection | undefined;
   private _adapters: AdapterManager | undefined;
+  private _x509: BrokerSupervisor | undefined;
 
   constructor(opts: BrokerSupervisorOptions) {
     super();
@@ -268,9 +275,15 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     return `http://127.0.0.1:${this._monitorPort}`;
   }
   get clientUrl(): string {
-    const host = this.settings.listenAddress === "0.0.0.0" ? "127.0.0.1" : this.settings.listenAddress;
     const scheme = this.settings.certFile ? "tls" : "nats";
-    return `${scheme}://${host.includes(":") ? `[${host}]` : host}:${this.settings.clientPort}`;
+    return `${scheme}://${localHost(this.settings.listenAddress)}:${this.settings.clientPort}`;
+  }
+  /**
+   * The supervisor of the x509 edge (plugin.chorus.network.x509.port) while it runs: its
+   * clientUrl is the x509 client port, `up` and `restarts` are the edge nats-server's.
+   */
+  get x509(): BrokerSupervisor | undefined {
+    return this._x509;
   }
   get configPath(): string {
     return join(this._runtimeDir, "nats-server.conf");
@@ -284,10 +297,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   async start(): Promise<void> {
     if (this.running) throw new BrokerError("state", "broker supervisor already started");
     this._binary = findNatsServer(this.opts.binary ?? this.settings.natsServerBinary);
-    const material = this.settings.natsTrustFile ? loadNatsTrust(this.settings.natsTrustFile) : undefined;
-    const trust = this.opts.trustFragment ?? (material ? renderTrustFragment(material) : undefined);
-    if (!trust)
-      this.logger("warn", "no NATS trust material configured: the broker accepts unauthenticated clients");
+    const render = this.opts.renderConfig ?? (await this.brokerConfig());
     this.prepareRuntimeDir();
     this.stopping = false;
     // Not "running" until the first launch succeeds, so a failed start is not restarted.
@@ -301,10 +311,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
       // until nats-server starts; another process can take it in between. Then pick again.
       for (let attempt = 1; ; attempt++) {
         this._monitorPort = this.settings.monitorPort || (await (this.opts.pickPort ?? freeLoopbackPort)());
-        const conf = renderNatsConfig(this.settings, trust, {
-          monitorPort: this._monitorPort,
-          ...(material && { accountNames: material.accountNames }),
-        });
+        const conf = render(this._monitorPort);
         // The config can hold the system password; keep it private to this user.
         writeFileSync(this.configPath, conf, { mode: 0o600 });
         chmodSync(this.configPath, 0o600);
@@ -313,14 +320,26 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
           await this.launch();
           break;
         } catch (err) {
-          if (this.settings.monitorPort || attempt >= 3 || !this.monitorPortTaken(err)) throw err;
-          this.logger(
-            "warn",
-            `monitoring port ${this._monitorPort} was taken before nats-server bound it: picking another`,
-          );
+          if (attempt >= 3) throw err;
+          if (!this.settings.monitorPort && this.portTaken(err, this._monitorPort)) {
+            this.logger(
+              "warn",
+              `monitoring port ${this._monitorPort} was taken before nats-server bound it: picking another`,
+            );
+          } else if (this.x509LeafPort && this.portTaken(err, this.x509LeafPort)) {
+            this.x509LeafPort = await (this.opts.pickPort ?? freeLoopbackPort)();
+            this.logger(
+              "warn",
+              "the x509 edge's leafnode port was taken before nats-server bound it: picking another",
+            );
+          } else throw err;
         }
       }
+      await this.startX509Edge();
     } catch (err) {
+      // an x509 edge that could not start takes the broker down with it: its port was asked for
+      this.stopping = true;
+      await this.killChild(2000);
       if (this.natsPid !== undefined) removePidFile(this.pidFile, this.natsPid);
       this.cleanupRuntimeDir();
       throw err;
@@ -328,6 +347,78 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     this.running = true;
     this.emit("started", { pid: this.pid as number, monitorUrl: this.monitorUrl });
     await this.startServices();
+  }
+
+  /** The leafnode listener the x509 edge joins when the broker has no leafnode_port of its own. */
+  private x509LeafPort: number | undefined;
+
+  /**
+   * Checks the files and the trust, and returns the broker's config renderer. Without JWT
+   * trust a file-provider broker takes only clients with a certificate from its CA; any
+   * other broker without trust is open.
+   */
+  private async brokerConfig(): Promise<(monitorPort: number) => string> {
+    const s = this.settings;
+    checkBrokerFiles(s);
+    const material = s.natsTrustFile ? loadNatsTrust(s.natsTrustFile) : undefined;
+    const trust = this.opts.trustFragment ?? (material ? renderTrustFragment(material) : undefined);
+    if (clientCertRequired(s, trust))
+      this.logger("info", `no NATS trust: clients need a certificate from ${s.caFile} (protocol v1 broker)`);
+    else if (!trust)
+      this.logger("warn", "no NATS trust material configured: the broker accepts unauthenticated clients");
+    this.x509LeafPort = undefined;
+    if (s.x509) {
+      const k = "plugin.chorus.network.x509";
+      if (!trust) {
+        throw new BrokerError(
+          "config",
+          `${k}.port needs NATS trust (plugin.choria.network.nats_trust_file): without it, ` +
+            "plugin.security.provider = file makes the client port itself take x509 clients",
+        );
+      }
+      if (!s.x509.credentials) {
+        throw new BrokerError(
+          "config",
+          `${k}.port needs ${k}.credentials: the NATS credentials of the CHORIA user the x509 clients act as`,
+        );
+      }
+      if (s.leafnodePort <= 0) this.x509LeafPort = await (this.opts.pickPort ?? freeLoopbackPort)();
+    }
+    return (monitorPort) =>
+      renderNatsConfig(s, trust, {
+        monitorPort,
+        ...(material && { accountNames: material.accountNames }),
+        ...(this.x509LeafPort !== undefined && { x509LeafPort: this.x509LeafPort }),
+      });
+  }
+
+  /** Starts the x509 edge (when configured), joined to this broker's leafnode listener. */
+  private async startX509Edge(): Promise<void> {
+    const s = this.settings;
+    if (!s.x509 || this.opts.renderConfig) return;
+    const leafPort = s.leafnodePort > 0 ? s.leafnodePort : (this.x509LeafPort as number);
+    const hubUrl = `${s.certFile ? "tls" : "nats-leaf"}://${localHost(s.listenAddress)}:${leafPort}`;
+    const edge = new BrokerSupervisor({
+      settings: x509EdgeSettings(s),
+      renderConfig: (monitorPort) => renderX509EdgeConfig(s, { monitorPort, hubUrl }),
+      logger: (level, line) => this.logger(level, edgeLogLine(line)),
+      binary: this._binary,
+      ...(this.opts.readyTimeoutMs !== undefined && { readyTimeoutMs: this.opts.readyTimeoutMs }),
+      ...(this.opts.backoff !== undefined && { backoff: this.opts.backoff }),
+      ...(this.opts.stopGraceMs !== undefined && { stopGraceMs: this.opts.stopGraceMs }),
+      ...(this.opts.pickPort !== undefined && { pickPort: this.opts.pickPort }),
+    });
+    try {
+      await edge.start();
+    } catch (err) {
+      const e = err as BrokerError;
+      throw new BrokerError(
+        e.code ?? "x509_edge",
+        `x509 client port (plugin.chorus.network.x509.port = ${s.x509.port}): ${e.message}`,
+        { cause: err },
+      );
+    }
+    this._x509 = edge;
   }
 
   /** The adapters this broker runs (metrics in `.registry`), once started. */
@@ -371,6 +462,14 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
         servers: [this.clientUrl],
         name: `chorus broker ${s.identity}`,
         ...(s.caFile && { caFile: s.caFile }),
+        // a protocol v1 broker without trust lets in only clients with a certificate
+        ...(!authed &&
+          s.securityProvider === "file" &&
+          s.certFile &&
+          s.keyFile && {
+            certFile: s.certFile,
+            keyFile: s.keyFile,
+          }),
         ...(auth ?? {}),
         logger: this.log,
       });
@@ -462,6 +561,9 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     clearTimeout(this.restartTimer);
     clearTimeout(this.resetTimer);
     this.restartPending = false;
+    // the edge first: with the broker gone first it would only log its lost link
+    await this._x509?.stop();
+    this._x509 = undefined;
     await this.stopServices();
     await this.killChild(this.opts.stopGraceMs ?? 10_000);
     if (this.natsPid !== undefined) removePidFile(this.pidFile, this.natsPid);
@@ -616,12 +718,11 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     throw new BrokerError("not_ready", `nats-server was not ready within ${timeoutMs}ms${this.logTail()}`);
   }
 
-  /** The launch failed because the monitoring port was in use (by the time nats-server bound it). */
-  private monitorPortTaken(err: unknown): boolean {
+  /** The launch failed because `port` (picked by us) was in use by the time nats-server bound it. */
+  private portTaken(err: unknown, port: number): boolean {
     if (!(err instanceof BrokerError)) return false;
-    if (err.code === "port_in_use") return true;
-    const port = `:${this._monitorPort}`;
-    return this.recentLog.some((l) => l.includes(port) && /address already in use/i.test(l));
+    if (err.code === "port_in_use") return port === this._monitorPort;
+    return this.recentLog.some((l) => l.includes(`:${port}`) && /address already in use/i.test(l));
   }
 
   private logTail(): string {

@@ -25,8 +25,18 @@ import {
   serviceSubject,
   StatusCode,
   type Filter,
+  encodeRequestV1,
+  encodeSecureRequestV1,
+  encodeTransportV1,
+  newRequestIdV1,
+  type TransportHeaders,
 } from "../core/protocol/index.js";
-import { securityFromSettings } from "../core/security/index.js";
+import {
+  FileSecurity,
+  SecurityError,
+  securityFromSettings,
+  type ChoriaSecurity,
+} from "../core/security/index.js";
 import { findAgentDDL } from "./ddl.js";
 import {
   checkMethod,
@@ -174,11 +184,21 @@ function newStats(requestid: string, discovered: number, discoverMs: number, sta
   };
 }
 
+/** Signature checks asked of a client without v2 trust: nothing can pass them. */
+const NO_V2_TRUST: ReplyTrust = {
+  verifyServerToken: () => {
+    throw new SecurityError("untrusted", "this client has no v2 issuers to check reply signatures with");
+  },
+  verifySignature: () => false,
+};
+
 /** Fleet RPC client: discovery, signed requests, reply verification and statistics. */
 export class Client {
   readonly collective: string;
   readonly callerId: string;
   readonly identity: string;
+  /** the protocols each request goes out in */
+  readonly protocols: readonly (1 | 2)[];
   readonly discoveryTimeoutMs: number;
   readonly windowMs: number;
 
@@ -196,7 +216,26 @@ export class Client {
     }
     this.opts = opts;
     this.collective = opts.collective;
-    this.callerId = opts.security.callerId;
+    this.protocols = [...(opts.protocols ?? [opts.security ? 2 : 1])];
+    if (this.protocols.includes(2) && !opts.security)
+      throw new ClientError("bad_option", "protocol v2 needs choria security (a seed and a JWT)");
+    if (this.protocols.includes(1) && !opts.x509)
+      throw new ClientError(
+        "bad_option",
+        "protocol v1 needs x509 security (a certificate, its key and the CA)",
+      );
+    if (this.protocols.length === 0) throw new ClientError("bad_option", "no protocol to speak");
+    this.callerId = (this.protocols.includes(2) ? opts.security?.callerId : opts.x509?.callerId) as string;
+    if (this.protocols.length > 1 && opts.x509?.callerId !== this.callerId)
+      throw new ClientError(
+        "bad_option",
+        `a client speaking v1 and v2 needs one caller id for both (replies share one inbox): the token says ${this.callerId}, the certificate ${String(opts.x509?.callerId)}`,
+      );
+    if (this.protocols.includes(1) && (opts.requestSigner || opts.federation))
+      throw new ClientError(
+        "bad_option",
+        "protocol v1 requests cannot go through a remote signer or federation",
+      );
     this.identity = opts.identity ?? hostname();
     this.discoveryTimeoutMs = opts.discoveryTimeoutMs ?? DEFAULT_DISCOVERY_TIMEOUT_MS;
     this.windowMs = opts.windowMs ?? DEFAULT_WINDOW_MS;
@@ -220,7 +259,15 @@ export class Client {
     // Before the first login the token is missing: say that, not "cannot read token file".
     if (rs && !overrides.security && !existsSync(s.tokenFile))
       throw new ClientError("no_token", `no login token at ${s.tokenFile}`);
-    const security = overrides.security ?? securityFromSettings(s);
+    const v1 = s.protocols.includes(1);
+    const v2 = s.protocols.includes(2);
+    const security = overrides.security ?? (v2 ? securityFromSettings(s) : undefined);
+    const x509 =
+      overrides.x509 ??
+      (v1 && s.x509
+        ? // a client acts as its certificate's name; `identity` is only the sender
+          new FileSecurity(s.x509)
+        : undefined);
     const log = overrides.logger;
     const requestSigner =
       rs &&
@@ -235,7 +282,9 @@ export class Client {
     const fedCollectives = federationCollectives(cfg.list("plugin.choria.federation.collectives", []));
     const fedHosts = cfg.list("plugin.choria.federation_middleware_hosts", []);
     return new Client({
-      security,
+      ...(security && { security }),
+      ...(x509 && { x509 }),
+      protocols: s.protocols,
       servers: fedCollectives.length > 0 && fedHosts.length > 0 ? fedHosts : s.middlewareHosts,
       ...(fedCollectives.length > 0 && { federation: { collectives: fedCollectives } }),
       collective: s.mainCollective,
@@ -256,18 +305,22 @@ export class Client {
     if (this.nc) return this.nc;
     this.connecting ??= (async () => {
       const sec = this.opts.security;
-      const natsJwt = this.opts.natsJwt ?? sec.natsJwt;
-      const caFile = this.opts.caFile ?? sec.caFile;
+      const x509 = this.opts.x509;
+      const natsJwt = this.opts.natsJwt ?? sec?.natsJwt;
+      const caFile = this.opts.caFile ?? sec?.caFile ?? x509?.caFile;
+      // the x509 certificate is the mTLS identity when there is no other TLS pair
+      const certFile = sec?.certFile ?? x509?.certFile;
+      const keyFile = sec?.certFile !== undefined ? sec.keyFile : x509?.keyFile;
       const nc = await connectNats({
         servers: this.opts.servers,
         name: `chorus client ${this.callerId}`,
         // Replies come back under our reply prefix, which is all the broker ACL lets us read.
         inboxPrefix: replyPrefix(this.collective, this.callerId),
-        seedHex: sec.seedHex,
+        ...(sec && { seedHex: sec.seedHex }),
         ...(natsJwt !== undefined && { natsJwt }),
         ...(caFile !== undefined && { caFile }),
-        ...(sec.certFile !== undefined && { certFile: sec.certFile }),
-        ...(sec.keyFile !== undefined && { keyFile: sec.keyFile }),
+        ...(certFile !== undefined && { certFile }),
+        ...(keyFile !== undefined && { keyFile }),
         // Without a logger of ours, the connector's own (warnings to stderr) applies.
         ...(this.opts.logger && {
           logger: {
@@ -309,12 +362,22 @@ export class Client {
   }
 
   private trust(verify: boolean | undefined): ReplyTrust | undefined {
-    return (verify ?? this.opts.verifyReplySignatures) ? this.opts.security : undefined;
+    // v1 replies are never signed: asking for signatures then refuses them (see openReply)
+    return (verify ?? this.opts.verifyReplySignatures) ? (this.opts.security ?? NO_V2_TRUST) : undefined;
   }
 
   /**
    * Signs one request, locally or through the remote signer (one signing call per
    * request); the returned transport bytes can be published to any number of subjects.
+   */
+  /** A request id every protocol spoken accepts: v1 wants 32 hex characters, v2 a KSUID. */
+  private newId(): string {
+    return this.protocols.includes(1) ? newRequestIdV1() : newRequestId();
+  }
+
+  /**
+   * Signs one request per protocol spoken (usually one), locally or through the remote
+   * signer; the returned transports can be published to any number of subjects.
    */
   private async signedRequest(
     agent: string,
@@ -323,8 +386,55 @@ export class Client {
     requestId: string,
     ttlS: number = this.opts.ttlS ?? DEFAULT_TTL_S,
     replyTo?: string,
+  ): Promise<Uint8Array[]> {
+    const headers = {
+      reply: replyTo ?? replySubject(this.collective, this.callerId, requestId),
+      sender: this.identity,
+    };
+    const out: Uint8Array[] = [];
+    for (const p of this.protocols) {
+      out.push(
+        p === 1
+          ? this.signedV1(agent, message, filter, requestId, ttlS, headers)
+          : await this.signedV2(agent, message, filter, requestId, ttlS, headers),
+      );
+    }
+    return out;
+  }
+
+  private signedV1(
+    agent: string,
+    message: string,
+    filter: Filter,
+    requestId: string,
+    ttlS: number,
+    headers: TransportHeaders,
+  ): Uint8Array {
+    const x509 = this.opts.x509 as FileSecurity;
+    // v1 carries the payload as text; `message` here is already v2's base64 of it
+    const request = encodeRequestV1({
+      message: Buffer.from(message, "base64"),
+      requestid: requestId,
+      senderid: this.identity,
+      callerid: this.callerId,
+      collective: this.collective,
+      agent,
+      ttl: ttlS,
+      time: Math.floor(Date.now() / 1000),
+      filter,
+    });
+    return encodeTransportV1(encodeSecureRequestV1(request, x509.sign(request), x509.certPem), headers);
+  }
+
+  private async signedV2(
+    agent: string,
+    message: string,
+    filter: Filter,
+    requestId: string,
+    ttlS: number,
+    headers: TransportHeaders,
   ): Promise<Uint8Array> {
-    const sec = this.opts.security;
+    const sec = this.opts.security as ChoriaSecurity;
     const request = encodeRequest({
       message,
       id: requestId,
@@ -345,10 +455,7 @@ export class Client {
             `the ${remote.kind} signer`,
           )
         : encodeSecureRequest(request, sec.sign(request), sec.token);
-    return encodeTransport(secure, {
-      reply: replyTo ?? replySubject(this.collective, this.callerId, requestId),
-      sender: this.identity,
-    });
+    return encodeTransport(secure, headers);
   }
 
   /**
@@ -363,7 +470,7 @@ export class Client {
     signal: AbortSignal | undefined,
   ): Promise<BroadcastOutcome> {
     const nc = await this.connect();
-    const requestId = newRequestId();
+    const requestId = this.newId();
     const senders: string[] = [];
     const rtt: number[] = [];
     const dropped = emptyDropCounts();
@@ -497,7 +604,7 @@ export class Client {
     const startTime = new Date();
     const { targets, discoverMs } = await this.requestTargets(req);
     const batches = req.mode === "direct" ? planBatches(targets, opts.batchSize, opts.canary) : [targets];
-    const stats = newStats(newRequestId(), targets.length, discoverMs, startTime);
+    const stats = newStats(this.newId(), targets.length, discoverMs, startTime);
     const result: RpcResult = { agent, action, replies: [], stats };
     // Interrupted during discovery: report what was found, as not sent, without sending anything.
     if (opts.signal?.aborted) {
@@ -550,7 +657,7 @@ export class Client {
     checkAsyncOptions(opts);
     const req = this.prepare(agent, action, data, opts);
     const { targets } = await this.requestTargets(req);
-    const requestId = newRequestId();
+    const requestId = this.newId();
     const replyTo = asyncReplySubject(this.collective, this.callerId, requestId);
     const result: AsyncRequestResult = {
       requestId,
@@ -688,7 +795,7 @@ export class Client {
       o.onBatch?.(b, batch);
       // Batches after the first get their own request id: a node that missed the
       // first batch's window must not be able to answer a later one twice.
-      await this.round(g, b === 0 ? stats.requestid : newRequestId(), batch, g.req.mode);
+      await this.round(g, b === 0 ? stats.requestid : this.newId(), batch, g.req.mode);
       sent += batch.length;
       if (b === 0 && o.canary !== undefined && batches.length > 1) {
         const bad = batch.some((n) => !g.seen.has(n)) || g.result.replies.some((r) => r.statuscode !== 0);
@@ -713,7 +820,7 @@ export class Client {
       if (missing.length === 0) break;
       g.result.stats.retries = attempt;
       // Direct even for a broadcast request: a broadcast retry would reach every node again.
-      await this.round(g, newRequestId(), missing, "direct");
+      await this.round(g, this.newId(), missing, "direct");
     }
   }
 
@@ -792,6 +899,17 @@ export class Client {
   }
 
   private publishTo(
+    nc: NatsConnection,
+    mode: RequestMode,
+    agent: string,
+    nodes: readonly string[],
+    transports: readonly Uint8Array[],
+    requestId: string,
+  ): void {
+    for (const bytes of transports) this.publishOne(nc, mode, agent, nodes, bytes, requestId);
+  }
+
+  private publishOne(
     nc: NatsConnection,
     mode: RequestMode,
     agent: string,

@@ -1,8 +1,10 @@
 import { availableParallelism } from "node:os";
 import {
+  decodeAnyTransport,
   decodeReply,
+  decodeReplyV1,
   decodeSecureReply,
-  decodeTransport,
+  decodeSecureReplyV1,
   jsonDepthExceeds,
   MAX_JSON_DEPTH,
   StatusCode,
@@ -88,7 +90,9 @@ export function openReply(bytes: Uint8Array, trust?: ReplyTrust): OpenedReply {
   let secure: ReturnType<typeof decodeSecureReply>;
   let decoded: ReturnType<typeof decodeReply>;
   try {
-    secureBytes = decodeTransport(bytes, LIGHT).inner;
+    const t = decodeAnyTransport(bytes, LIGHT);
+    if (t.version === 1) return openReplyV1(t.inner, trust);
+    secureBytes = t.inner;
     secure = decodeSecureReply(secureBytes, LIGHT);
     if (!secure.hashOk) return { ok: false, reason: "hash", detail: "reply hash mismatch" };
     decoded = decodeReply(secure.replyBytes, LIGHT);
@@ -112,6 +116,36 @@ export function openReply(bytes: Uint8Array, trust?: ReplyTrust): OpenedReply {
     requestId: reply.request,
     agent: reply.agent,
     timeNs: reply.time,
+    message: decoded.message,
+  };
+}
+
+/**
+ * A v1 reply: hashed, never signed (go-choria's v1). When signatures are demanded it is
+ * refused, so nobody can slip an unsigned v1 reply past a client that checks them.
+ */
+function openReplyV1(inner: Buffer, trust: ReplyTrust | undefined): OpenedReply {
+  let decoded: ReturnType<typeof decodeReplyV1>;
+  try {
+    const secure = decodeSecureReplyV1(inner, LIGHT);
+    if (!secure.hashOk) return { ok: false, reason: "hash", detail: "v1 reply hash mismatch" };
+    decoded = decodeReplyV1(secure.replyBytes, LIGHT);
+  } catch (err) {
+    return { ok: false, reason: "malformed", detail: (err as Error).message };
+  }
+  const r = decoded.reply;
+  if (trust)
+    return {
+      ok: false,
+      reason: "signature",
+      detail: `${r.sender}: a protocol v1 reply carries no signature to verify`,
+    };
+  return {
+    ok: true,
+    sender: r.sender,
+    requestId: r.request,
+    agent: r.agent,
+    timeNs: r.time,
     message: decoded.message,
   };
 }

@@ -3,14 +3,22 @@ import type { NatsConnection } from "../core/connector/index.js";
 import type { RequestSigner } from "./signer.js";
 import type { AgentDDL } from "../core/ddl/index.js";
 import type { Filter } from "../core/protocol/index.js";
-import type { ChoriaSecurity } from "../core/security/index.js";
+import type { ChoriaSecurity, FileSecurity } from "../core/security/index.js";
 import type { Logger } from "../core/util/index.js";
 
 /** The client's logger: core/util's Logger (pino's fits). */
 export type ClientLogger = Logger;
 
 export interface ClientOptions {
-  security: ChoriaSecurity;
+  /** protocol v2 credentials (ed25519 seed + JWT) */
+  security?: ChoriaSecurity | undefined;
+  /** protocol v1 credentials (x509 certificate + RSA key); its certificate is also the broker mTLS identity */
+  x509?: FileSecurity | undefined;
+  /**
+   * Protocols every request is sent in (default: 2 with `security`, else 1). Both: a mixed
+   * fleet answers one request; each copy carries the same id and caller, so one inbox collects all.
+   */
+  protocols?: readonly (1 | 2)[];
   /** NATS URLs */
   servers: string[];
   /** CA bundle for the broker; defaults to the security provider's CA */

@@ -7,9 +7,11 @@ import {
   isFederationReplySubject,
   jsonDepthExceeds,
   replySubject,
+  decodeAnyTransport,
   decodeRequest,
+  decodeRequestV1,
   decodeSecureRequest,
-  decodeTransport,
+  decodeSecureRequestV1,
   type Request,
   type RpcRequestBody,
   type SecureRequest,
@@ -20,14 +22,20 @@ import {
   delegatedCallerId,
   tokenExpiry,
   verifyToken,
+  type CallerVerdict,
   type ChoriaSecurity,
   type ClientClaims,
+  type FileSecurity,
 } from "../core/security/index.js";
 import { REJECT_REASONS, type RejectReason } from "./stats.js";
 
 /** A request whose bytes parsed and whose caller and signature verified. */
 export interface DecodedRequest {
   ok: true;
+  /** the protocol on the wire; a node answers in the same one */
+  version: 1 | 2;
+  /** v1: how the caller's certificate was judged (callerClaims are derived from it) */
+  x509?: CallerVerdict;
   transport: Transport;
   secure: SecureRequest;
   request: Request;
@@ -64,7 +72,10 @@ export type DecoderSecurity = Pick<
 >;
 
 export interface RequestDecoderOptions {
-  security: DecoderSecurity;
+  /** protocol v2 (ed25519 + JWT); without it v2 requests are refused as wrong_protocol */
+  security?: DecoderSecurity | undefined;
+  /** protocol v1 (x509); without it v1 requests are refused as wrong_protocol */
+  x509?: FileSecurity | undefined;
   /** Messages above this many bytes are refused before hashing or parsing. */
   maxBytes?: number;
   /** Distinct messages whose outcome is remembered (default 10 000). */
@@ -115,16 +126,20 @@ function deepFreeze<T>(o: T): T {
 // What a remembered outcome costs besides the message bytes it holds.
 const ENTRY_OVERHEAD = 512;
 
-function securityReason(err: SecurityError): RejectReason {
+function securityReason(err: SecurityError, v1 = false): RejectReason {
   switch (err.code) {
     case "expired":
     case "not_yet_valid":
-      return "expired_token";
+      return v1 ? "expired_certificate" : "expired_token";
+    case "caller_mismatch":
+      return "caller_mismatch";
+    case "not_allowed":
+      return "not_allow_listed";
     case "no_fleet_management":
     case "requires_signer":
       return "no_fleet_management";
     default:
-      return "untrusted_caller";
+      return v1 ? "untrusted_certificate" : "untrusted_caller";
   }
 }
 
@@ -143,7 +158,8 @@ export class RequestDecoder {
   readonly cacheSize: number;
   readonly cacheTtlMs: number;
   readonly cacheBytes: number;
-  private readonly security: DecoderSecurity;
+  private readonly security: DecoderSecurity | undefined;
+  private readonly x509: FileSecurity | undefined;
   private readonly signedOnlyAgents: ReadonlySet<string>;
   private readonly cache = new Map<string, CacheEntry>();
   private readonly keys = new WeakMap<DecodeResult, string>();
@@ -151,7 +167,10 @@ export class RequestDecoder {
   private readonly counters: Omit<DecoderStats, "cacheEntries" | "cacheBytes">;
 
   constructor(opts: RequestDecoderOptions) {
+    if (!opts.security && !opts.x509)
+      throw new TypeError("RequestDecoder needs a v2 security provider, an x509 one, or both");
     this.security = opts.security;
+    this.x509 = opts.x509;
     this.signedOnlyAgents = new Set(opts.signedOnlyAgents ?? []);
     this.maxBytes = opts.maxBytes ?? MAX_MESSAGE_BYTES;
     this.cacheSize = Math.max(1, opts.cacheSize ?? 10_000);
@@ -253,10 +272,16 @@ export class RequestDecoder {
     let secure: SecureRequest;
     let requestBytes: Buffer;
     let signature: Buffer;
+    let inner: Buffer;
+    const security = this.security;
     try {
-      const t = decodeTransport(bytes);
+      const t = decodeAnyTransport(bytes);
       transport = t.transport;
-      const s = decodeSecureRequest(t.inner);
+      inner = t.inner;
+      if (t.version === 1) return this.verifyV1(transport, inner);
+      if (!security)
+        return reject("wrong_protocol", "a protocol v2 request reached a node that speaks only v1 (x509)");
+      const s = decodeSecureRequest(inner);
       secure = s.secure;
       requestBytes = s.requestBytes;
       signature = s.signature;
@@ -272,12 +297,12 @@ export class RequestDecoder {
       if (secure.signer) {
         // Delegation: the signer vouches for the caller and its key signs the request;
         // the caller may then hold signed_fleet_management instead of fleet_management.
-        signerClaims = this.security.verifySignerToken(secure.signer);
+        signerClaims = security.verifySignerToken(secure.signer);
         callerClaims = this.delegatedCaller(secure.caller);
         signingKey = signerClaims.public_key;
       } else {
         try {
-          callerClaims = this.security.verifyClientToken(secure.caller);
+          callerClaims = security.verifyClientToken(secure.caller);
         } catch (err) {
           if (!(
             err instanceof SecurityError &&
@@ -295,7 +320,7 @@ export class RequestDecoder {
       if (err instanceof SecurityError) return reject(securityReason(err), err.message);
       return reject("untrusted_caller", `caller token rejected: ${(err as Error).message}`);
     }
-    if (!this.security.verifySignature(signingKey, requestBytes, signature)) {
+    if (!security.verifySignature(signingKey, requestBytes, signature)) {
       return reject("bad_signature", `request signature does not verify for ${callerClaims.callerid}`);
     }
 
@@ -332,6 +357,7 @@ export class RequestDecoder {
 
     const out: DecodedRequest = {
       ok: true,
+      version: 2,
       transport,
       secure,
       request,
@@ -340,17 +366,73 @@ export class RequestDecoder {
       replyTo: replySubject(request.collective, request.caller, request.id),
     };
     if (signerClaims) out.signerClaims = signerClaims;
-    checkReply(out);
-    const parsed = parseBody(message);
-    if (typeof parsed === "string") out.bodyError = parsed;
-    else out.body = deepFreeze(parsed);
-    deepFreeze(request);
-    deepFreeze(transport);
-    return out;
+    return settle(out);
+  }
+
+  /**
+   * go-choria's v1 checks: the caller's certificate (pubcert) chains to our CA and may act
+   * as the request's caller id (file provider rules), then its RSA signature over the
+   * request JSON holds. The caller gets client claims with fleet access, as an x509
+   * caller has: what it may do is up to the action policy, as in Choria.
+   */
+  private verifyV1(transport: Transport, inner: Buffer): DecodeResult {
+    const x509 = this.x509;
+    if (!x509)
+      return reject("wrong_protocol", "a protocol v1 (x509) request reached a node that speaks only v2");
+    let secure: ReturnType<typeof decodeSecureRequestV1>;
+    let dec: ReturnType<typeof decodeRequestV1>;
+    try {
+      secure = decodeSecureRequestV1(inner);
+      dec = decodeRequestV1(secure.requestBytes);
+    } catch (err) {
+      return this.protocolRejection(err);
+    }
+    const { request, message } = dec;
+    let verdict: CallerVerdict;
+    try {
+      verdict = x509.verifyCaller(request.caller, secure.secure.pubcert);
+    } catch (err) {
+      if (err instanceof SecurityError) return reject(securityReason(err, true), err.message);
+      return reject("untrusted_certificate", `caller certificate rejected: ${(err as Error).message}`);
+    }
+    if (!x509.verifySignature(secure.secure.pubcert, secure.requestBytes, secure.signature))
+      return reject(
+        "bad_signature",
+        `request signature does not verify with ${request.caller}'s certificate`,
+      );
+    if (jsonDepthExceeds(message, MAX_JSON_DEPTH))
+      return reject(
+        "too_deep",
+        `request body from ${request.caller} is nested deeper than ${MAX_JSON_DEPTH} levels`,
+      );
+    const callerClaims: ClientClaims = {
+      callerid: request.caller,
+      purpose: "choria_client_id",
+      public_key: "",
+      permissions: { fleet_management: true },
+      exp: Math.floor(verdict.notAfter / 1000),
+    } as ClientClaims;
+    const out: DecodedRequest = {
+      ok: true,
+      version: 1,
+      x509: verdict,
+      transport,
+      secure: {
+        protocol: secure.secure.protocol,
+        request: secure.requestBytes.toString("base64"),
+        signature: secure.signature.toString("base64"),
+        caller: secure.secure.pubcert,
+      },
+      request,
+      message,
+      callerClaims,
+      replyTo: replySubject(request.collective, request.caller, request.id),
+    };
+    return settle(out);
   }
 
   private delegatedCaller(jwt: string): ClientClaims {
-    const c = verifyToken(jwt, [...this.security.issuers]) as ClientClaims;
+    const c = verifyToken(jwt, [...(this.security as DecoderSecurity).issuers]) as ClientClaims;
     if (c.purpose !== "choria_client_id")
       throw new SecurityError("wrong_purpose", `caller token purpose is ${c.purpose}`);
     if (!c.permissions?.fleet_management && !c.permissions?.signed_fleet_management)
@@ -362,6 +444,17 @@ export class RequestDecoder {
     if (err instanceof ProtocolError) return reject(err.code, err.message);
     return reject("malformed", (err as Error).message);
   }
+}
+
+/** The last steps of both versions: where replies may go, the body parsed, everything frozen. */
+function settle(out: DecodedRequest): DecodedRequest {
+  checkReply(out);
+  const parsed = parseBody(out.message);
+  if (typeof parsed === "string") out.bodyError = parsed;
+  else out.body = deepFreeze(parsed);
+  deepFreeze(out.request);
+  deepFreeze(out.transport);
+  return out;
 }
 
 /**

@@ -27,6 +27,8 @@ export interface NodeMetadataOptions {
   publish: (subject: string, data: Uint8Array) => void;
   token: string;
   sign: (data: Uint8Array) => Uint8Array;
+  /** a v1 (x509) node's certificate: registration then goes out as protocol v1 */
+  pubcert?: string;
   log: Logger;
   lifecycle?: false | ServerLifecycleOptions;
   /** explicit settings; otherwise read from config (off when neither has any) */
@@ -89,7 +91,7 @@ export function startNodeMetadata(o: NodeMetadataOptions): NodeMetadata {
       splay: rs.splay,
       changeCheckMs: rs.changeCheckMs,
       sources: [source],
-      credential: { token: o.token, sign: o.sign },
+      credential: { token: o.token, sign: o.sign, ...(o.pubcert !== undefined && { pubcert: o.pubcert }) },
       publish: o.publish,
       onError: (err) => o.log.warn({ err: err.message }, "could not publish registration"),
     });

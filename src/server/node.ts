@@ -11,6 +11,9 @@ import {
   encodeMessage,
   encodeReply,
   encodeSecureReply,
+  encodeSecureReplyV1,
+  encodeReplyV1,
+  encodeTransportV1,
   encodeTransport,
   nowNanos,
   type RpcReplyBody,
@@ -457,6 +460,20 @@ export class NodeRuntime {
 
   private buildReply(d: DecodedRequest, payload: Uint8Array): NodeReply {
     const r = d.request;
+    const headers: TransportHeaders = { sender: this.identity };
+    // Federation brokers route the reply back by these (and the hops it took), so they travel with it.
+    if (d.transport.headers.federation) copyFederationData(d.transport, { headers });
+    if (d.version === 1) {
+      // v1 answers in kind: the payload as a raw string, hashed, never signed (go-choria's v1)
+      const v1 = encodeReplyV1({
+        message: payload,
+        requestid: r.id,
+        senderid: this.identity,
+        agent: r.agent,
+        time: Math.floor(Date.now() / 1000),
+      });
+      return { subject: d.replyTo, data: encodeTransportV1(encodeSecureReplyV1(v1), headers) };
+    }
     const replyBytes = encodeReply({
       message: encodeMessage(payload),
       request: r.id,
@@ -466,9 +483,6 @@ export class NodeRuntime {
     });
     const signature = this.signReplies ? this.credential.sign(replyBytes) : undefined;
     const secure = encodeSecureReply(replyBytes, signature, this.credential.token);
-    const headers: TransportHeaders = { sender: this.identity };
-    // Federation brokers route the reply back by these (and the hops it took), so they travel with it.
-    if (d.transport.headers.federation) copyFederationData(d.transport, { headers });
     return { subject: d.replyTo, data: encodeTransport(secure, headers) };
   }
 }

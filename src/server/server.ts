@@ -7,12 +7,15 @@ import {
   type Config,
   type MachineSettings,
   type ProvisioningSettings,
+  type X509Settings,
 } from "../core/config/index.js";
 import { closeNats, connectNats, type NatsConnection } from "../core/connector/index.js";
 import type { AgentDDL } from "../core/ddl/index.js";
 import type { RegistrationSettings } from "../services/registration/index.js";
 import { broadcastSubject, directSubject, replyPrefix, serviceSubject } from "../core/protocol/index.js";
 import {
+  FileSecurity,
+  SecurityError,
   provisioningTokenIssuer,
   securityFromSettings,
   type ChoriaSecurity,
@@ -80,7 +83,33 @@ const ATTACK_REASONS: ReadonlySet<DropReason> = new Set<DropReason>([
  * a provider with no server token (ProvisioningSecurity).
  */
 export type ServerSecurity = DecoderSecurity &
-  Pick<ChoriaSecurity, "purpose" | "identity" | "token" | "seedHex" | "natsJwt" | "sign">;
+  Pick<ChoriaSecurity, "purpose" | "identity" | "token" | "seedHex" | "natsJwt" | "sign"> & {
+    /** set by x509ServerSecurity: the node speaks only protocol v1 */
+    readonly x509?: FileSecurity;
+  };
+
+function v2Only(what: string): never {
+  throw new SecurityError("wrong_provider", `${what} needs the choria security provider (protocol v2)`);
+}
+
+/**
+ * A v1-only node's security: its certificate is its identity (there is no server token),
+ * RSA signs what it publishes (registration), and the decoder gets no v2 verifier.
+ */
+export function x509ServerSecurity(x509: FileSecurity): ServerSecurity {
+  return {
+    x509,
+    purpose: "choria_server",
+    identity: x509.certname,
+    token: "",
+    seedHex: "",
+    issuers: [],
+    sign: (d) => x509.sign(d),
+    verifyClientToken: () => v2Only("a v2 client token"),
+    verifySignerToken: () => v2Only("a v2 signer token"),
+    verifySignature: () => false,
+  } as ServerSecurity;
+}
 
 /** A node's provisioning state (fromConfigFile fills it in from the config and provisioning.jwt). */
 export interface ServerProvisioning {
@@ -318,7 +347,7 @@ export class Server {
     this.decoder =
       opts.decoder ??
       new RequestDecoder({
-        security: sec,
+        ...(sec.x509 ? { x509: sec.x509 } : { security: sec }),
         ...(opts.maxMessageBytes !== undefined && { maxBytes: opts.maxMessageBytes }),
         ...(opts.signedOnlyAgents && { signedOnlyAgents: opts.signedOnlyAgents }),
       });
@@ -331,7 +360,7 @@ export class Server {
       version: CHORUS_VERSION,
       startTime,
       ...(opts.config && { configFile: opts.config.file }),
-      securityProvider: "choria",
+      securityProvider: sec.x509 ? "file" : "choria",
       middlewareServers: [...opts.servers],
       connectorTls:
         opts.tls ?? (opts.caFile !== undefined || opts.servers.some((s) => s.startsWith("tls://"))),
@@ -473,7 +502,15 @@ export class Server {
     const decision = provisioningDecision(cfg);
     if (decision.provision) return Server.provisioningFromConfig(cfg, decision, overrides);
     const s = serverSettings(cfg);
-    const security = securityFromSettings(s);
+    const security =
+      s.securityProvider === "file"
+        ? x509ServerSecurity(
+            new FileSecurity({
+              ...(s.x509 as X509Settings),
+              identity: s.identity,
+            }),
+          )
+        : securityFromSettings(s);
     const logger =
       overrides.logger ??
       pino(
@@ -910,6 +947,7 @@ export class Server {
       publish: (subject, data) => nc.publish(subject, data),
       token: sec.token,
       sign: (d) => sec.sign(d),
+      ...(sec.x509 && { pubcert: sec.x509.certPem }),
       log: this.log,
       ...(this.opts.lifecycle !== undefined && { lifecycle: this.opts.lifecycle }),
       ...(this.opts.registration && { registration: this.opts.registration }),

@@ -9,7 +9,12 @@ export type RejectReason =
   | "untrusted_caller"
   | "expired_token"
   | "caller_mismatch"
-  | "no_fleet_management";
+  | "no_fleet_management"
+  // protocol v1 (x509)
+  | "wrong_protocol"
+  | "untrusted_certificate"
+  | "expired_certificate"
+  | "not_allow_listed";
 
 /** Why a node dropped a verified request without answering it. */
 export type NodeDropReason =
@@ -37,6 +42,10 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   "expired_token",
   "caller_mismatch",
   "no_fleet_management",
+  "wrong_protocol",
+  "untrusted_certificate",
+  "expired_certificate",
+  "not_allow_listed",
 ];
 
 export const DROP_REASONS: readonly DropReason[] = [

@@ -247,9 +247,14 @@ describe("RequestDecoder rejections", () => {
   const cases: [string, () => Buffer, string][] = [
     ["malformed JSON", () => Buffer.from("{not json"), "malformed"],
     [
-      "wrong protocol id",
-      () => Buffer.from(JSON.stringify({ protocol: "choria:transport:1", data: "e30=", headers: {} })),
+      "unknown protocol id",
+      () => Buffer.from(JSON.stringify({ protocol: "choria:transport:9", data: "e30=", headers: {} })),
       "protocol",
+    ],
+    [
+      "protocol v1 to a node that speaks only v2",
+      () => Buffer.from(JSON.stringify({ protocol: "choria:transport:1", data: "e30=", headers: {} })),
+      "wrong_protocol",
     ],
     [
       "schema violation",

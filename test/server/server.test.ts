@@ -149,11 +149,20 @@ describe("Server over NATS", () => {
     [
       "a wrong protocol id",
       () => ({
-        bytes: Buffer.from(JSON.stringify({ protocol: "choria:transport:1", data: "e30=", headers: {} })),
+        bytes: Buffer.from(JSON.stringify({ protocol: "choria:transport:9", data: "e30=", headers: {} })),
         replyTo: "x.reply",
       }),
       "rpcutil",
       { unvalidated: 1, "dropped.protocol": 1 },
+    ],
+    [
+      "a protocol v1 request to a v2-only node",
+      () => ({
+        bytes: Buffer.from(JSON.stringify({ protocol: "choria:transport:1", data: "e30=", headers: {} })),
+        replyTo: "x.reply",
+      }),
+      "rpcutil",
+      { unvalidated: 1, "dropped.wrong_protocol": 1 },
     ],
     [
       "a forged signature",

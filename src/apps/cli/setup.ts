@@ -1,14 +1,39 @@
-import type { Command } from "commander";
-import { createDevSetup, createOverlaySetup } from "../setup/index.js";
+import { Option, type Command } from "commander";
+import {
+  SetupError,
+  createDevSetup,
+  createOverlaySetup,
+  makeX509Fleet,
+  type X509Fleet,
+} from "../setup/index.js";
 import { guarded } from "./errors.js";
 import { intArg } from "./flags.js";
+
+/** What `setup dev --security x509` wrote, and the commands that use it. */
+function x509Lines(f: X509Fleet): string[] {
+  return [
+    `x509 (protocol v1) dev setup written to ${f.dir}`,
+    `  CA:       ${f.caDir} (chorus ca list --dir ${f.caDir}); every part trusts ${f.caFile}`,
+    `  broker:   chorus broker run --config ${f.brokerConfig}`,
+    ...Object.values(f.serverConfigs).map((c) => `  server:   chorus server run --config ${c}`),
+    `  emulator: chorus emulate --config ${f.emulatorConfig} --nodes 100`,
+    ...Object.values(f.clients).map((c, i) =>
+      i === 0
+        ? `  client:   export CHORUS_CONFIG=${c.config}; chorus ping   (caller ${c.callerId})`
+        : `  client:   chorus ping --config ${c.config}   (caller ${c.callerId})`,
+    ),
+    `  privileged (AAA signer) certificate: ${f.privileged.certFile}, config ${f.privileged.config}`,
+  ];
+}
 
 /** `chorus setup dev`: a complete local trust setup and configs for a secured dev fleet. */
 export function register(program: Command): void {
   const setup = program.command("setup").description("Create trust material and configuration");
   setup
     .command("dev")
-    .description("Create an org issuer, NATS trust, CA and TLS certs, tokens and configs in a directory")
+    .description(
+      "Create an org issuer, NATS trust, CA and TLS certs, tokens and configs in a directory (--security x509: a CA, RSA certificates and configs for a protocol v1 fleet)",
+    )
     .option("--dir <dir>", "directory to write into", "./chorus-dev")
     .option("--collective <name>", "collective name", "mcollective")
     .option(
@@ -29,8 +54,23 @@ export function register(program: Command): void {
       intArg("--peer-port", { min: 1, max: 65535, expected: "a port number" }),
       5222,
     )
-    .option("--server <identity...>", "server identities to create", ["node1.example.net"])
+    .addOption(
+      new Option(
+        "--security <kind>",
+        "choria: ed25519 keys and JWTs, protocol v2; x509: a CA and RSA certificates, protocol v1",
+      )
+        .choices(["choria", "x509"])
+        .default("choria"),
+    )
+    .option(
+      "--server <identity...>",
+      "server identities to create (default node1.example.net, or node1.mcollective with --security x509)",
+    )
     .option("--caller <callerid>", "client caller id (kind=name)")
+    .option(
+      "--user <name...>",
+      "with --security x509: client users, each a certificate <name>.mcollective; the first is client.conf (default $USER)",
+    )
     .option("--force", "overwrite a non-empty directory", false)
     .option("--aaa", "also configure an AAA service (login and request signing) and a client using it", false)
     .option(
@@ -53,20 +93,43 @@ export function register(program: Command): void {
           port: number;
           brokers: number;
           peerPort: number;
-          server: string[];
+          security: "choria" | "x509";
+          server?: string[];
           caller?: string;
+          user?: string[];
           force: boolean;
           aaa: boolean;
           aaaPort: number;
           provisioning: boolean;
         }) => {
+          if (o.security === "x509") {
+            const unusable = [
+              o.brokers !== 1 && "--brokers",
+              o.caller !== undefined && "--caller (the caller is choria=<user>.mcollective: use --user)",
+              o.aaa && "--aaa",
+              o.provisioning && "--provisioning",
+            ].filter(Boolean);
+            if (unusable.length > 0)
+              throw new SetupError("usage", `--security x509 does not take ${unusable.join(", ")}`);
+            const f = await makeX509Fleet({
+              dir: o.dir,
+              collective: o.collective,
+              brokerPort: o.port,
+              force: o.force,
+              ...(o.server && { nodes: o.server }),
+              ...(o.user && { users: o.user }),
+            });
+            process.stdout.write(`${x509Lines(f).join("\n")}\n`);
+            return;
+          }
+          if (o.user) throw new SetupError("usage", "--user needs --security x509 (use --caller)");
           const s = await createDevSetup({
             dir: o.dir,
             collective: o.collective,
             brokerPort: o.port,
             brokers: o.brokers,
             peerPort: o.peerPort,
-            serverIdentities: o.server,
+            ...(o.server && { serverIdentities: o.server }),
             force: o.force,
             aaa: o.aaa,
             aaaPort: o.aaaPort,

@@ -3,9 +3,10 @@ import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { pino, type Logger } from "pino";
-import { loadConfig, serverSettings } from "../../core/config/index.js";
+import { loadConfig, serverSettings, type X509Settings } from "../../core/config/index.js";
 import {
   ChoriaSecurity,
+  FileSecurity,
   loadSeedFile,
   orgIssuer,
   provisioningTokenIssuer,
@@ -13,6 +14,7 @@ import {
   verifyProvisioningToken,
   verifyStats,
   type ChoriaSecurityOptions,
+  type FileSecurityOptions,
   type Issuer,
 } from "../../core/security/index.js";
 import {
@@ -60,14 +62,19 @@ export interface EmulatorOptions {
   servers: string[];
   caFile?: string;
   /** The emulator's own credential: its NATS user may subscribe to every node subject. */
-  security: ChoriaSecurity;
+  security?: ChoriaSecurity | undefined;
+  /**
+   * Protocol v1 (x509) nodes instead: requests are verified with these files' CA and
+   * rules and the emulator connects with this certificate (mTLS). No issuer is needed.
+   */
+  x509?: FileSecurityOptions | undefined;
   /**
    * The files `security` was built from. Worker shards build their own provider from
    * them (a ChoriaSecurity cannot cross threads); without them the emulator runs in-process.
    */
   securityFiles?: ChoriaSecurityOptions;
-  /** Mints each virtual node's own server token, so every node signs with its own key. */
-  issuer: Issuer;
+  /** Mints each virtual node's own server token, so every node signs with its own key (v2 only). */
+  issuer?: Issuer | undefined;
   /**
    * Worker threads to spread the nodes over (0 = all nodes in this thread). Default:
    * one per core for 2 000+ nodes when running from the built JS, else 0. Workers need
@@ -148,6 +155,13 @@ interface WorkerShard {
   done: number;
 }
 
+/** The broker connection's client certificate: x509's, else the v2 provider's TLS pair. */
+function tlsPair(o: EmulatorOptions): { certFile?: string; keyFile?: string } {
+  const certFile = o.x509?.certFile ?? o.security?.certFile;
+  const keyFile = o.x509?.keyFile ?? o.security?.keyFile;
+  return certFile && keyFile ? { certFile, keyFile } : {};
+}
+
 /**
  * A virtual fleet: N real NodeRuntimes (the same pipeline `chorus server run`
  * uses, each with its own identity, facts, key and token) answering over a few
@@ -177,7 +191,15 @@ export class Emulator {
     }
     this.opts = opts;
     this.log = opts.logger ?? pino({ name: "chorus-emulator", level: "info" }, pino.destination(2));
-    this.decoder = new RequestDecoder({ security: opts.security, cacheSize: 1_000 });
+    if (!opts.x509 && !(opts.security && opts.issuer))
+      throw new EmulatorError(
+        "usage",
+        "an emulator needs x509 files (v1) or a security provider and an issuer (v2)",
+      );
+    this.decoder = new RequestDecoder({
+      ...(opts.x509 ? { x509: new FileSecurity(opts.x509) } : { security: opts.security }),
+      cacheSize: 1_000,
+    });
     registerBuiltinAgents(this.registry);
     this.workers = this.resolveWorkers();
   }
@@ -188,7 +210,7 @@ export class Emulator {
 
   private resolveWorkers(): number {
     const o = this.opts;
-    const shareable = !o.identity && !o.facts && !!o.securityFiles;
+    const shareable = !o.identity && !o.facts && (!!o.securityFiles || !!o.x509);
     if (o.workers !== undefined) {
       if (!Number.isInteger(o.workers) || o.workers < 0)
         throw new EmulatorError("usage", `workers must be a non-negative integer, got ${o.workers}`);
@@ -208,6 +230,17 @@ export class Emulator {
   static fromConfigFile(path: string, overrides: Partial<EmulatorOptions> & { nodes: number }): Emulator {
     const cfg = loadConfig(path);
     const s = serverSettings(cfg);
+    if (s.securityProvider === "file") {
+      const x = s.x509 as X509Settings;
+      return new Emulator({
+        collective: s.mainCollective,
+        servers: s.middlewareHosts,
+        caFile: x.caFile,
+        // the connection's certificate; the nodes' identities are their own names, not its CN
+        x509: { ...x, identity: undefined },
+        ...overrides,
+      });
+    }
     const issuerSeed = cfg.get("plugin.chorus.emulator.issuer_seed_file");
     if (!issuerSeed) {
       throw cfg.error(
@@ -245,17 +278,19 @@ export class Emulator {
       collective: o.collective,
       servers: [...o.servers],
       ...(o.caFile && { caFile: o.caFile }),
-      natsSeedHex: o.security.seedHex,
-      ...(o.security.natsJwt && { natsJwt: o.security.natsJwt }),
+      natsSeedHex: o.security?.seedHex ?? "",
+      ...(o.security?.natsJwt && { natsJwt: o.security.natsJwt }),
+      ...(o.x509 && { x509: { ...o.x509 } }),
+      ...tlsPair(o),
       // Issuer is plain data; spread so no prototype or extra fields travel.
-      issuer: { ...o.issuer },
+      issuer: { ...(o.issuer as Issuer) },
       tokenValidityS: o.tokenValidityS ?? 86_400,
       signReplies: o.signReplies ?? true,
       connections: o.connections ?? Math.min(10, Math.max(1, Math.ceil(count / 5_000))),
       name,
       startTime,
       ...(this.provisioningSpec && { provisioning: this.provisioningSpec }),
-      ...(o.security.identity !== undefined && { identity: o.security.identity }),
+      ...(o.security?.identity !== undefined && { identity: o.security.identity }),
       ...(o.jobs !== undefined && { jobs: o.jobs }),
       ...(o.machines && { machines: { ...o.machines } }),
     };
@@ -275,7 +310,7 @@ export class Emulator {
         },
       );
     }
-    let issuers = p.issuers ?? [...this.opts.security.issuers];
+    let issuers = p.issuers ?? [...(this.opts.security?.issuers ?? [])];
     let claims;
     try {
       if (issuers.length === 0) issuers = [provisioningTokenIssuer(jwt)];
@@ -325,14 +360,14 @@ export class Emulator {
   private async startWorkers(startTime: number): Promise<void> {
     const o = this.opts;
     const n = this.workers;
-    const files = o.securityFiles as ChoriaSecurityOptions;
+    const files = o.securityFiles;
     const level = this.log.level;
     let first = this.firstIndex;
     for (let k = 0; k < n; k++) {
       const count = Math.floor(o.nodes / n) + (k < o.nodes % n ? 1 : 0);
       const spec: WorkerSpec = {
         ...this.spec(first, count, `chorus-emulator-w${k}`, startTime),
-        security: { ...files, issuers: [...files.issuers] },
+        ...(files && { security: { ...files, issuers: [...files.issuers] } }),
         logLevel: level,
       };
       first += count;

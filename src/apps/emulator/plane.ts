@@ -54,7 +54,11 @@ export interface PlaneConnection {
   servers: string[];
   caFile?: string;
   natsJwt?: string;
+  /** "" for an x509 (v1) emulator, which authenticates with its certificate instead */
   seedHex: string;
+  /** the x509 emulator's mTLS certificate and key */
+  certFile?: string;
+  keyFile?: string;
   /** where request inboxes live (the broker lets the emulator read only its reply prefix) */
   inboxPrefix?: string;
   /** connection name prefix (`-<n>` is added) */
@@ -141,7 +145,8 @@ export class Plane {
           name: `${c.name}-${i}`,
           ...(c.caFile && { caFile: c.caFile }),
           ...(c.natsJwt && { natsJwt: c.natsJwt }),
-          seedHex: c.seedHex,
+          ...(c.seedHex && { seedHex: c.seedHex }),
+          ...(c.certFile && c.keyFile && { certFile: c.certFile, keyFile: c.keyFile }),
           ...(c.inboxPrefix && { inboxPrefix: c.inboxPrefix }),
         }),
       );

@@ -1,6 +1,11 @@
 import type { Logger } from "pino";
 import { replyPrefix } from "../../core/protocol/index.js";
-import { createServerToken, ed25519, type Issuer } from "../../core/security/index.js";
+import {
+  createServerToken,
+  ed25519,
+  type FileSecurityOptions,
+  type Issuer,
+} from "../../core/security/index.js";
 import {
   CHORUS_VERSION,
   NodeRuntime,
@@ -9,10 +14,12 @@ import {
   ReplayGuard,
   type AgentRegistry,
   type HostInfo,
+  type NodeCredential,
   type NodeEvents,
   type RequestDecoder,
   type ServerStats,
 } from "../../server/index.js";
+import { EmulatorError } from "./errors.js";
 import { EmulatedJobs, type EmulatedJobsStats } from "./jobs.js";
 import {
   EmulatedMachines,
@@ -23,6 +30,14 @@ import {
 import { Inflight, NodeKey, Plane, yieldToIo } from "./plane.js";
 import { ProvisioningFleet, type ProvisioningSpec, type ProvisioningStats } from "./provisioning.js";
 
+// v1 nodes answer with hashed, unsigned replies (go-choria's v1): there is nothing to sign with.
+const V1_NODE: NodeCredential = {
+  token: "",
+  sign: () => {
+    throw new EmulatorError("usage", "a protocol v1 node signs nothing");
+  },
+};
+
 /** Plain data (structured-clone safe) describing one shard: it crosses into worker threads. */
 export interface ShardSpec {
   /** Global 1-based index of this shard's first node. */
@@ -31,8 +46,16 @@ export interface ShardSpec {
   collective: string;
   servers: string[];
   caFile?: string;
-  /** The emulator's NATS credential (its user may subscribe to every node subject). */
+  /** The emulator's NATS credential (its user may subscribe to every node subject); "" with x509. */
   natsSeedHex: string;
+  /**
+   * Protocol v1 (x509) nodes: requests are checked with these files' CA and rules, the
+   * connection is mTLS with this certificate, and nodes hold no key (v1 replies are not signed).
+   */
+  x509?: FileSecurityOptions;
+  /** a client certificate for the broker connection (mTLS): x509's, or the v2 provider's TLS pair */
+  certFile?: string;
+  keyFile?: string;
   natsJwt?: string;
   issuer: Issuer;
   tokenValidityS: number;
@@ -166,6 +189,15 @@ export class FleetShard {
     const last = s.first + s.count - 1;
     for (let i = s.first; i <= last; i++) {
       const identity = d.identity(i);
+      if (s.x509) {
+        this.addNode(i, identity, V1_NODE, false);
+        const done = i - s.first + 1;
+        if (done % 1000 === 0 || i === last) {
+          d.onProgress?.(done);
+          await yieldToIo();
+        }
+        continue;
+      }
       // Each node holds its own key straight from the generator: the seed is never
       // needed, and a shared cache would thrash at 50 000 keys.
       const { key, publicRaw } = ed25519.generate();
@@ -174,27 +206,33 @@ export class FleetShard {
         { identity, collectives: [s.collective], publicKeyHex, validityS: s.tokenValidityS },
         s.issuer,
       );
-      const facts = scoutFault(s.machines, i) ? { ...d.facts(i), scout_fault: true } : d.facts(i);
-      const node = new NodeRuntime({
-        identity,
-        collectives: [s.collective],
-        facts,
-        classes: this.classes(facts),
-        registry: d.registry,
-        credential: new NodeKey(token, key),
-        signReplies: s.signReplies,
-        host: this.host,
-        events: this.events,
-        replayGuard: this.replay,
-      });
-      this.main.add(node);
-      this.machines?.host(node);
+      this.addNode(i, identity, new NodeKey(token, key), s.signReplies);
       const done = i - s.first + 1;
       if (done % 1000 === 0 || i === last) {
         d.onProgress?.(done);
         await yieldToIo();
       }
     }
+  }
+
+  private addNode(i: number, identity: string, credential: NodeCredential, signReplies: boolean): void {
+    const s = this.spec;
+    const d = this.deps;
+    const facts = scoutFault(s.machines, i) ? { ...d.facts(i), scout_fault: true } : d.facts(i);
+    const node = new NodeRuntime({
+      identity,
+      collectives: [s.collective],
+      facts,
+      classes: this.classes(facts),
+      registry: d.registry,
+      credential,
+      signReplies,
+      host: this.host,
+      events: this.events,
+      replayGuard: this.replay,
+    });
+    this.main.add(node);
+    this.machines?.host(node);
   }
 
   async connect(): Promise<void> {
@@ -204,6 +242,7 @@ export class FleetShard {
       ...(s.caFile && { caFile: s.caFile }),
       ...(s.natsJwt && { natsJwt: s.natsJwt }),
       seedHex: s.natsSeedHex,
+      ...(s.certFile && s.keyFile && { certFile: s.certFile, keyFile: s.keyFile }),
       ...(s.identity && { inboxPrefix: replyPrefix(s.collective, s.identity) }),
       name: s.name,
       count: s.connections,

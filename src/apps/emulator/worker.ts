@@ -2,7 +2,12 @@
 // connections, nodes and RequestDecoder. Runs only from the built dist/ (plain JS).
 import { parentPort, workerData } from "node:worker_threads";
 import { pino } from "pino";
-import { ChoriaSecurity, verifyStats, type ChoriaSecurityOptions } from "../../core/security/index.js";
+import {
+  ChoriaSecurity,
+  FileSecurity,
+  verifyStats,
+  type ChoriaSecurityOptions,
+} from "../../core/security/index.js";
 import { AgentRegistry, RequestDecoder, registerBuiltinAgents } from "../../server/index.js";
 import { emulatedFacts, emulatedIdentity } from "./facts.js";
 import type { EmulatedJobsStats } from "./jobs.js";
@@ -11,7 +16,8 @@ import type { ProvisioningStats } from "./provisioning.js";
 import { FleetShard, type ShardSpec } from "./shard.js";
 
 export interface WorkerSpec extends ShardSpec {
-  security: ChoriaSecurityOptions;
+  /** v2 files (absent for an x509 emulator, whose files travel in `x509`) */
+  security?: ChoriaSecurityOptions;
   logLevel: string;
 }
 
@@ -53,8 +59,12 @@ async function main(): Promise<void> {
   const post = (m: FromWorker): void => port.postMessage(m);
   const log = pino({ name: `chorus-emulator-${spec.name}`, level: spec.logLevel }, pino.destination(2));
   // The thread's own provider (same files as the main thread), so its token caches are local.
-  const security = new ChoriaSecurity(spec.security);
-  const decoder = new RequestDecoder({ security, cacheSize: 1_000 });
+  const decoder = new RequestDecoder({
+    ...(spec.x509
+      ? { x509: new FileSecurity(spec.x509) }
+      : { security: new ChoriaSecurity(spec.security as ChoriaSecurityOptions) }),
+    cacheSize: 1_000,
+  });
   const registry = new AgentRegistry();
   registerBuiltinAgents(registry);
   let shard: FleetShard;

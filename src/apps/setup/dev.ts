@@ -92,7 +92,8 @@ export interface DevSetup {
 
 const DAY = 86_400;
 
-function conf(lines: Record<string, string | number | boolean | undefined>, header: string): string {
+/** A Choria-style `key = value` config file's text; undefined values are left out. */
+export function conf(lines: Record<string, string | number | boolean | undefined>, header: string): string {
   const out = [`# ${header}`, "# written by `chorus setup dev`; paths are relative to this file", ""];
   for (const [k, v] of Object.entries(lines)) if (v !== undefined) out.push(`${k} = ${String(v)}`);
   return `${out.join("\n")}\n`;

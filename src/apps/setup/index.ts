@@ -36,3 +36,17 @@ export {
   type OverlaySetup,
   type OverlaySetupOptions,
 } from "./overlays.js";
+export {
+  DEFAULT_CERTNAME_ALLOW_LIST,
+  DEFAULT_PRIVILEGED_USERS,
+  createX509Authority,
+  fileSecurityKeys,
+  issueX509Certificate,
+  makeX509Fleet,
+  type X509CertificateRequest,
+  type X509Client,
+  type X509Credential,
+  type X509Fleet,
+  type X509FleetOptions,
+  type X509Server,
+} from "./x509.js";

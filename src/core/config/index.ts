@@ -20,5 +20,6 @@ export {
   type RequestSignerSettings,
   type CommonSettings,
   type ServerSettings,
+  type X509Settings,
 } from "./settings.js";
 export type { AdapterSettings, BrokerStreamSettings, LeafnodeRemote } from "./settings.js";

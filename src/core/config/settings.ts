@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { delimiter, dirname, isAbsolute, resolve } from "node:path";
+import { DEFAULT_CERTNAME_ALLOW_LIST, DEFAULT_PRIVILEGED_USERS } from "../security/index.js";
 import { splitList, type Config } from "./config.js";
 
 /** Settings shared by servers and clients (identity, collectives, security, discovery). */
@@ -12,7 +13,13 @@ export interface CommonSettings {
   mainCollective: string;
   /** NATS URLs (`host:port` entries get a `nats://` scheme). */
   middlewareHosts: string[];
-  securityProvider: "choria";
+  /** `choria` (ed25519 + JWT, protocol v2) or `file` (x509 + RSA, protocol v1). */
+  securityProvider: "choria" | "file";
+  /** The x509 files and rules: set with the file provider, or beside choria's keys for a mixed client. */
+  x509?: X509Settings | undefined;
+  /** Protocols this process speaks: [1] with file, [2] with choria; `plugin.chorus.protocols` may list both for a client. */
+  protocols: (1 | 2)[];
+  /** "" with the file provider (and no choria keys) */
   seedFile: string;
   tokenFile: string;
   /** Companion NATS user JWT; Chorus-only, defaults to `<token file>.nats`. */
@@ -250,6 +257,24 @@ export interface BrokerSettings {
   seedFile?: string;
   tokenFile?: string;
   natsJwtFile?: string;
+  /**
+   * `plugin.security.provider`: with `file` the broker's TLS comes from
+   * plugin.security.file.certificate/key/ca, and without JWT trust its client port requires a
+   * client certificate from that CA (a pure protocol v1 broker, as Choria's x509 brokers).
+   */
+  securityProvider: "choria" | "file";
+  /**
+   * `plugin.chorus.network.x509.*` (Chorus-only): a second, mTLS-only client port for x509
+   * (protocol v1) clients beside a JWT broker, bridged into its CHORIA account.
+   */
+  x509?: {
+    /** plugin.chorus.network.x509.port */
+    port: number;
+    /** plugin.chorus.network.x509.ca: CA of the clients' certificates (default: the broker's CA) */
+    caFile: string;
+    /** plugin.chorus.network.x509.credentials: NATS .creds of the CHORIA user the bridge logs in as */
+    credentials?: string;
+  };
 }
 
 const HEX_KEY = /^[0-9a-fA-F]{64}$/;
@@ -340,12 +365,13 @@ function issuers(cfg: Config): string[] {
 
 function common(cfg: Config): CommonSettings {
   const provider = cfg.string("plugin.security.provider", "choria");
-  if (provider !== "choria") {
+  if (provider !== "choria" && provider !== "file") {
     throw cfg.error(
       "plugin.security.provider",
-      `plugin.security.provider "${provider}" is not supported: Chorus only implements the "choria" provider (ed25519 seed + JWT)`,
+      `plugin.security.provider "${provider}" is not supported: use "choria" (ed25519 seed + JWT, protocol v2) or "file" (x509 certificates, protocol v1)`,
     );
   }
+  const x509 = x509Settings(cfg, provider === "file");
   const collectives = cfg.list("collectives", ["mcollective"]);
   for (const c of collectives) {
     if (!/^[a-zA-Z0-9_-]+$/.test(c))
@@ -363,8 +389,11 @@ function common(cfg: Config): CommonSettings {
   const middlewareHosts = cfg
     .list(hostsKey, ["127.0.0.1:4222"])
     .map((h) => normaliseUrl(cfg, hostsKey, h, ["nats", "tls"]));
-  const tokenFile = requiredPath(cfg, "plugin.security.choria.token_file");
-  const { certFile, keyFile } = tlsPair(cfg);
+  const choria = provider === "choria";
+  const tokenFile = choria ? requiredPath(cfg, "plugin.security.choria.token_file") : "";
+  // with the file provider the same certificate is the broker connection's mTLS identity
+  const { certFile, keyFile } = choria ? tlsPair(cfg) : (x509 as X509Settings);
+  const caFile = choria ? pathOf(cfg, "plugin.security.choria.ca") : x509?.caFile;
   const discoveryTimeoutMs = cfg.duration("discovery_timeout", 2000);
   const windowedTimeoutMs = cfg.duration("plugin.choria.discovery.broadcast.windowed_timeout", 300, "ms");
   return {
@@ -374,14 +403,14 @@ function common(cfg: Config): CommonSettings {
     collectives,
     mainCollective,
     middlewareHosts,
-    securityProvider: "choria",
-    seedFile: requiredPath(cfg, "plugin.security.choria.seed_file"),
+    securityProvider: provider,
+    ...(x509 !== undefined && { x509 }),
+    protocols: protocols(cfg, provider, x509),
+    seedFile: choria ? requiredPath(cfg, "plugin.security.choria.seed_file") : "",
     tokenFile,
-    natsJwtFile: pathOf(cfg, "plugin.security.choria.nats_jwt_file") ?? `${tokenFile}.nats`,
-    issuers: issuers(cfg),
-    ...(pathOf(cfg, "plugin.security.choria.ca") !== undefined && {
-      caFile: pathOf(cfg, "plugin.security.choria.ca"),
-    }),
+    natsJwtFile: choria ? (pathOf(cfg, "plugin.security.choria.nats_jwt_file") ?? `${tokenFile}.nats`) : "",
+    issuers: choria ? issuers(cfg) : [],
+    ...(caFile !== undefined && { caFile }),
     ...(certFile !== undefined && { certFile }),
     ...(keyFile !== undefined && { keyFile }),
     discoveryTimeoutMs,
@@ -408,10 +437,57 @@ function pathList(cfg: Config, key: string): string[] {
   return splitList(v, delimiter).map((p) => (isAbsolute(p) ? p : resolve(base, p)));
 }
 
+/** go-choria's file provider: plugin.security.file.* and the x509 name rules. */
+export interface X509Settings {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  privilegedUsers: string[];
+  allowList: string[];
+}
+
+function x509Settings(cfg: Config, required: boolean): X509Settings | undefined {
+  const k = (n: string) => `plugin.security.file.${n}`;
+  const [certFile, keyFile, caFile] = ["certificate", "key", "ca"].map((n) => pathOf(cfg, k(n)));
+  const missing = ["certificate", "key", "ca"].filter((_, i) => [certFile, keyFile, caFile][i] === undefined);
+  if (missing.length === 3 && !required) return undefined;
+  if (missing.length > 0)
+    throw cfg.error(
+      k(missing[0] as string),
+      `${missing.map(k).join(", ")} must be set: the file security provider needs a certificate, its key and the CA`,
+    );
+  return {
+    certFile: certFile as string,
+    keyFile: keyFile as string,
+    caFile: caFile as string,
+    privilegedUsers: cfg.list("plugin.choria.security.privileged_users", [...DEFAULT_PRIVILEGED_USERS]),
+    allowList: cfg.list("plugin.choria.security.certname_whitelist", [...DEFAULT_CERTNAME_ALLOW_LIST]),
+  };
+}
+
+function protocols(cfg: Config, provider: "choria" | "file", x509: X509Settings | undefined): (1 | 2)[] {
+  const key = "plugin.chorus.protocols";
+  const raw = cfg.list(key, [provider === "file" ? "1" : "2"]);
+  const out: (1 | 2)[] = [];
+  for (const p of raw) {
+    if (p !== "1" && p !== "2") throw cfg.error(key, `${key}: "${p}" is not a protocol version (1 or 2)`);
+    const v = Number(p) as 1 | 2;
+    if (!out.includes(v)) out.push(v);
+  }
+  if (out.includes(1) && !x509)
+    throw cfg.error(key, `${key} lists 1 but plugin.security.file.certificate, key and ca are not set`);
+  if (out.includes(2) && provider !== "choria")
+    throw cfg.error(
+      key,
+      `${key} lists 2, which needs plugin.security.provider = choria and its seed and token`,
+    );
+  return out;
+}
+
 /** Server (node) settings with Choria's key names and defaults. */
 export function serverSettings(cfg: Config): ServerSettings {
   const c = common(cfg);
-  if (c.issuers.length === 0) {
+  if (c.securityProvider === "choria" && c.issuers.length === 0) {
     throw cfg.error(
       "plugin.security.issuer.names",
       "no trusted issuers: set plugin.security.issuer.names and plugin.security.issuer.<name>.public",
@@ -683,7 +759,54 @@ export function brokerSettings(cfg: Config): BrokerSettings {
       `plugin.choria.network.cluster_name: "${clusterName}" must be letters, digits, _ or -`,
     );
   }
-  const { certFile, keyFile } = tlsPair(cfg);
+  const providerKey = "plugin.security.provider";
+  const securityProvider = cfg.string(providerKey, "choria");
+  if (securityProvider !== "choria" && securityProvider !== "file") {
+    throw cfg.error(
+      providerKey,
+      `${providerKey} "${securityProvider}" is not supported by the broker: use choria or file`,
+    );
+  }
+  // With the file provider the x509 files are the broker's TLS identity and its clients' CA.
+  const fileTls = securityProvider === "file" ? x509Settings(cfg, true) : undefined;
+  const { certFile, keyFile } = fileTls ?? tlsPair(cfg);
+  const caFile = fileTls ? fileTls.caFile : pathOf(cfg, "plugin.security.choria.ca");
+  const clientPort = port(cfg, "plugin.choria.network.client_port", 4222);
+  const leafnodePort = port(cfg, "plugin.choria.network.leafnode_port", 0);
+  const monitorPort = port(cfg, "plugin.choria.network.monitor_port", 0);
+  const statsPort = optionalPort(cfg, "plugin.choria.stats_port");
+  const gateway = gatewaySettings(cfg);
+  const x509Key = (n: string) => `plugin.chorus.network.x509.${n}`;
+  const x509Port = port(cfg, x509Key("port"), 0);
+  let x509: BrokerSettings["x509"];
+  if (x509Port > 0) {
+    const tlsKeys = securityProvider === "file" ? "plugin.security.file" : "plugin.security.choria";
+    if (!certFile || !keyFile) {
+      throw cfg.error(
+        x509Key("port"),
+        `${x509Key("port")} needs the broker's TLS certificate and key (${tlsKeys}.certificate and .key)`,
+      );
+    }
+    const x509Ca = pathOf(cfg, x509Key("ca")) ?? caFile;
+    if (!x509Ca) {
+      throw cfg.error(
+        x509Key("port"),
+        `${x509Key("port")} needs ${x509Key("ca")} or the broker's CA (${tlsKeys}.ca) to check client certificates`,
+      );
+    }
+    const others: [string, number | undefined][] = [
+      ["plugin.choria.network.client_port", clientPort],
+      ["plugin.choria.network.peer_port", peerPort],
+      ["plugin.choria.network.leafnode_port", leafnodePort],
+      ["plugin.choria.network.gateway_port", gateway.gatewayPort],
+      ["plugin.choria.network.monitor_port", monitorPort],
+      ["plugin.choria.stats_port", statsPort],
+    ];
+    const clash = others.find(([, p]) => p === x509Port);
+    if (clash) throw cfg.error(x509Key("port"), `${x509Key("port")} ${x509Port} is also ${clash[0]}`);
+    const credentials = pathOf(cfg, x509Key("credentials"));
+    x509 = { port: x509Port, caFile: x509Ca, ...(credentials !== undefined && { credentials }) };
+  }
   const systemUser = cfg.get("plugin.choria.network.system.user") || undefined;
   const systemPassword = cfg.get("plugin.choria.network.system.password") || undefined;
   if ((systemUser === undefined) !== (systemPassword === undefined)) {
@@ -701,21 +824,21 @@ export function brokerSettings(cfg: Config): BrokerSettings {
     configDir: dirname(resolve(cfg.file)),
     identity: cfg.string("identity", hostname()),
     listenAddress,
-    clientPort: port(cfg, "plugin.choria.network.client_port", 4222),
+    clientPort,
     peerPort,
     peers: withoutSelf(peers, peerPort, listenAddress),
     clusterName,
-    leafnodePort: port(cfg, "plugin.choria.network.leafnode_port", 0),
+    leafnodePort,
     leafnodeRemotes: leafnodeRemotes(cfg),
-    ...gatewaySettings(cfg),
+    ...gateway,
     ...opt("systemUser", systemUser),
     ...opt("systemPassword", systemPassword),
     ...opt("storeDir", pathOf(cfg, "plugin.choria.network.stream.store")),
-    ...opt("statsPort", optionalPort(cfg, "plugin.choria.stats_port")),
-    monitorPort: port(cfg, "plugin.choria.network.monitor_port", 0),
+    ...opt("statsPort", statsPort),
+    monitorPort,
     ...opt("certFile", certFile),
     ...opt("keyFile", keyFile),
-    ...opt("caFile", pathOf(cfg, "plugin.security.choria.ca")),
+    ...opt("caFile", caFile),
     ...opt("natsTrustFile", pathOf(cfg, "plugin.choria.network.nats_trust_file")),
     ...opt("natsServerBinary", binaryOf(cfg, "plugin.choria.network.nats_server")),
     ...opt("runtimeDir", pathOf(cfg, "plugin.choria.network.runtime_dir")),
@@ -736,5 +859,7 @@ export function brokerSettings(cfg: Config): BrokerSettings {
           ? `${pathOf(cfg, "plugin.security.choria.token_file")}.nats`
           : undefined),
     ),
+    securityProvider,
+    ...opt("x509", x509),
   } as BrokerSettings;
 }

@@ -11,7 +11,7 @@ export const DEFAULT_PRIVILEGED_USERS: readonly string[] = [
   "\\.privileged.mcollective$",
   "\\.privileged.choria$",
 ];
-export const DEFAULT_CERTNAME_ALLOWLIST: readonly string[] = ["\\.mcollective$", "\\.choria$"];
+export const DEFAULT_CERTNAME_ALLOW_LIST: readonly string[] = ["\\.mcollective$", "\\.choria$"];
 
 const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
 // the caller id's name part, as go-choria extracts it
@@ -165,7 +165,7 @@ export class FileSecurity {
     this.callerId = `choria=${certname}`;
     this.notAfter = Date.parse(own.validTo);
     this.privileged = compile(opts.privilegedUsers ?? DEFAULT_PRIVILEGED_USERS, "privileged_users");
-    this.allowList = compile(opts.allowList ?? DEFAULT_CERTNAME_ALLOWLIST, "certname_whitelist");
+    this.allowList = compile(opts.allowList ?? DEFAULT_CERTNAME_ALLOW_LIST, "certname_whitelist");
   }
 
   /** RSA PKCS#1 v1.5 over SHA-256, base64'd on the wire by the codec. */

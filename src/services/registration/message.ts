@@ -1,9 +1,13 @@
 import {
   encodeMessage,
   encodeRequest,
+  encodeRequestV1,
   encodeSecureRequest,
+  encodeSecureRequestV1,
   encodeTransport,
+  encodeTransportV1,
   newRequestId,
+  newRequestIdV1,
   nowNanos,
 } from "../../core/protocol/index.js";
 
@@ -11,6 +15,8 @@ import {
 export interface RegistrationCredential {
   token: string;
   sign(data: Uint8Array): Uint8Array;
+  /** a v1 (x509) node's PEM certificate: the message is then protocol v1, RSA-signed */
+  pubcert?: string;
 }
 
 export const registrationSubject = (collective: string): string =>
@@ -28,6 +34,20 @@ export function encodeRegistrationMessage(o: {
   credential: RegistrationCredential;
   ttl?: number;
 }): Buffer {
+  if (o.credential.pubcert !== undefined) {
+    const v1 = encodeRequestV1({
+      message: o.payload,
+      requestid: newRequestIdV1(),
+      senderid: o.identity,
+      callerid: `choria=${o.identity}`,
+      collective: o.collective,
+      agent: "registration",
+      ttl: o.ttl ?? 60,
+      time: Math.floor(Date.now() / 1000),
+    });
+    const secure = encodeSecureRequestV1(v1, o.credential.sign(v1), o.credential.pubcert);
+    return encodeTransportV1(secure, { reply: "dev.null", sender: o.identity });
+  }
   const request = encodeRequest({
     message: encodeMessage(o.payload),
     id: newRequestId(),

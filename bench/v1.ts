@@ -6,6 +6,7 @@
 // plus emulated nodes, all threads) spent per reply; medians of the runs, and ratios.
 // Not part of the tests. Run: bench/v1.sh [--nodes 10000] [--runs 5]
 import { spawn, type ChildProcess } from "node:child_process";
+import { generateKeyPairSync, sign, verify } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -128,6 +129,37 @@ async function rawPing(nc: NatsConnection): Promise<Sample> {
   await new Promise((r) => setTimeout(r, 500));
   const used = process.cpuUsage(cpu);
   return { ms: last - t0, cpuUs: used.user + used.system };
+}
+
+/** Plain crypto in the same run: what one RSA-2048 and one ed25519 sign and verify cost here. */
+function cryptoBaseline(): string[] {
+  const per = (n: number, fn: () => unknown) => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) fn();
+    return ((performance.now() - t0) * 1000) / n;
+  };
+  const data = Buffer.alloc(400, 7);
+  const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const ed = generateKeyPairSync("ed25519");
+  const rsaSig = sign("sha256", data, rsa.privateKey);
+  const edSig = sign(null, data, ed.privateKey);
+  const rows: [string, number, number][] = [
+    [
+      "RSA-2048 PKCS#1 v1.5 SHA-256",
+      per(300, () => sign("sha256", data, rsa.privateKey)),
+      per(3000, () => verify("sha256", data, rsa.publicKey, rsaSig)),
+    ],
+    [
+      "ed25519",
+      per(3000, () => sign(null, data, ed.privateKey)),
+      per(3000, () => verify(null, data, ed.publicKey, edSig)),
+    ],
+  ];
+  return [
+    "| plain crypto, same run | sign (µs) | verify (µs) |",
+    "|---|---:|---:|",
+    ...rows.map(([k, sg, vf]) => `| ${k} | ${sg.toFixed(1)} | ${vf.toFixed(1)} |`),
+  ];
 }
 
 async function main(): Promise<void> {
@@ -253,6 +285,8 @@ async function main(): Promise<void> {
         row("v2", "protocol v2 (ed25519 + JWT)"),
         "",
         `v1 / v2: time ${(ms("v1") / ms("v2")).toFixed(2)}, CPU per reply ${(cpu("v1") / cpu("v2")).toFixed(2)}`,
+        "",
+        ...cryptoBaseline(),
         "",
       ].join("\n"),
     );

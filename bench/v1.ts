@@ -73,6 +73,8 @@ async function startBroker(): Promise<{ url: string; proc: ChildProcess }> {
 
 const tls = () => ({ caFile: f("ca.pem"), certFile: f("emulator.pem"), keyFile: f("emulator.key") });
 
+type Kind = "raw" | "v1" | "v2" | "v2u";
+
 interface Sample {
   ms: number;
   cpuUs: number;
@@ -229,9 +231,30 @@ async function main(): Promise<void> {
       logger: quiet,
       jobs: false,
     });
-    emulators.push(v1, v2);
+    // v2 with unsigned replies, as v1's: separates the reply signature from the rest of v2
+    const v2u = new Emulator({
+      nodes: NODES,
+      collective: "v2u",
+      servers: [broker.url],
+      caFile: f("ca.pem"),
+      security: v2sec,
+      securityFiles: {
+        seedFile: f("emu2.seed"),
+        tokenFile: f("emu2.jwt"),
+        issuers,
+        certFile: f("emulator.pem"),
+        keyFile: f("emulator.key"),
+      },
+      issuer: org,
+      signReplies: false,
+      firstIndex: 1,
+      logger: quiet,
+      jobs: false,
+    });
+    emulators.push(v1, v2, v2u);
     await v1.start();
     await v2.start();
+    await v2u.start();
     const x509 = new FileSecurity({
       certFile: f("client.pem"),
       keyFile: f("client.key"),
@@ -251,7 +274,20 @@ async function main(): Promise<void> {
       collective: "v2",
       logger: quiet,
     });
-    clients.push(c1, c2);
+    const c2u = new Client({
+      security: new ChoriaSecurity({
+        seedFile: f("client2.seed"),
+        tokenFile: f("client2.jwt"),
+        issuers,
+        certFile: f("client.pem"),
+        keyFile: f("client.key"),
+        caFile: f("ca.pem"),
+      }),
+      servers: [broker.url],
+      collective: "v2u",
+      logger: quiet,
+    });
+    clients.push(c1, c2, c2u);
     // a v1 rpcutil ping reply is about this big on the wire
     raw = await rawFleet(broker.url, 420);
     const rawClient = raw[0] as NatsConnection;
@@ -259,20 +295,22 @@ async function main(): Promise<void> {
     await rawPing(rawClient);
     await chorusPing(c1, "v1");
     await chorusPing(c2, "v2");
-    const s: Record<"raw" | "v1" | "v2", Sample[]> = { raw: [], v1: [], v2: [] };
+    await chorusPing(c2u, "v2u");
+    const s: Record<Kind, Sample[]> = { raw: [], v1: [], v2: [], v2u: [] };
     for (let run = 0; run < RUNS; run++) {
-      const order: ("raw" | "v1" | "v2")[] = run % 2 === 0 ? ["raw", "v1", "v2"] : ["v2", "v1", "raw"];
+      const order: Kind[] = run % 2 === 0 ? ["raw", "v1", "v2", "v2u"] : ["v2u", "v2", "v1", "raw"];
       for (const k of order) {
-        const x = k === "raw" ? await rawPing(rawClient) : await chorusPing(k === "v1" ? c1 : c2, k);
+        const x =
+          k === "raw" ? await rawPing(rawClient) : await chorusPing({ v1: c1, v2: c2, v2u: c2u }[k], k);
         s[k].push(x);
         process.stderr.write(
           `run ${run + 1} ${k}: ${x.ms.toFixed(0)} ms, ${(x.cpuUs / NODES).toFixed(1)} µs CPU/reply\n`,
         );
       }
     }
-    const ms = (k: "raw" | "v1" | "v2") => median(s[k].map((x) => x.ms));
-    const cpu = (k: "raw" | "v1" | "v2") => median(s[k].map((x) => x.cpuUs)) / NODES;
-    const row = (k: "raw" | "v1" | "v2", what: string) =>
+    const ms = (k: Kind) => median(s[k].map((x) => x.ms));
+    const cpu = (k: Kind) => median(s[k].map((x) => x.cpuUs)) / NODES;
+    const row = (k: Kind, what: string) =>
       `| ${what} | ${ms(k).toFixed(0)} | ${(ms(k) / ms("raw")).toFixed(2)} | ${cpu(k).toFixed(1)} | ${(cpu(k) / cpu("raw")).toFixed(2)} |`;
     process.stdout.write(
       [
@@ -282,7 +320,8 @@ async function main(): Promise<void> {
         "|---|---:|---:|---:|---:|",
         row("raw", "raw NATS subscriptions"),
         row("v1", "protocol v1 (x509, RSA-2048)"),
-        row("v2", "protocol v2 (ed25519 + JWT)"),
+        row("v2", "protocol v2 (ed25519 + JWT), signed replies (default)"),
+        row("v2u", "protocol v2, sign_replies=false"),
         "",
         `v1 / v2: time ${(ms("v1") / ms("v2")).toFixed(2)}, CPU per reply ${(cpu("v1") / cpu("v2")).toFixed(2)}`,
         "",

@@ -1,7 +1,6 @@
 // x509 (protocol v1) clients on real brokers: a pure v1 broker (file provider, no NATS
 // trust) and a JWT broker with an x509 client port (the supervised "x509 edge"), each
 // checked with real nats-server processes and real mutual-TLS connections.
-import { webcrypto } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
@@ -25,15 +24,7 @@ import {
 import { ConfigError, loadConfig, parseConfig } from "../../src/core/config/index.js";
 import { connectNats, type NatsConnection } from "../../src/core/connector/index.js";
 import { replyPrefix } from "../../src/core/protocol/index.js";
-import {
-  certSerial,
-  issueLeafCredentials,
-  loadSeedFile,
-  loadX509,
-  orgIssuer,
-  x509Crypto,
-} from "../../src/core/security/index.js";
-import { createRsaCsr } from "../../src/server/index.js";
+import { issueLeafCredentials, loadSeedFile, orgIssuer, issueCert } from "../../src/core/security/index.js";
 import { lineLogger } from "../../src/core/util/index.js";
 import { freePort } from "../helpers/nats.js";
 import { answerAcross, processAlive, waitFor } from "./helpers.js";
@@ -61,43 +52,21 @@ interface CertFiles {
   keyFile: string;
 }
 
-/**
- * A client certificate from the CA in `caDir` that expired yesterday. The project's CA
- * rightly refuses to issue one, so this signs with its intermediate key directly.
- */
+/** A client certificate from the CA in `caDir` (its intermediate signs) that expired yesterday. */
 async function expiredClientCert(caDir: string, cn: string, dir: string): Promise<CertFiles> {
-  const x509 = await loadX509();
-  const csr = await createRsaCsr({ cn });
-  const rsa = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as const;
-  const inter = new x509.X509Certificate(readFileSync(join(caDir, "intermediate.pem"), "utf8"));
-  const signingKey = await webcrypto.subtle.importKey(
-    "pkcs8",
-    x509.PemConverter.decodeFirst(readFileSync(join(caDir, "intermediate.key"), "utf8")),
-    rsa,
-    false,
-    ["sign"],
-  );
   const day = 86_400_000;
-  const cert = await x509.X509CertificateGenerator.create(
-    {
-      serialNumber: certSerial(),
-      subject: `CN=${cn}`,
-      issuer: inter.subject,
-      notBefore: new Date(Date.now() - 10 * day),
-      notAfter: new Date(Date.now() - day),
-      signingAlgorithm: rsa,
-      publicKey: new x509.Pkcs10CertificateRequest(csr.csrPem).publicKey,
-      signingKey,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
-      ],
-    },
-    x509Crypto,
-  );
+  const intermediate = {
+    certPem: readFileSync(join(caDir, "intermediate.pem"), "utf8"),
+    keyPem: readFileSync(join(caDir, "intermediate.key"), "utf8"),
+  };
+  const p = await issueCert(intermediate, cn, {}, 1, "client", {
+    rsa: true,
+    notBefore: new Date(Date.now() - 10 * day),
+    notAfter: new Date(Date.now() - day),
+  });
   const files = { certFile: join(dir, `${cn}.pem`), keyFile: join(dir, `${cn}.key`) };
-  writeFileSync(files.certFile, cert.toString("pem"));
-  writeFileSync(files.keyFile, csr.keyPem, { mode: 0o600 });
+  writeFileSync(files.certFile, p.certPem);
+  writeFileSync(files.keyFile, p.keyPem, { mode: 0o600 });
   return files;
 }
 

@@ -65,19 +65,33 @@ async function newKeys(): Promise<CryptoKeyPair> {
   return crypto.subtle.generateKey(P256, true, ["sign", "verify"]);
 }
 
-async function importSigningKey(pem: string): Promise<CryptoKey> {
-  let curve: string | undefined;
+const RSA_SIGNING = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as const;
+
+/** The CA key for signing, and the algorithm it signs with: ECDSA P-256/P-384 or RSA. */
+async function importSigningKey(
+  pem: string,
+): Promise<{ key: CryptoKey; algorithm: typeof SIGNING | typeof RSA_SIGNING }> {
+  let details: { type: string | undefined; curve: string | undefined };
   try {
-    curve = createPrivateKey(pem).asymmetricKeyDetails?.namedCurve;
+    const k = createPrivateKey(pem);
+    details = { type: k.asymmetricKeyType, curve: k.asymmetricKeyDetails?.namedCurve };
   } catch (err) {
     throw new SecurityError("bad_key", "CA key is not a readable private key", { cause: err });
   }
-  const namedCurve = { prime256v1: "P-256", secp384r1: "P-384" }[curve ?? ""];
+  // webcrypto imports PKCS#8 only; an RSA CA (chorus ca) may hold PKCS#1
+  const der = createPrivateKey(pem).export({ type: "pkcs8", format: "der" });
+  if (details.type === "rsa") {
+    const key = await crypto.subtle.importKey("pkcs8", der, RSA_SIGNING, false, ["sign"]);
+    return { key, algorithm: RSA_SIGNING };
+  }
+  const namedCurve = { prime256v1: "P-256", secp384r1: "P-384" }[details.curve ?? ""];
   if (!namedCurve)
-    throw new SecurityError("bad_key", `CA key must be ECDSA P-256 or P-384, got ${curve ?? "another type"}`);
-  const x509 = await loadX509();
-  const der = x509.PemConverter.decodeFirst(pem);
-  return crypto.subtle.importKey("pkcs8", der, { name: "ECDSA", namedCurve }, false, ["sign"]);
+    throw new SecurityError(
+      "bad_key",
+      `CA key must be RSA, ECDSA P-256 or P-384, got ${details.curve ?? details.type ?? "another type"}`,
+    );
+  const key = await crypto.subtle.importKey("pkcs8", der, { name: "ECDSA", namedCurve }, false, ["sign"]);
+  return { key, algorithm: SIGNING };
 }
 
 /** A self-signed ECDSA P-256 CA for development TLS. */
@@ -131,7 +145,7 @@ export async function issueCert(
 ): Promise<CertPair> {
   const x509 = await loadX509();
   const caCert = new x509.X509Certificate(ca.certPem);
-  const signingKey = await importSigningKey(ca.keyPem);
+  const { key: signingKey, algorithm } = await importSigningKey(ca.keyPem);
   const keys = opts.rsa
     ? ((await crypto.subtle.generateKey(RSA_LEAF, true, ["sign", "verify"])) as CryptoKeyPair)
     : await newKeys();
@@ -160,7 +174,7 @@ export async function issueCert(
       ...validity(validityDays),
       ...(opts.notBefore && { notBefore: opts.notBefore }),
       ...(opts.notAfter && { notAfter: opts.notAfter }),
-      signingAlgorithm: SIGNING,
+      signingAlgorithm: algorithm,
       publicKey: keys.publicKey,
       signingKey,
       extensions,

@@ -38,7 +38,14 @@ function brokerDaemon(configFile: string): Daemon {
     log,
     async start() {
       await supervisor.start();
-      log.info({ url: supervisor.clientUrl, natsPid: supervisor.pid }, "broker ready");
+      log.info(
+        {
+          url: supervisor.clientUrl,
+          natsPid: supervisor.pid,
+          ...(supervisor.x509 && { x509Url: supervisor.x509.clientUrl }),
+        },
+        "broker ready",
+      );
       if (!settings.statsPort) return;
       metrics = new BrokerMetrics({
         port: settings.statsPort,

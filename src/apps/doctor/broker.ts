@@ -52,6 +52,17 @@ function plan(ctx: DoctorContext): Plan | string {
   }
   const s = ctx.client ?? ctx.server;
   if (!s || !ctx.cfg) return "the configuration did not load";
+  if (s.securityProvider === "file") {
+    // x509: the certificate is the whole login (mTLS), as the node or client connects
+    const x = s.x509;
+    if (!x) return "the configuration did not load";
+    return {
+      servers: s.middlewareHosts,
+      hostsKey: HOSTS_KEY,
+      anonymous: false,
+      login: { caFile: x.caFile, certFile: x.certFile, keyFile: x.keyFile },
+    };
+  }
   let sec;
   try {
     sec = securityFromSettings(s);
@@ -224,7 +235,11 @@ async function probe(ctx: DoctorContext, p: Plan, server: string): Promise<Outco
       ? `nats-server ${info.version}${info.server_name ? ` ${info.server_name}` : ""}`
       : "the broker";
     const tls = p.login.caFile || server.startsWith("tls://") ? "TLS, " : "";
-    const auth = p.login.natsJwt ? "NATS user JWT" : "no credential";
+    const auth = p.login.natsJwt
+      ? "NATS user JWT"
+      : p.login.certFile
+        ? `client certificate ${p.login.certFile}`
+        : "no credential";
     return {
       server,
       ok: true,

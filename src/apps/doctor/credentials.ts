@@ -12,6 +12,7 @@ import {
 } from "../../core/security/index.js";
 import { loadNatsTrust } from "../../broker/index.js";
 import { filesOf, type DoctorContext } from "./context.js";
+import { usesFileProvider } from "./x509.js";
 import { Findings, messageOf, octal, skipped, when, type DoctorCheck } from "./report.js";
 
 const DAY_MS = 86_400_000;
@@ -23,6 +24,7 @@ const TOKEN_KEY = "plugin.security.choria.token_file";
 const NATS_JWT_KEY = "plugin.security.choria.nats_jwt_file";
 const ISSUERS_KEY = "plugin.security.issuer.names";
 const HEX_KEY = /^[0-9a-fA-F]{64}$/;
+const X509_ONLY = "not used: plugin.security.provider = file (x509 certificates, see the x509 check)";
 
 const PURPOSE = {
   client: "choria_client_id",
@@ -66,6 +68,7 @@ function readError(err: unknown): string {
 export function checkSeed(ctx: DoctorContext): DoctorCheck {
   if (!(ctx.client ?? ctx.server ?? ctx.broker))
     return skipped("seed", "not checked: the configuration did not load");
+  if (usesFileProvider(ctx)) return skipped("seed", X509_ONLY);
   const { seedFile } = filesOf(ctx);
   if (seedFile === undefined) return noBrokerCredential(ctx, "seed", SEED_KEY);
   const f = new Findings();
@@ -134,6 +137,7 @@ function configuredIssuers(ctx: DoctorContext): { names: string[]; keys: string[
 export function checkToken(ctx: DoctorContext): DoctorCheck {
   if (!(ctx.client ?? ctx.server ?? ctx.broker))
     return skipped("token", "not checked: the configuration did not load");
+  if (usesFileProvider(ctx)) return skipped("token", X509_ONLY);
   const { tokenFile } = filesOf(ctx);
   if (tokenFile === undefined) return noBrokerCredential(ctx, "token", TOKEN_KEY);
   const f = new Findings();
@@ -236,6 +240,7 @@ export function checkToken(ctx: DoctorContext): DoctorCheck {
 export function checkNatsJwt(ctx: DoctorContext): DoctorCheck {
   if (!(ctx.client ?? ctx.server ?? ctx.broker))
     return skipped("nats-jwt", "not checked: the configuration did not load");
+  if (usesFileProvider(ctx)) return skipped("nats-jwt", X509_ONLY);
   const { natsJwtFile } = filesOf(ctx);
   if (natsJwtFile === undefined) return noBrokerCredential(ctx, "nats-jwt", TOKEN_KEY);
   const f = new Findings();

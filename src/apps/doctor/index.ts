@@ -6,6 +6,7 @@ import { checkConfig, type DoctorContext } from "./context.js";
 import { checkNatsJwt, checkSeed, checkToken } from "./credentials.js";
 import { messageOf, type DoctorCheck, type DoctorReport } from "./report.js";
 import { checkTls } from "./tls.js";
+import { checkX509 } from "./x509.js";
 
 export { CLOCK_FAIL_MS, CLOCK_WARN_MS } from "./clock.js";
 export { roleOf } from "./context.js";
@@ -20,12 +21,14 @@ export interface DoctorOptions {
   now?: () => number;
 }
 
-type Check = (ctx: DoctorContext) => DoctorCheck | Promise<DoctorCheck>;
+/** undefined: the check does not apply to this kind of configuration and is left out */
+type Check = (ctx: DoctorContext) => DoctorCheck | undefined | Promise<DoctorCheck | undefined>;
 
 /** In order: later checks use what earlier ones learnt (the settings, the seed's key). */
 const CHECKS: Array<[string, Check]> = [
   ["config", checkConfig],
   ["tls", checkTls],
+  ["x509", checkX509],
   ["seed", checkSeed],
   ["token", checkToken],
   ["nats-jwt", checkNatsJwt],
@@ -48,7 +51,8 @@ export async function runDoctor(configFile: string, opts: DoctorOptions = {}): P
   const checks: DoctorCheck[] = [];
   for (const [name, check] of CHECKS) {
     try {
-      checks.push(await check(ctx));
+      const c = await check(ctx);
+      if (c) checks.push(c);
     } catch (err) {
       checks.push({ name, status: "fail", detail: `the ${name} check could not finish: ${messageOf(err)}` });
     }

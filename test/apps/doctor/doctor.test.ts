@@ -16,10 +16,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { issueClientCredential } from "../../../src/apps/setup/index.js";
+import { issueClientCredential, makeX509Fleet, type X509Fleet } from "../../../src/apps/setup/index.js";
 import { register } from "../../../src/apps/cli/doctor.js";
 import { runDoctor, type DoctorCheck, type DoctorReport } from "../../../src/apps/doctor/index.js";
-import { freeLoopbackPort } from "../../../src/broker/index.js";
+import { BrokerSupervisor, brokerSettings, freeLoopbackPort } from "../../../src/broker/index.js";
+import { loadConfig } from "../../../src/core/config/index.js";
 import {
   createCA,
   generateKeyPair,
@@ -455,5 +456,47 @@ describe.skipIf(!registered)("bin/chorus.js doctor", () => {
     const bad = await chorusAsync(["doctor", "--config", join(tmpdir(), "chorus-doctor-none.conf")]);
     expect(bad.status).toBe(1);
     expect(bad.stdout).toMatch(/^FAIL\s+config\s+/m);
+  });
+});
+
+describe("chorus doctor on an x509 (protocol v1) configuration", () => {
+  let v1: X509Fleet;
+  let broker: BrokerSupervisor;
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), "chorus-doctor-x509-"));
+    v1 = await makeX509Fleet({ dir, users: ["alice"], brokerPort: await freeLoopbackPort(), streams: false });
+    broker = new BrokerSupervisor({ settings: brokerSettings(loadConfig(v1.brokerConfig)) });
+    await broker.start();
+  }, 60_000);
+  afterAll(async () => {
+    await broker?.stop();
+    if (v1) rmSync(v1.dir, { recursive: true, force: true });
+  });
+
+  it("checks the certificate instead of a seed and token, and connects with it", async () => {
+    const r = await runDoctor(v1.clientConfig, { timeoutMs: TIMEOUT_MS });
+    const by = (n: string) => r.checks.find((c) => c.name === n) as DoctorCheck;
+    expect(by("x509").status).toBe("ok");
+    expect(by("x509").detail).toContain("alice.mcollective passes the allow-list");
+    for (const n of ["seed", "token", "nats-jwt"]) expect(by(n).status).toBe("skipped");
+    expect(by("broker").status).toBe("ok");
+    expect(by("broker").detail).toContain("client certificate");
+    expect(r.ok).toBe(true);
+    const server = await runDoctor(Object.values(v1.serverConfigs)[0] as string, { timeoutMs: TIMEOUT_MS });
+    expect(server.ok, JSON.stringify(server.checks)).toBe(true);
+  });
+
+  it("a key that is not the certificate's fails the x509 check with the fix", async () => {
+    const conf = join(v1.dir, "mismatched.conf");
+    const text = readFileSync(v1.clientConfig, "utf8").replace(
+      /^plugin\.security\.file\.key = .*$/m,
+      `plugin.security.file.key = ${v1.privileged.keyFile}`,
+    );
+    writeFileSync(conf, text);
+    const r = await runDoctor(conf, { timeoutMs: TIMEOUT_MS });
+    const x = r.checks.find((c) => c.name === "x509") as DoctorCheck;
+    expect(x.status).toBe("fail");
+    expect(JSON.stringify(x)).toMatch(/does not belong to certificate/);
+    expect(r.ok).toBe(false);
   });
 });

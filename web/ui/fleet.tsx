@@ -16,6 +16,14 @@ function errText(e: unknown): string {
   return e instanceof ApiFailure || e instanceof Error ? e.message : String(e);
 }
 
+/** Where node data comes from, in words. */
+function sources(d: FleetResponse): string {
+  const poll = d.inventoryEveryS > 0 ? `inventory polled every ${d.inventoryEveryS} s` : "inventory at start";
+  if (d.registration === "live") return `registration live · ${poll}`;
+  if (d.registration === "refused") return `registration not permitted to the console's credential · ${poll}`;
+  return poll;
+}
+
 export function FleetPage() {
   const [line, setLine] = useState("");
   const [filter, setFilter] = useState<FilterSpec>({});
@@ -93,6 +101,9 @@ export function FleetPage() {
           <span class="status-alive">{data.summary.alive} alive</span>
           <span class="status-stale">{data.summary.stale} stale</span>
           <span class="status-gone">{data.summary.gone} gone</span>
+          <span class="dim" data-testid="fleet-sources" title="where the console learns about nodes">
+            {sources(data)}
+          </span>
           <span class="grow" />
           <button disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - PAGE_SIZE))}>
             ‹ Prev

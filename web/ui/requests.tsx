@@ -157,6 +157,30 @@ function InputField({ spec, raw, onChange }: { spec: DdlInput; raw: string; onCh
   );
 }
 
+/** The pacing fields as the server takes them, or what is wrong with them. */
+export function checkPacing(p: { batch: string; sleep: string; canary: string }): {
+  value: Pick<StartRequest, "batch_size" | "batch_sleep" | "canary">;
+  problems: Record<string, string>;
+} {
+  const value: Pick<StartRequest, "batch_size" | "batch_sleep" | "canary"> = {};
+  const problems: Record<string, string> = {};
+  const whole = (raw: string, name: "batch_size" | "canary") => {
+    if (raw.trim() === "") return;
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw.trim()) || n < 1 || n > 100_000) problems[name] = "a whole number from 1 to 100000";
+    else value[name] = n;
+  };
+  whole(p.batch, "batch_size");
+  whole(p.canary, "canary");
+  if (p.sleep.trim() !== "") {
+    const n = Number(p.sleep);
+    if (!Number.isFinite(n) || n < 0 || n > 3600) problems.batch_sleep = "seconds from 0 to 3600";
+    else if (p.batch.trim() === "") problems.batch_sleep = "needs a batch size";
+    else value.batch_sleep = n;
+  }
+  return { value, problems };
+}
+
 interface Run {
   id: string;
   /** the action's output names when it was sent: the form may have moved on since */
@@ -177,6 +201,8 @@ export function RequestsPage() {
   const [raw, setRaw] = useState<Record<string, string>>({});
   const [line, setLine] = useState("");
   const [batch, setBatch] = useState("");
+  const [sleep, setSleep] = useState("");
+  const [canary, setCanary] = useState("");
   const [preview, setPreview] = useState<DiscoverResponse | undefined>();
   const [run, setRun] = useState<Run | undefined>();
   const source = useRef<EventSource | undefined>(undefined);
@@ -218,11 +244,15 @@ export function RequestsPage() {
     }
   };
 
-  const problems = action
-    ? action.inputs
-        .map((i) => [i.name, checkInput(i, raw[i.name] ?? "").problem] as const)
-        .filter((p) => p[1])
-    : [];
+  const pacing = checkPacing({ batch, sleep, canary });
+  const problems = [
+    ...(action
+      ? action.inputs
+          .map((i) => [i.name, checkInput(i, raw[i.name] ?? "").problem] as const)
+          .filter((p) => p[1])
+      : []),
+    ...Object.entries(pacing.problems),
+  ];
 
   const send = async (e: Event) => {
     e.preventDefault();
@@ -237,7 +267,7 @@ export function RequestsPage() {
     }
     const body: StartRequest = { agent: agentName, action: actionName, inputs };
     if (!isEmptyFilter(filter)) body.filter = filter;
-    if (batch.trim() !== "") body.batch_size = Number(batch);
+    Object.assign(body, pacing.value);
     setError(undefined);
     source.current?.close();
     try {
@@ -351,18 +381,31 @@ export function RequestsPage() {
             </span>
           )}
         </div>
-        <div class="row">
-          <label>
-            Batch size{" "}
-            <input
-              type="number"
-              min="1"
-              size={6}
-              data-testid="batch"
-              value={batch}
-              onInput={(e) => setBatch(e.currentTarget.value)}
-            />
-          </label>
+        <div class="row pacing">
+          <PacingField
+            label="Batch size"
+            hint="nodes at a time"
+            testid="batch"
+            value={batch}
+            problem={pacing.problems.batch_size}
+            onInput={setBatch}
+          />
+          <PacingField
+            label="Batch sleep"
+            hint="seconds between batches (default 1)"
+            testid="batch-sleep"
+            value={sleep}
+            problem={pacing.problems.batch_sleep}
+            onInput={setSleep}
+          />
+          <PacingField
+            label="Canary"
+            hint="nodes first; the rest only if all answer OK"
+            testid="canary"
+            value={canary}
+            problem={pacing.problems.canary}
+            onInput={setCanary}
+          />
           <span class="grow" />
           <button
             type="submit"
@@ -377,6 +420,31 @@ export function RequestsPage() {
       </form>
       {run && <RunView run={run} />}
     </section>
+  );
+}
+
+function PacingField(p: {
+  label: string;
+  hint: string;
+  testid: string;
+  value: string;
+  problem: string | undefined;
+  onInput: (v: string) => void;
+}) {
+  return (
+    <label class={p.problem ? "invalid" : ""} title={p.hint}>
+      {p.label}{" "}
+      <input
+        class="mono"
+        inputMode="decimal"
+        size={6}
+        placeholder={p.hint.startsWith("seconds") ? "1" : ""}
+        data-testid={p.testid}
+        value={p.value}
+        onInput={(e) => p.onInput(e.currentTarget.value)}
+      />
+      {p.problem && <span class="problem"> {p.problem}</span>}
+    </label>
   );
 }
 
@@ -397,7 +465,7 @@ function RunView({ run }: { run: Run }) {
       <div class="progress" role="progressbar" aria-valuenow={pct} aria-valuemin={0} aria-valuemax={100}>
         <div style={{ width: `${pct}%` }} />
       </div>
-      <ErrorBox message={run.error} />
+      <ErrorBox message={run.error} testid="run-error" />
       {run.summary && (
         <div class="row summary" data-testid="summary">
           <span>discovered {run.summary.discovered}</span>
@@ -410,6 +478,15 @@ function RunView({ run }: { run: Run }) {
             </span>
           )}
           <span class="dim">{run.summary.requestMs} ms</span>
+          <span class="dim mono" data-testid="summary-requestid" title="the request id (as in the audit)">
+            {run.summary.requestid}
+          </span>
+        </div>
+      )}
+      {run.summary?.canaryStopped && (
+        <div class="error" role="alert" data-testid="canary-stopped">
+          canary failed: not every canary node answered OK, so {run.summary.skipped ?? 0} node
+          {run.summary.skipped === 1 ? " was" : "s were"} not sent the request
         </div>
       )}
       {run.replies.length === 0 ? (

@@ -1,10 +1,10 @@
 // Small shared view pieces: messages, generic record tables, value formatting.
 import type { ComponentChildren } from "preact";
 
-export function ErrorBox({ message }: { message: string | undefined }) {
+export function ErrorBox({ message, testid }: { message: string | undefined; testid?: string }) {
   if (!message) return null;
   return (
-    <div class="error" role="alert">
+    <div class="error" role="alert" data-testid={testid}>
       {message}
     </div>
   );

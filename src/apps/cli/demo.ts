@@ -17,6 +17,7 @@ export function register(program: Command): void {
     )
     .option("--keep", "keep the temp dir with the trust setup", false)
     .option("--aaa", "also run the AAA service: log in, and send a request it signs and audits", false)
+    .option("--stay", "keep the fleet and the web console running until Ctrl-C", false)
     .option(
       "--overlays",
       "the Large Scale Design instead: two cells and a centre, fleets enrolled by provisioning, AAA logins, a job in both cells followed from the centre",
@@ -31,7 +32,14 @@ export function register(program: Command): void {
     .action(
       guarded(
         "demo",
-        async (o: { nodes: number; keep: boolean; aaa: boolean; overlays: boolean; cells: number }) => {
+        async (o: {
+          nodes: number;
+          keep: boolean;
+          aaa: boolean;
+          stay: boolean;
+          overlays: boolean;
+          cells: number;
+        }) => {
           const { nodes } = o;
           if (o.overlays) {
             // --nodes is per cell here; 50 per cell enrols in about the same time as the plain demo
@@ -42,7 +50,12 @@ export function register(program: Command): void {
             return;
           }
           const render = { ping: renderPing, text: renderText, stats: renderStats };
-          const r = await runDemo({ nodes, keep: o.keep, aaa: o.aaa, render });
+          const stay = () =>
+            new Promise<void>((resolve) => {
+              process.once("SIGINT", () => resolve());
+              process.once("SIGTERM", () => resolve());
+            });
+          const r = await runDemo({ nodes, keep: o.keep, aaa: o.aaa, render, ...(o.stay && { stay }) });
           if (r.pinged !== nodes || (r.aaa && r.aaa.answered !== nodes)) process.exitCode = 2;
         },
       ),

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Command } from "commander";
 import { randomDevPassword, startUi } from "../ui/index.js";
@@ -12,12 +12,26 @@ function setupTls(configPath: string, name: "pem" | "key"): string | undefined {
   return existsSync(f) ? f : undefined;
 }
 
+/** The bearer token /metrics wants, from a file (a secret is not put on the command line). */
+function metricsToken(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new Error(`--metrics-token-file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const token = text.trim();
+  if (token === "") throw new Error(`--metrics-token-file ${file} is empty`);
+  if (/\s/.test(token)) throw new Error(`--metrics-token-file ${file}: the token must be one word`);
+  return token;
+}
+
 /** `chorus ui`: the web console over one client config, until interrupted. */
 export function register(program: Command): void {
   addConfigOption(
     program
       .command("ui")
-      .description("Run the web console (HTTPS) over a client config: fleet, requests, jobs, scout"),
+      .description("Run the web console (HTTPS) over a client config: fleet, requests, jobs, audit, scout"),
   )
     .option("--port <n>", "port to listen on (0: a free one)", intArg("--port", { min: 0 }), 8443)
     .option("--listen <addr>", "address to listen on", "127.0.0.1")
@@ -25,6 +39,15 @@ export function register(program: Command): void {
     .option("--key <file>", "TLS key (default: the setup's tls/broker.key)")
     .option("--receiver <url>", "the async-reply receiver's HTTP API, for the jobs page")
     .option("--dev-password <p>", "the password of the local user admin (default: a random one, printed)")
+    .option(
+      "--audit-config <file>",
+      "a client config that may read the AAA audit stream (e.g. the setup's admin-client.conf), for the audit page; also used for registration when the broker allows it",
+    )
+    .option("--audit-stream <name>", "the AAA audit stream", "CHORUS_AAA_AUDIT")
+    .option(
+      "--metrics-token-file <file>",
+      "serve /metrics to requests with this bearer token (otherwise only to logged-in sessions)",
+    )
     .action(
       guarded(
         "ui",
@@ -36,12 +59,18 @@ export function register(program: Command): void {
           key?: string;
           receiver?: string;
           devPassword?: string;
+          auditConfig?: string;
+          auditStream: string;
+          metricsTokenFile?: string;
         }) => {
           const config = resolveConfigPath(o.config);
           const cert = o.cert ?? setupTls(config, "pem");
           const key = o.key ?? setupTls(config, "key");
           if (!cert || !key) throw new Error("no TLS certificate: pass --cert FILE --key FILE");
           const devPassword = o.devPassword ?? randomDevPassword();
+          const token = o.metricsTokenFile !== undefined ? metricsToken(o.metricsTokenFile) : undefined;
+          if (o.auditConfig !== undefined && !existsSync(o.auditConfig))
+            throw new Error(`--audit-config ${o.auditConfig}: no such file`);
           const ui = await startUi({
             config,
             cert,
@@ -50,6 +79,8 @@ export function register(program: Command): void {
             port: o.port,
             devPassword,
             ...(o.receiver && { receiverUrl: o.receiver }),
+            ...(o.auditConfig !== undefined && { auditConfig: o.auditConfig, auditStream: o.auditStream }),
+            ...(token !== undefined && { metricsToken: token }),
           });
           process.stdout.write(`console: ${ui.url}\n`);
           if (o.devPassword === undefined)

@@ -17,6 +17,7 @@ import { AaaService } from "../../services/aaa/index.js";
 import { ReceiverService } from "../../services/receiver/index.js";
 import { Emulator } from "../emulator/index.js";
 import { createDevSetup, type DevSetup } from "../setup/index.js";
+import { randomDevPassword, startUi, type UiServer } from "../ui/index.js";
 
 /** How the demo prints results: the CLI hands over its renderers (the client returns data only). */
 export interface DemoRender {
@@ -35,6 +36,13 @@ export interface DemoOptions {
   keep?: boolean;
   /** also start the AAA service, log in as its admin user and send a request it signs */
   aaa?: boolean;
+  /** start the web console over the demo fleet (default true) */
+  ui?: boolean;
+  /**
+   * awaited after the steps, before everything stops: a caller keeping the fleet and the
+   * console up (until Ctrl-C) returns from it when done
+   */
+  stay?: () => Promise<void>;
 }
 
 export interface DemoResult {
@@ -45,6 +53,8 @@ export interface DemoResult {
   aaa?: { answered: number; audited: number };
   /** replies the receiver stored for the async request, and nodes whose workflow succeeded */
   jobs: { stored: number; workflows: number };
+  /** the web console, while the demo ran */
+  ui?: { url: string; username: string; password: string };
 }
 
 /**
@@ -62,6 +72,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   let client: Client | undefined;
   let aaa: AaaService | undefined;
   let receiver: ReceiverService | undefined;
+  let ui: UiServer | undefined;
+  let uiLogin: DemoResult["ui"];
   const steps = opts.aaa ? 7 : 6;
   try {
     say(`[1/${steps}] creating trust in ${dir}: org issuer, NATS operator/accounts, CA + TLS, tokens`);
@@ -87,6 +99,13 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     say(`[3/${steps}] starting ${nodes} emulated nodes, each with its own key and server token`);
     emulator = Emulator.fromConfigFile(setup.emulatorConfig, { nodes, logger: quiet });
     await emulator.start();
+    if (opts.ui !== false) {
+      ({ ui, login: uiLogin } = await demoConsole(setup, opts.aaa === true));
+      say(
+        `  web console: ${uiLogin.url} (log in as ${uiLogin.username} / ${uiLogin.password}; ` +
+          `the browser needs ${join(dir, "tls", "ca.pem")} trusted, or the warning accepted)`,
+      );
+    }
 
     client = await Client.fromConfigFile(setup.clientConfig, { logger: quiet });
     say(`[4/${steps}] chorus ping (signed broadcast, every reply's hash checked)`);
@@ -107,14 +126,25 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     receiver = ReceiverService.fromFile(setup.receiver.serviceConfig, { logger: quiet });
     await receiver.start();
     const jobs = await jobsStep(client, receiver, nodes, say, `[6/${steps}]`);
-    const result: DemoResult = { pinged: ping.replies.length, inventoried: inv.replies.length, nodes, jobs };
+    const result: DemoResult = {
+      pinged: ping.replies.length,
+      inventoried: inv.replies.length,
+      nodes,
+      jobs,
+      ...(uiLogin && { ui: uiLogin }),
+    };
     if (opts.aaa) {
       aaa = AaaService.fromFile(setup.aaa!.serviceConfig, { logger: quiet });
       await aaa.start();
       result.aaa = await aaaStep(setup, say, `[7/${steps}]`);
     }
+    if (opts.stay) {
+      say(`everything keeps running${uiLogin ? `; the console is at ${uiLogin.url}` : ""}: Ctrl-C stops it`);
+      await opts.stay();
+    }
     return result;
   } finally {
+    await ui?.close();
     await aaa?.stop();
     await receiver?.stop();
     await client?.close();
@@ -123,6 +153,27 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
     say("demo stopped; broker, nodes and temp files are gone");
   }
+}
+
+/**
+ * The web console over the demo fleet: local login with a fresh dev password, the setup's
+ * TLS pair; with AAA, the audit view reads the AAA audit stream with the admin credential.
+ */
+async function demoConsole(
+  setup: DevSetup,
+  aaa: boolean,
+): Promise<{ ui: UiServer; login: NonNullable<DemoResult["ui"]> }> {
+  const password = randomDevPassword();
+  const ui = await startUi({
+    config: setup.clientConfig,
+    cert: join(setup.dir, "tls", "broker.pem"),
+    key: join(setup.dir, "tls", "broker.key"),
+    devPassword: password,
+    logger: pino({ level: "warn" }, pino.destination(2)),
+    // without the AAA service there is no audit stream to wait for
+    ...(aaa && { auditConfig: setup.adminClientConfig }),
+  });
+  return { ui, login: { url: ui.url, username: "admin", password } };
 }
 
 const DEMO_WORKFLOW = `name: demo

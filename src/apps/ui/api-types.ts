@@ -75,7 +75,16 @@ export interface FleetResponse {
   nodes: FleetNode[];
   /** counts over the whole table (not filtered) */
   summary: Record<NodeStatus, number>;
+  /**
+   * where node data comes from besides lifecycle events and rpcutil#inventory polls:
+   * "live" registration subscription, "refused" (the credential may not subscribe: its NATS
+   * permissions or the broker said so), or "off" (no credential given)
+   */
+  registration: RegistrationState;
+  /** seconds between inventory polls (0: only at start) */
+  inventoryEveryS: number;
 }
+export type RegistrationState = "live" | "refused" | "off";
 /** GET /api/fleet/:identity -> the node or 404 */
 export type FleetNodeResponse = FleetNode;
 /**
@@ -144,7 +153,12 @@ export interface DiscoverResponse {
   nodes: string[];
 }
 
-/** POST /api/requests — inputs validated against the DDL (400 with the reason) */
+/**
+ * POST /api/requests — inputs validated against the DDL (400 with the reason).
+ * `batch_size` 1-100 000; `batch_sleep` 0-3600 s, only with batch_size (default 1 s
+ * between batches); `canary` 1-100 000: send to that many nodes first and go on only when
+ * they all answered OK.
+ */
 export interface StartRequest {
   agent: string;
   action: string;
@@ -187,9 +201,15 @@ export interface SummaryEvent {
   noResponses: string[];
   unexpected: string[];
   requestMs: number;
+  /** the canary batch did not all answer OK, so the rest was not sent */
+  canaryStopped?: boolean;
+  /** nodes never sent the request (after a failed canary) */
+  skipped?: number;
 }
 export interface ErrorEvent {
   error: string;
+  /** "denied": the AAA service refused the request (see the Audit page) */
+  kind?: "denied" | "failed";
 }
 export interface EndEvent {
   ok: boolean;
@@ -208,16 +228,50 @@ export interface JobResponse {
   replies: Record<string, unknown>[];
 }
 
-/** GET /api/audit?caller=&agent=&decision=&limit= */
+export type AuditDecision = "allow" | "deny" | "unknown";
+
+/**
+ * GET /api/audit?caller=&agent=&decision=&limit=&before= — the AAA signer's audit records
+ * (stream CHORUS_AAA_AUDIT) newest first. `caller`: part of the caller id, any case;
+ * `agent`, `decision`: exact; `limit` 1-500 (default 200); `before`: only records with a
+ * lower stream sequence (the next page back).
+ */
 export interface AuditQuery {
   caller?: string;
   agent?: string;
-  decision?: "allow" | "deny";
+  decision?: AuditDecision;
   limit?: number;
+  before?: number;
+}
+/** One io.choria.signer.v1.signature_audit record, flattened for the view. */
+export interface AuditEntry {
+  /** stream sequence */
+  seq: number;
+  /** ISO time the signer decided */
+  time: string;
+  /** the verified caller, or "unverified" when the token or signature failed */
+  caller: string;
+  /** the caller an unverified request claimed */
+  claimedCaller?: string;
+  agent: string;
+  /** "" for discovery */
+  action: string;
+  decision: AuditDecision;
+  reason: string;
+  site: string;
+  requestid: string;
+  collective: string;
+  sender: string;
+  /** the request's filter as CLI flags */
+  filter?: string;
 }
 export interface AuditResponse {
-  records: Record<string, unknown>[];
-  /** why the list is empty or partial (no audit stream, ...) */
+  /** the stream read, when the console reads one */
+  stream?: string;
+  records: AuditEntry[];
+  /** records in the console's memory matching the filter, all pages */
+  matched: number;
+  /** why the list is empty or partial: no audit credential, no stream yet, a refused read */
   note?: string;
 }
 

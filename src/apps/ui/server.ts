@@ -1,5 +1,5 @@
-import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { extname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,8 +11,9 @@ import {
   type FastifyRequest,
 } from "fastify";
 import { pino, type Logger as PinoLogger } from "pino";
+import { decode as decodeNatsJwt } from "@nats-io/jwt";
 import type { Registry } from "prom-client";
-import { Client, ReceiverApi, login, remoteSigner, type RpcReply } from "../../client/index.js";
+import { Client, ClientError, ReceiverApi, login, remoteSigner, type RpcReply } from "../../client/index.js";
 import { clientSettings, loadConfig } from "../../core/config/index.js";
 import {
   builtinDDL,
@@ -22,10 +23,16 @@ import {
   validateInputs,
   type AgentDDL,
 } from "../../core/ddl/index.js";
+import type { NatsConnection } from "../../core/connector/index.js";
 import { buildFilter } from "../../core/filter/index.js";
-import type { Filter } from "../../core/protocol/index.js";
-import { promClient } from "../../core/util/index.js";
+import { replyPrefix, type Filter } from "../../core/protocol/index.js";
+import { securityFromSettings } from "../../core/security/index.js";
+import { logLine, promClient, type Logger } from "../../core/util/index.js";
+import { subjectMatches } from "../../services/provisioner/index.js";
+import { registrationSubject } from "../../services/registration/index.js";
 import type {
+  AuditQuery,
+  AuditResponse,
   DdlAgent,
   DdlResponse,
   DiscoverRequest,
@@ -46,6 +53,7 @@ import {
   sessionIdFrom,
   type Session,
 } from "./auth.js";
+import { AuditReader, DEFAULT_AUDIT_STREAM } from "./audit.js";
 import { FleetTable, FleetWatcher } from "./fleet.js";
 
 export interface UiOptions {
@@ -67,6 +75,18 @@ export interface UiOptions {
   sessionTtlMs?: number;
   /** the receiver's HTTP API for /api/jobs */
   receiverUrl?: string;
+  /**
+   * a client config whose credential may read the AAA audit stream (JetStream consumer
+   * rights, e.g. the dev setup's admin-client.conf): the Audit page reads the stream with
+   * it, and registration is subscribed with it when its permissions allow
+   */
+  auditConfig?: string;
+  /** the audit stream (default CHORUS_AAA_AUDIT) */
+  auditStream?: string;
+  /** audit records kept in memory, newest (default 10 000) */
+  auditKeep?: number;
+  /** /metrics answers a request with `Authorization: Bearer <this>` (or a logged-in session) */
+  metricsToken?: string;
   /** where the browser bundle is (default dist/ui-web/ of the package) */
   webRoot?: string;
   /** the fleet's registration interval, seconds: nodes go stale after twice this */
@@ -82,6 +102,8 @@ export interface UiServer {
   url: string;
   port: number;
   readonly fleet: FleetTable;
+  /** the registration subscription: live, refused (not permitted), or off (no audit config) */
+  readonly registration: () => Promise<"live" | "refused" | "off">;
   /** one inventory poll, awaited (tests, and after start) */
   refreshFleet(): Promise<void>;
   close(): Promise<void>;
@@ -147,6 +169,25 @@ class HttpError extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * A failed fleet call as the person in the browser should read it: the AAA service's
+ * refusal is "not authorised" (403), an expired AAA login asks for a new one (401).
+ */
+function fleetError(err: unknown, what: string, user: string): HttpError {
+  if (err instanceof HttpError) return err;
+  const msg = (err as Error).message;
+  if (err instanceof ClientError) {
+    if (err.code === "signer_denied")
+      return new HttpError(
+        403,
+        `not authorised: the AAA service refused ${what} for ${user} (its reason is on the Audit page)`,
+      );
+    if (err.code === "token_expired" || err.code === "no_token")
+      return new HttpError(401, `your AAA login has ended (${msg}): log in again`);
+  }
+  return new HttpError(502, `${what} failed: ${msg}`);
 }
 
 function filterOf(spec: FilterSpec | undefined, agent?: string): Filter {
@@ -231,6 +272,47 @@ function uiMetrics(registry: Registry) {
   };
 }
 
+/**
+ * The audit connection's logger: the connector logs every asynchronous permission error,
+ * but a refused registration subscription is expected with an audit-only credential and
+ * the fleet watcher says so once, at info; it is not an error of the console.
+ */
+function quietRefusedRegistration(log: PinoLogger): Logger {
+  const refused = /Permissions Violation for Subscription to "[^"]*\.broadcast\.agent\.registration"/;
+  const at =
+    (level: "debug" | "info" | "warn" | "error") =>
+    (f: Record<string, unknown> | string, m?: string): void => {
+      const l = level === "error" && refused.test(logLine(f, m)) ? "debug" : level;
+      if (typeof f === "string") log[l](f);
+      else log[l](f, m);
+    };
+  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+}
+
+/**
+ * Why a client config's credential may not subscribe to registration, read from its NATS
+ * user JWT (`<token_file>.nats`), so the broker is not asked for what it will refuse;
+ * nothing when there is no such JWT to tell (the broker then decides).
+ */
+function registrationRefusal(config: string, collective: string): { registrationRefused?: string } {
+  const jwtFile = `${clientSettings(loadConfig(config)).tokenFile}.nats`;
+  if (!existsSync(jwtFile)) return {};
+  let sub: { allow?: string[]; deny?: string[] } | undefined;
+  try {
+    sub = decodeNatsJwt<{ sub?: { allow?: string[]; deny?: string[] } }>(readFileSync(jwtFile, "utf8").trim())
+      .nats?.sub;
+  } catch {
+    return {};
+  }
+  const subject = registrationSubject(collective);
+  const allow = sub?.allow ?? [];
+  if ((sub?.deny ?? []).some((p) => subjectMatches(p, subject)))
+    return { registrationRefused: "its NATS permissions deny it" };
+  if (allow.length > 0 && !allow.some((p) => subjectMatches(p, subject)))
+    return { registrationRefused: "its NATS permissions do not include it" };
+  return {};
+}
+
 /** Starts the web console: HTTPS API and static front end over one Chorus client. */
 export async function startUi(o: UiOptions): Promise<UiServer> {
   const log = o.logger ?? pino({ name: "chorus-ui" });
@@ -248,6 +330,28 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
     ...(o.discoveryTimeoutMs !== undefined && { discoveryTimeoutMs: o.discoveryTimeoutMs }),
   });
   const nc = await client.connect();
+  // The audit credential's own connection: the audit stream and, if it may, registration.
+  let auditClient: Client | undefined;
+  let auditNc: NatsConnection | undefined;
+  if (o.auditConfig) {
+    try {
+      auditClient = await Client.fromConfigFile(o.auditConfig, { logger: quietRefusedRegistration(log) });
+      auditNc = await auditClient.connect();
+    } catch (err) {
+      await auditClient?.close();
+      await client.close();
+      throw new Error(`audit config ${o.auditConfig}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  const audit = auditNc
+    ? new AuditReader({
+        nc: auditNc,
+        stream: o.auditStream ?? DEFAULT_AUDIT_STREAM,
+        log,
+        ...(o.auditKeep !== undefined && { keep: o.auditKeep }),
+      })
+    : undefined;
+  audit?.start();
 
   const registry = new (promClient().Registry)();
   const m = uiMetrics(registry);
@@ -272,6 +376,11 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
     client,
     collective: client.collective,
     log,
+    ...(auditNc && {
+      registrationNc: auditNc,
+      registrationBy: `the audit config ${o.auditConfig}`,
+      ...(o.auditConfig && registrationRefusal(o.auditConfig, client.collective)),
+    }),
     ...(o.inventoryEveryMs !== undefined && { inventoryEveryMs: o.inventoryEveryMs }),
   });
   watcher.start();
@@ -308,6 +417,30 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
   app.setNotFoundHandler((req, reply) =>
     reply.code(404).send({ error: `no such path: ${req.url.split("?")[0]}` }),
   );
+
+  // Callers whose reply subjects the console's connection was seen to be allowed to read.
+  const receivable = new Set<string>();
+  const mayReceive = async (prefix: string, callerId: string): Promise<void> => {
+    if (receivable.has(prefix)) return;
+    let refused: string | undefined;
+    const sub = nc.subscribe(`${prefix}.>`, {
+      callback: (err) => {
+        if (err) refused = err.message;
+      },
+    });
+    // a refused SUB is answered before the PONG of this flush
+    await nc.flush();
+    sub.unsubscribe();
+    if (refused !== undefined) {
+      log.error({ callerId, err: refused }, "the console cannot receive this user's replies");
+      throw new HttpError(
+        503,
+        `the console cannot receive replies for ${callerId}: its credential may not subscribe to ${prefix}.> ` +
+          `(${refused}); give the console's credential the subscription <collective>.reply.> (see docs/ui.md)`,
+      );
+    }
+    receivable.add(prefix);
+  };
 
   const sessionOf = (req: FastifyRequest): Session => {
     const r = sessions.lookup(sessionIdFrom(req.headers.cookie));
@@ -356,16 +489,32 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
         } catch (err) {
           rmSync(dir, { recursive: true, force: true });
           m.loginFailures.inc();
-          req.log.info({ username, err: (err as Error).message }, "AAA login failed");
+          const msg = (err as Error).message;
+          req.log.info({ username, err: msg }, "AAA login failed");
+          // an unreachable service is not the user's typing: say which it is
+          if (/no login endpoint answered/.test(msg))
+            throw new HttpError(503, `the AAA login service did not answer: ${msg}`);
           throw new HttpError(401, "wrong username or password");
         }
         const rs = settings.requestSigner;
-        const userClient = await Client.fromConfigFile(o.config, {
-          logger: log,
-          connection: nc,
-          requestSigner: remoteSigner({ url: rs.url, service: rs.service, tokenFile, seedFile, caFile }),
-          ...(o.discoveryTimeoutMs !== undefined && { discoveryTimeoutMs: o.discoveryTimeoutMs }),
-        });
+        let userClient: Client;
+        try {
+          // The user's own identity (their token's callerid): nodes answer only to the
+          // caller's inbox, so replies come to this user's reply subjects, which the
+          // console's shared connection must be allowed to read.
+          const security = securityFromSettings({ ...settings, seedFile, tokenFile });
+          await mayReceive(replyPrefix(client.collective, security.callerId), security.callerId);
+          userClient = await Client.fromConfigFile(o.config, {
+            logger: log,
+            connection: nc,
+            security,
+            requestSigner: remoteSigner({ url: rs.url, service: rs.service, tokenFile, seedFile, caFile }),
+            ...(o.discoveryTimeoutMs !== undefined && { discoveryTimeoutMs: o.discoveryTimeoutMs }),
+          });
+        } catch (err) {
+          rmSync(dir, { recursive: true, force: true });
+          throw err;
+        }
         s = sessions.create(username, "aaa", { client: userClient, dir });
       } else {
         if (!(await local.check(username, password))) {
@@ -408,15 +557,17 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
     { schema: { querystring: fleetQuerySchema } },
     async (req) => {
       const q = req.query;
-      const all = table.query(filterOf(q), q.status as NodeStatus | undefined);
       const offset = q.offset ?? 0;
       const limit = q.limit ?? 100;
+      const { total, nodes } = table.page(filterOf(q), q.status as NodeStatus | undefined, offset, limit);
       return {
-        total: all.length,
+        total,
         offset,
         limit,
-        nodes: all.slice(offset, offset + limit),
+        nodes,
         summary: table.summary(),
+        registration: watcher.registration,
+        inventoryEveryS: watcher.inventoryEveryS,
       };
     },
   );
@@ -500,7 +651,13 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
     async (req) => {
       const s = sessionOf(req);
       const filter = filterOf(req.body.filter, req.body.agent);
-      const nodes = (await clientOf(s).discover({ filter })).sort();
+      const nodes = (
+        await clientOf(s)
+          .discover({ filter })
+          .catch((err: unknown) => {
+            throw fleetError(err, "discovery", s.username);
+          })
+      ).sort();
       return { count: nodes.length, nodes: nodes.slice(0, 100) };
     },
   );
@@ -533,6 +690,9 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
       const inputs = b.inputs ?? {};
       const issues = validateInputs(ddl, b.action, inputs);
       if (issues.length > 0) throw new HttpError(400, `${b.agent}#${b.action}: ${formatIssues(issues)}`);
+      // as the CLI's --batch-sleep needs --batch: a pause between batches means nothing without batches
+      if (b.batch_sleep !== undefined && b.batch_size === undefined)
+        throw new HttpError(400, "batch_sleep needs batch_size");
       const filter = filterOf(b.filter);
 
       // Keep the table of runs bounded: drop ended runs past their keep time, then the oldest.
@@ -584,11 +744,15 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
             noResponses: st.noResponses,
             unexpected: st.unexpected,
             requestMs: Math.round(st.requestMs),
+            ...(st.canaryStopped && { canaryStopped: true }),
+            ...(st.skipped && st.skipped.length > 0 && { skipped: st.skipped.length }),
           });
-          run.emit("end", { ok: true });
+          run.emit("end", { ok: !st.canaryStopped });
         })
         .catch((err: unknown) => {
-          run.emit("error", { error: (err as Error).message });
+          const e = fleetError(err, `${b.agent}#${b.action}`, s.username);
+          req.log.info({ user: s.username, id, err: (err as Error).message }, "request failed");
+          run.emit("error", { error: e.message, kind: e.status === 403 ? "denied" : "failed" });
           run.emit("end", { ok: false });
         });
       return { id };
@@ -669,7 +833,7 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
     },
   );
 
-  app.get(
+  app.get<{ Querystring: AuditQuery }>(
     "/api/audit",
     {
       schema: {
@@ -679,18 +843,30 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
           properties: {
             caller: { type: "string", maxLength: 256 },
             agent: { type: "string", maxLength: 128 },
-            decision: { type: "string", enum: ["allow", "deny"] },
-            limit: { type: "integer", minimum: 1, maximum: 1000 },
+            decision: { type: "string", enum: ["allow", "deny", "unknown"] },
+            limit: { type: "integer", minimum: 1, maximum: 500, default: 200 },
+            before: { type: "integer", minimum: 1 },
           },
         },
       },
     },
-    // Reading the AAA audit stream needs JetStream consumer rights the console's client
-    // config does not have in the dev setup; say so rather than guess.
-    async () => ({
-      records: [],
-      note: "audit records are not available to the console yet: read the AAA service's audit file (logfile_auditor) or its JetStream stream CHORUS_AAA_AUDIT",
-    }),
+    async (req): Promise<AuditResponse> => {
+      if (!audit)
+        return {
+          records: [],
+          matched: 0,
+          note:
+            "The console reads no audit stream: start it with --audit-config FILE, a client config " +
+            `whose credential may read the JetStream stream ${o.auditStream ?? DEFAULT_AUDIT_STREAM} ` +
+            "(in a dev setup: admin-client.conf).",
+        };
+      const page = audit.log.query(req.query);
+      return {
+        stream: audit.stream,
+        ...page,
+        ...(audit.note !== undefined && { note: audit.note }),
+      };
+    },
   );
 
   app.get<{ Querystring: FilterSpec }>(
@@ -698,7 +874,11 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
     { schema: { querystring: FILTER_SCHEMA } },
     async (req) => {
       const s = sessionOf(req);
-      const res = await clientOf(s).request("scout", "checks", {}, { filter: filterOf(req.query, "scout") });
+      const res = await clientOf(s)
+        .request("scout", "checks", {}, { filter: filterOf(req.query, "scout") })
+        .catch((err: unknown) => {
+          throw fleetError(err, "scout#checks", s.username);
+        });
       const checks: ScoutCheck[] = [];
       const counts: Record<string, number> = {};
       for (const r of res.replies) {
@@ -721,7 +901,27 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
     },
   );
 
-  app.get("/metrics", async (_req, reply) => {
+  // Metrics name users' activity: a scraper shows the bearer token, a person their session.
+  const metricsToken = o.metricsToken !== undefined ? Buffer.from(o.metricsToken) : undefined;
+  const bearerOk = (header: string | undefined): boolean => {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+    if (!m || !metricsToken) return false;
+    const given = Buffer.from(m[1] as string);
+    return given.length === metricsToken.length && timingSafeEqual(given, metricsToken);
+  };
+  app.get("/metrics", async (req, reply) => {
+    if (!bearerOk(req.headers.authorization)) {
+      const r = sessions.lookup(sessionIdFrom(req.headers.cookie));
+      if (!r.ok) {
+        void reply.header("www-authenticate", 'Bearer realm="chorus-ui metrics"');
+        throw new HttpError(
+          401,
+          metricsToken
+            ? "metrics need the bearer token (--metrics-token-file) or a logged-in session"
+            : "metrics need a logged-in session (or start the console with --metrics-token-file)",
+        );
+      }
+    }
     void reply.header("content-type", registry.contentType);
     return registry.metrics();
   });
@@ -765,12 +965,18 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
     url,
     port,
     fleet: table,
+    registration: async () => {
+      await watcher.registrationSettled();
+      return watcher.registration;
+    },
     refreshFleet: () => watcher.poll(),
     async close() {
       clearInterval(sweeper);
       await app.close();
       sessions.endAll();
       await watcher.stop();
+      await audit?.stop();
+      await auditClient?.close();
       await client.close();
     },
   };

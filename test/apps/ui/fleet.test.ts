@@ -59,6 +59,44 @@ describe("FleetTable", () => {
     expect(t.counts("role", undefined)).toEqual({ web: 2, db: 1 });
     expect(t.counts("missing", buildFilter({ facts: ["role=db"] }))).toEqual({ "(unset)": 1 });
   });
+
+  it("answers counts from a cache for a second, then counts again", () => {
+    let now = 0;
+    const t = new FleetTable({ now: () => now });
+    t.seen("a", { facts: { role: "web" } });
+    expect(t.counts("role", undefined)).toEqual({ web: 1 });
+    t.seen("b", { facts: { role: "db" } });
+    now = 999;
+    expect(t.counts("role", undefined)).toEqual({ web: 1 });
+    // another filter is another question
+    expect(t.counts("role", buildFilter({ identity: ["b"] }))).toEqual({ db: 1 });
+    now = 1_000;
+    expect(t.counts("role", undefined)).toEqual({ web: 1, db: 1 });
+    const fresh = new FleetTable({ now: () => now, countsCacheMs: 0 });
+    fresh.seen("a", { facts: { role: "web" } });
+    expect(fresh.counts("role", undefined)).toEqual({ web: 1 });
+    fresh.seen("b", { facts: { role: "db" } });
+    expect(fresh.counts("role", undefined)).toEqual({ web: 1, db: 1 });
+  });
+
+  it("pages in identity order, also after a node joins between queries", () => {
+    const t = new FleetTable();
+    for (const id of ["c", "a", "e"]) t.seen(id, { facts: { role: id === "e" ? "db" : "web" } });
+    expect(t.page(undefined, undefined, 0, 2)).toMatchObject({
+      total: 3,
+      nodes: [{ identity: "a" }, { identity: "c" }],
+    });
+    t.seen("b");
+    t.seen("a"); // a known node does not disturb the order
+    expect(t.page(undefined, undefined, 1, 2).nodes.map((n) => n.identity)).toEqual(["b", "c"]);
+    expect(t.page(buildFilter({ facts: ["role=web"] }), undefined, 0, 10)).toMatchObject({
+      total: 2,
+      nodes: [{ identity: "a" }, { identity: "c" }],
+    });
+    t.shutdown("c");
+    expect(t.page(undefined, "gone", 0, 10).nodes.map((n) => n.identity)).toEqual(["c"]);
+    expect(t.page(undefined, undefined, 10, 10)).toEqual({ total: 4, nodes: [] });
+  });
 });
 
 describe("FleetWatcher", () => {
@@ -78,8 +116,11 @@ describe("FleetWatcher", () => {
 
   it("learns nodes from registration and lifecycle events", async () => {
     const table = new FleetTable();
-    const w = new FleetWatcher({ table, nc, collective: "chorus", log: silentLogger });
+    // registration on its own connection (the console's audit credential may read it)
+    const w = new FleetWatcher({ table, nc, registrationNc: nc, collective: "chorus", log: silentLogger });
     w.start();
+    await w.registrationSettled();
+    expect(w.registration).toBe("live");
     await flushNats(nc);
     const payload = inventoryContentPayload({
       agents: ["rpcutil"],
@@ -116,6 +157,36 @@ describe("FleetWatcher", () => {
     await flushNats(pub);
     for (let i = 0; i < 50 && table.get("life.example")?.status !== "gone"; i++) await sleep(20);
     expect(table.get("life.example")?.status).toBe("gone");
+    await w.stop();
+  });
+
+  it("does not subscribe to registration without a connection for it", async () => {
+    const table = new FleetTable();
+    const w = new FleetWatcher({ table, nc, collective: "chorus", log: silentLogger });
+    w.start();
+    expect(w.registration).toBe("off");
+    await flushNats(nc);
+    pub.publish(
+      registrationSubject("chorus"),
+      encodeRegistrationMessage({
+        payload: inventoryContentPayload({
+          agents: [],
+          classes: [],
+          facts: {},
+          status: {},
+          collectives: ["chorus"],
+          build_info: {},
+          machines: [],
+        }),
+        identity: "unheard.example",
+        collective: "chorus",
+        credential: { token: "t.o.k", sign: () => new Uint8Array(64) },
+      }),
+    );
+    await flushNats(pub);
+    await flushNats(nc);
+    await sleep(100);
+    expect(table.get("unheard.example")).toBeUndefined();
     await w.stop();
   });
 });

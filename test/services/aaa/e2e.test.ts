@@ -1,7 +1,7 @@
 // The AAA service as a user runs it: `chorus setup dev --aaa`, `chorus aaa run` as its
 // own process, `chorus login`, requests signed through it; then kill -9 mid-burst.
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Agent, request as httpsRequest } from "node:https";
 import { connect as tlsConnect } from "node:tls";
 import { fileURLToPath } from "node:url";
@@ -9,7 +9,16 @@ import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Client } from "../../../src/client/index.js";
 import { encodeMessage, encodeRequest, newRequestId, nowNanos } from "../../../src/core/protocol/index.js";
-import { loadSeedFile, sign } from "../../../src/core/security/index.js";
+import {
+  generateKeyPair,
+  issueNatsUserJwt,
+  loadSeedFile,
+  orgIssuer,
+  sign,
+  writeSeedFile,
+  type ClientClaims,
+  type NatsTrust,
+} from "../../../src/core/security/index.js";
 import { Server } from "../../../src/server/index.js";
 import { chorusAsync, type CliResult } from "../../helpers/cli.js";
 import { startSecureFleet, type SecureFleet } from "../../helpers/fleet.js";
@@ -235,4 +244,51 @@ describe("the AAA service from chorus setup dev --aaa", () => {
     // (both may also hold a record of a request the kill kept from being answered: the
     // auditors write side by side, so one may have it without the other)
   }, 120_000);
+
+  it("a user whose name has a dot (the signer writes up=jane_doe) still gets every reply", async () => {
+    const a = aaaFiles();
+    const users = JSON.parse(readFileSync(a.usersFile, "utf8")) as { username: string }[];
+    if (!users.some((u) => u.username === "jane.doe")) {
+      users.push({ ...(users[0] as { username: string }), username: "jane.doe" });
+      writeFileSync(a.usersFile, JSON.stringify(users));
+    }
+    // her key, and the NATS user the org issues for her caller id (as setup does for admin)
+    const cred = `${fleet.setup.dir}/credentials`;
+    const kp = generateKeyPair();
+    writeSeedFile(`${cred}/jane-user.seed`, kp);
+    const trust = JSON.parse(readFileSync(`${fleet.setup.dir}/nats-trust.json`, "utf8")) as NatsTrust;
+    const natsJwt = await issueNatsUserJwt(
+      orgIssuer(loadSeedFile(fleet.setup.issuerSeedFile)),
+      trust,
+      {
+        purpose: "choria_client_id",
+        iss: "",
+        public_key: kp.publicHex,
+        callerid: "up=jane.doe",
+        permissions: { signed_fleet_management: true },
+      } as ClientClaims,
+      kp.publicHex,
+      Math.floor(Date.now() / 1000) + 3600,
+    );
+    writeFileSync(`${cred}/jane-user.jwt.nats`, natsJwt);
+    const conf = `${fleet.setup.dir}/jane-client.conf`;
+    writeFileSync(
+      conf,
+      readFileSync(a.clientConfig, "utf8")
+        .replaceAll("aaa-user.jwt", "jane-user.jwt")
+        .replaceAll("aaa-user.seed", "jane-user.seed"),
+    );
+    const login = await chorusAsync(
+      ["login", "--config", conf, "--username", "jane.doe", "--password-stdin"],
+      {},
+      30_000,
+      `${a.password}\n`,
+    );
+    expect(login.stderr).toBe("");
+    expect(login.status).toBe(0);
+    const req = await chorusAsync(["req", "rpcutil", "ping", "--config", conf, "--json"]);
+    expect(req.status, req.stderr).toBe(0);
+    const { replies } = JSON.parse(req.stdout) as { replies: { sender: string }[] };
+    expect(replies.map((r) => r.sender).sort()).toEqual([...IDS].sort());
+  }, 60_000);
 });

@@ -38,6 +38,8 @@ export interface AaaDevFiles {
   signUrl: string;
   /** client config that logs in and has requests signed by the AAA service */
   clientConfig: string;
+  /** the web console's config in AAA mode (its own credential: every inbox, inventory) */
+  consoleConfig: string;
   /** the seed `chorus login` proves; made here so the broker user can be issued ahead */
   userSeedFile: string;
   /** where `chorus login` saves the token */
@@ -262,7 +264,39 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
     ),
   );
 
+  // The web console in AAA mode: each user's requests are signed by the service, and the
+  // console's one connection reads every user's replies (so it may subscribe to every
+  // inbox: it sees what its users see) plus the inventory it polls for the fleet page.
+  await issueClientCredential(
+    authority,
+    { seedFile: join(credDir, "aaa-console.seed"), tokenFile: join(credDir, "aaa-console.jwt") },
+    {
+      callerid: "chorus=console",
+      validityS,
+      // a long-running service: Choria's `service` permission lifts the signer's 8 h cap
+      permissions: { signed_fleet_management: true, events_viewer: true, streams_user: true, service: true },
+      claims: { agents: ["rpcutil.inventory"], sub_subjects: ["*.reply.>"] },
+    },
+  );
+  const consoleConfig = join(dir, "aaa-console.conf");
+  writeFileSync(
+    consoleConfig,
+    ctx.conf(
+      {
+        ...ctx.common,
+        "plugin.security.choria.seed_file": "credentials/aaa-console.seed",
+        "plugin.security.choria.token_file": "credentials/aaa-console.jwt",
+        "plugin.choria.security.request_signer.url": signUrl,
+        "plugin.choria.security.request_signer.token_file": "credentials/aaa-console.jwt",
+        "plugin.choria.security.request_signer.seed_file": "credentials/aaa-console.seed",
+        "plugin.login.aaasvc.login.url": loginUrl,
+      },
+      "The web console with AAA logins: `chorus ui --config aaa-console.conf` (users log in through the service)",
+    ),
+  );
+
   return {
+    consoleConfig,
     serviceConfig,
     serviceChoriaConfig,
     usersFile,

@@ -19,7 +19,6 @@ import { AaaService } from "../../../src/services/aaa/index.js";
 import { parseReceiverConfig, ReceiverService } from "../../../src/services/receiver/index.js";
 import { startSecureFleet, type SecureFleet } from "../../helpers/fleet.js";
 import { freePort } from "../../helpers/nats.js";
-import { credentialConfig } from "./credentials.js";
 
 const CHROMIUM = process.env.CHORUS_CHROMIUM ?? "/usr/bin/chromium";
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -142,12 +141,8 @@ describe("web console in chromium", () => {
     // The AAA console's own credential: its fleet polls go through the signer like any
     // caller's (so it needs an agents claim and a validity the signer accepts), and its
     // connection carries every user's replies, which come to each user's own inbox.
-    const consoleConf = await credentialConfig(fleet.setup, "console-aaa", a.clientConfig, {
-      callerid: "chorus=console",
-      validityS: 3600,
-      permissions: { signed_fleet_management: true, events_viewer: true, streams_user: true },
-      claims: { agents: ["rpcutil.inventory"], sub_subjects: ["*.reply.>"] },
-    });
+    // the console's own credential as `chorus setup dev --aaa` writes it
+    const consoleConf = a.consoleConfig;
     const { devPassword: _local, ...common } = uiOptions();
     aaaUi = await startUi({ ...common, config: consoleConf });
     await Promise.all([ui.refreshFleet(), aaaUi.refreshFleet()]);

@@ -75,6 +75,8 @@ export {
 export {
   DEFAULT_RECEIVER_API,
   RECEIVER_API_CONFIG_KEY,
+  RECEIVER_TOKEN_CONFIG_KEY,
+  receiverTokenFromConfig,
   ReceiverApi,
   ReceiverApiError,
   receiverApiFromConfig,

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { loadConfig } from "../core/config/index.js";
 import { badOption, ClientError, naming, opt, type ClientErrorCode } from "./errors.js";
@@ -7,6 +9,8 @@ export const DEFAULT_RECEIVER_API = "http://127.0.0.1:8091";
 
 /** The client config key naming the receiver API's URL. */
 export const RECEIVER_API_CONFIG_KEY = "plugin.chorus.receiver.api";
+/** Client config key naming the file with the receiver API's bearer token (Chorus only). */
+export const RECEIVER_TOKEN_CONFIG_KEY = "plugin.chorus.receiver.api_token_file";
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -86,6 +90,8 @@ export interface FollowResult {
 export interface ReceiverApiOptions {
   /** base URL, e.g. http://127.0.0.1:8091 */
   url: string;
+  /** the bearer token of a receiver with `http_token_file` */
+  token?: string | undefined;
   /** per call, until the answer's headers (watch) or whole body (others) arrived; default 10000 */
   timeoutMs?: number;
 }
@@ -103,6 +109,23 @@ export class ReceiverApiError extends ClientError {
 /** The receiver API URL a client config names (RECEIVER_API_CONFIG_KEY), if any. */
 export function receiverApiFromConfig(configPath: string): string | undefined {
   return loadConfig(configPath).get(RECEIVER_API_CONFIG_KEY);
+}
+
+/** The receiver API token a client config points at (RECEIVER_TOKEN_CONFIG_KEY), if any. */
+export function receiverTokenFromConfig(configPath: string): string | undefined {
+  const cfg = loadConfig(configPath);
+  const file = cfg.get(RECEIVER_TOKEN_CONFIG_KEY);
+  if (file === undefined || file === "") return undefined;
+  const path = isAbsolute(file) ? file : resolve(dirname(resolve(configPath)), file);
+  try {
+    return readFileSync(path, "utf8").trim();
+  } catch (err) {
+    throw new ReceiverApiError(
+      "bad_option",
+      `${RECEIVER_TOKEN_CONFIG_KEY}: cannot read ${path}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
 }
 
 function checkRequestId(id: string): void {
@@ -175,6 +198,7 @@ async function* serverSentEvents(
 export class ReceiverApi {
   readonly url: string;
   private readonly timeoutMs: number;
+  private readonly token: string | undefined;
 
   constructor(o: ReceiverApiOptions) {
     let u: URL;
@@ -188,6 +212,7 @@ export class ReceiverApi {
     }
     this.url = u.href.replace(/\/+$/, "");
     this.timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.token = o.token;
   }
 
   /** Requests, newest first. */
@@ -337,7 +362,9 @@ export class ReceiverApi {
     signal?.addEventListener("abort", () => timer.abort(), { once: true });
     let res: Response;
     try {
-      res = await fetch(`${this.url}${path}`, { signal: timer.signal, headers: { accept } });
+      const headers: Record<string, string> = { accept };
+      if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+      res = await fetch(`${this.url}${path}`, { signal: timer.signal, headers });
     } catch (err) {
       const why = timeout.aborted ? `no answer within ${ms / 1000}s` : fetchFailure(err);
       throw new ReceiverApiError(

@@ -3,6 +3,7 @@ import {
   DEFAULT_RECEIVER_API,
   ReceiverApi,
   receiverApiFromConfig,
+  receiverTokenFromConfig,
   type FollowResult,
   type RequestStatus,
 } from "../../client/index.js";
@@ -37,17 +38,29 @@ interface ListFlags extends ApiFlags {
 export function receiverApiUrl(o: ApiFlags, env: NodeJS.ProcessEnv = process.env): string {
   if (o.api) return o.api;
   if (env.CHORUS_RECEIVER_API) return env.CHORUS_RECEIVER_API;
-  let path: string | undefined;
-  try {
-    path = resolveConfigPath(o.config, env);
-  } catch (err) {
-    if (o.config !== undefined) throw err;
-  }
+  const path = clientConfigPath(o, env);
   return (path !== undefined ? receiverApiFromConfig(path) : undefined) ?? DEFAULT_RECEIVER_API;
 }
 
+/** The client config when one is named or found; only a named one that is missing is an error. */
+function clientConfigPath(o: ApiFlags, env: NodeJS.ProcessEnv): string | undefined {
+  try {
+    return resolveConfigPath(o.config, env);
+  } catch (err) {
+    if (o.config !== undefined) throw err;
+    return undefined;
+  }
+}
+
+/** The receiver API's bearer token: CHORUS_RECEIVER_API_TOKEN, else the client config's token file. */
+export function receiverApiToken(o: ApiFlags, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.CHORUS_RECEIVER_API_TOKEN) return env.CHORUS_RECEIVER_API_TOKEN;
+  const path = clientConfigPath(o, env);
+  return path !== undefined ? receiverTokenFromConfig(path) : undefined;
+}
+
 function api(o: ApiFlags): ReceiverApi {
-  return new ReceiverApi({ url: receiverApiUrl(o) });
+  return new ReceiverApi({ url: receiverApiUrl(o), token: receiverApiToken(o) });
 }
 
 /**

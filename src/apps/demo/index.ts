@@ -3,14 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { BrokerSupervisor, brokerSettings, freeLoopbackPort } from "../../broker/index.js";
-import {
-  Client,
-  ReceiverApi,
-  login,
-  type PingResult,
-  type RpcResult,
-  type RpcStats,
-} from "../../client/index.js";
+import { Client, login, type PingResult, type RpcResult, type RpcStats } from "../../client/index.js";
 import { clientSettings, loadConfig } from "../../core/config/index.js";
 import { builtinDDL, type AgentDDL } from "../../core/ddl/index.js";
 import { AaaService } from "../../services/aaa/index.js";
@@ -202,9 +195,8 @@ async function jobsStep(
 ): Promise<{ stored: number; workflows: number }> {
   say(`${step} jobs: chorus req rpcutil ping --async, then chorus job watch; a workflow on every node`);
   const sent = await client.requestAsync("rpcutil", "ping", {}, { discoveryWindowed: true });
-  const addr = receiver.httpAddress;
-  if (!addr) throw new Error("the demo receiver has no HTTP API");
-  const api = new ReceiverApi({ url: `http://${addr.host}:${addr.port}` });
+  const api = receiver.apiClient();
+  if (!api) throw new Error("the demo receiver has no HTTP API");
   const followed = await api.follow(sent.requestId, { timeoutMs: 30_000 });
   const st = followed.status;
   if (!st) throw new Error(`the receiver never heard of request ${sent.requestId}`);

@@ -254,9 +254,9 @@ export class OverlayRun {
 
   /** The centre's receiver API (the central store of asynchronous replies). */
   receiverApi(): ReceiverApi {
-    const a = this.receiver?.httpAddress;
-    if (!a) throw new Error("the centre's receiver has no HTTP API");
-    return new ReceiverApi({ url: `http://${a.host}:${a.port}` });
+    const api = this.receiver?.apiClient();
+    if (!api) throw new Error("the centre's receiver has no HTTP API");
+    return api;
   }
 
   async stop(): Promise<void> {

@@ -13,7 +13,12 @@ import {
   type ClientClaims,
   type ClientPermissions,
 } from "../../core/security/index.js";
-import { issueClientCredential, type CredentialFiles, type IssuingAuthority } from "./credentials.js";
+import {
+  issueClientCredential,
+  type CredentialFiles,
+  type IssuingAuthority,
+  writeSecret,
+} from "./credentials.js";
 
 /** What `chorus setup dev --aaa` adds. */
 export interface AaaDevFiles {
@@ -76,10 +81,6 @@ const USER_PERMISSIONS: ClientPermissions = {
   streams_user: true,
 };
 
-function secret(path: string, text: string): void {
-  writeFileSync(path, text, { mode: 0o600 });
-}
-
 /**
  * The AAA service's trust material and configs for a dev setup: a chain issuer for
  * login tokens, a delegator for signing, a TLS certificate, one admin user, and a
@@ -97,7 +98,7 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
   const chainIssuerSeedFile = join(credDir, "aaa-chain-issuer.seed");
   const chainIssuerTokenFile = join(credDir, "aaa-chain-issuer.jwt");
   writeSeedFile(chainIssuerSeedFile, chainKp);
-  secret(chainIssuerTokenFile, `${chain.token as string}\n`);
+  writeSecret(chainIssuerTokenFile, `${chain.token as string}\n`);
 
   // The signer's delegator: nodes accept requests it signs for callers with signed_fleet_management.
   const signer = await issueClientCredential(
@@ -110,12 +111,12 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
   const certFile = join(tls, "aaa.pem");
   const keyFile = join(tls, "aaa.key");
   writeFileSync(certFile, cert.certPem);
-  secret(keyFile, cert.keyPem);
+  writeSecret(keyFile, cert.keyPem);
 
   const username = "admin";
   const password = randomBytes(18).toString("base64url");
   const passwordFile = join(dir, "aaa-admin.password");
-  secret(passwordFile, `${password}\n`);
+  writeSecret(passwordFile, `${password}\n`);
   const usersFile = join(dir, "aaa-users.json");
   const users = [
     {
@@ -125,7 +126,7 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
       broker_permissions: USER_PERMISSIONS,
     },
   ];
-  secret(usersFile, `${JSON.stringify(users, null, 2)}\n`);
+  writeSecret(usersFile, `${JSON.stringify(users, null, 2)}\n`);
 
   // The user's key exists before the first login (login keeps an existing seed), so the
   // broker user can be issued now: the broker only admits NATS users the org signed.
@@ -152,7 +153,7 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
     userPublic,
     Math.floor(Date.now() / 1000) + validityS,
   );
-  secret(`${userTokenFile}.nats`, `${natsJwt}\n`);
+  writeSecret(`${userTokenFile}.nats`, `${natsJwt}\n`);
 
   const base = `https://127.0.0.1:${port}`;
   const loginUrl = `${base}/choria/v1/login`;
@@ -245,7 +246,7 @@ export async function createAaaDevFiles(ctx: AaaDevContext): Promise<AaaDevFiles
       signing_token: chainIssuerTokenFile,
     },
   };
-  secret(serviceConfig, `${JSON.stringify(service, null, 2)}\n`);
+  writeSecret(serviceConfig, `${JSON.stringify(service, null, 2)}\n`);
 
   const clientConfig = join(dir, "aaa-client.conf");
   writeFileSync(

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import {
   createClientToken,
@@ -38,10 +38,6 @@ export interface CredentialPaths {
   tokenFile: string;
 }
 
-function writeSecret(path: string, text: string): void {
-  writeFileSync(path, `${text}\n`, { mode: 0o600 });
-}
-
 function keyFor(paths: CredentialPaths): KeyPair {
   if (existsSync(paths.seedFile)) return loadSeedFile(paths.seedFile);
   mkdirSync(dirname(paths.seedFile), { recursive: true, mode: 0o700 });
@@ -60,7 +56,7 @@ async function writeCredential(
   const { seedFile, tokenFile } = paths;
   const natsJwtFile = `${tokenFile}.nats`;
   mkdirSync(dirname(tokenFile), { recursive: true, mode: 0o700 });
-  writeSecret(tokenFile, token);
+  writeSecret(tokenFile, `${token}\n`);
   if (!authority.trust) return { seedFile, tokenFile, natsJwtFile, publicHex: kp.publicHex };
   const claims = decodeTokenUnverified(token) as unknown as ClientClaims | ServerClaims;
   const natsJwt = await issueNatsUserJwt(
@@ -71,7 +67,7 @@ async function writeCredential(
     undefined,
     extra,
   );
-  writeSecret(natsJwtFile, natsJwt);
+  writeSecret(natsJwtFile, `${natsJwt}\n`);
   return { seedFile, tokenFile, natsJwtFile, publicHex: kp.publicHex };
 }
 
@@ -133,4 +129,11 @@ export async function issueServerCredential(
     authority.issuer,
   );
   return writeCredential(authority, paths, kp, token, opts.extraNats);
+}
+
+/** Writes a secret file readable by its owner only (again over an old one: `--force`). */
+export function writeSecret(path: string, text: string): void {
+  writeFileSync(path, text, { mode: 0o600 });
+  // mode only applies to a new file
+  chmodSync(path, 0o600);
 }

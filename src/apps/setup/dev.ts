@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
@@ -18,6 +19,7 @@ import {
   issueServerCredential,
   type CredentialFiles,
   type IssuingAuthority,
+  writeSecret,
 } from "./credentials.js";
 
 export interface DevSetupOptions {
@@ -82,7 +84,13 @@ export interface DevSetup {
   /** set with `provisioning` */
   provisioning?: ProvisioningDevFiles;
   /** the async-reply receiver: its service config (receiver.yaml) and its NATS client config */
-  receiver: { serviceConfig: string; clientConfig: string; credentials: CredentialFiles };
+  receiver: {
+    serviceConfig: string;
+    clientConfig: string;
+    credentials: CredentialFiles;
+    /** the bearer token its HTTP API wants (0600); client.conf points at it */
+    apiTokenFile: string;
+  };
   /**
    * credentials/leaf.creds: the NATS user an edge broker's leafnode link logs in as to
    * these brokers (`leafnode_remote.<name>.credentials`)
@@ -234,6 +242,12 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
   });
   const brokerConfig = brokerConfigs[0] as string;
 
+  // The receiver's API serves every caller's replies: it wants a bearer token, which the
+  // client configs point at (`chorus job` reads it from there).
+  const receiverToken = join(dir, "receiver-api.token");
+  writeSecret(receiverToken, `${randomBytes(24).toString("base64url")}\n`);
+  const receiverClient = { "plugin.chorus.receiver.api_token_file": "receiver-api.token" };
+
   const clientConfig = join(dir, "client.conf");
   writeFileSync(
     clientConfig,
@@ -242,6 +256,7 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
         ...common,
         "plugin.security.choria.seed_file": "credentials/client.seed",
         "plugin.security.choria.token_file": "credentials/client.jwt",
+        ...receiverClient,
       },
       "Chorus client",
     ),
@@ -254,6 +269,7 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
         ...common,
         "plugin.security.choria.seed_file": "credentials/admin-client.seed",
         "plugin.security.choria.token_file": "credentials/admin-client.jwt",
+        ...receiverClient,
       },
       "Chorus client with streams_admin: creates and removes KV buckets and governors",
     ),
@@ -346,6 +362,7 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
       "store: sqlite:receiver.db",
       "mode: stream",
       `http_listen: 127.0.0.1:${opts.receiverPort ?? 8091}`,
+      "http_token_file: receiver-api.token",
       "",
     ].join("\n"),
   );
@@ -358,7 +375,8 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
         validityS,
         port: opts.aaaPort ?? 8443,
         streams: opts.streams !== false,
-        common,
+        // every AAA config is a client's
+        common: { ...common, ...receiverClient },
         conf,
       })
     : undefined;
@@ -402,6 +420,7 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     adminClient,
     leafCredentials,
     receiver: {
+      apiTokenFile: receiverToken,
       serviceConfig: receiverConfig,
       clientConfig: receiverClientConfig,
       credentials: receiverCred,

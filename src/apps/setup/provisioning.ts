@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import {
@@ -14,7 +14,7 @@ import {
   type Issuer,
 } from "../../core/security/index.js";
 import { PROVISIONING_STREAM, PROVISIONING_SUBJECTS } from "../../services/provisioner/index.js";
-import { issueClientCredential, type CredentialFiles } from "./credentials.js";
+import { issueClientCredential, type CredentialFiles, writeSecret } from "./credentials.js";
 import { SetupError } from "./errors.js";
 
 /** What `chorus setup dev --provisioning` adds. */
@@ -72,12 +72,6 @@ const PROVISIONER_PERMISSIONS: ClientPermissions = {
 };
 
 const SITE = "dev";
-
-function secret(path: string, text: string): void {
-  writeFileSync(path, text, { mode: 0o600 });
-  // mode only applies to a new file: `--force` over an old setup must tighten it too
-  chmodSync(path, 0o600);
-}
 
 // Written as a script, not code Chorus runs, so the dev setup shows the helper
 // contract a site replaces with its own: JSON in on stdin, JSON out on stdout.
@@ -141,7 +135,7 @@ export async function createProvisioningDevFiles(
   const chainIssuerSeedFile = join(credDir, "provisioner-chain-issuer.seed");
   const chainIssuerTokenFile = join(credDir, "provisioner-chain-issuer.jwt");
   writeSeedFile(chainIssuerSeedFile, chainKp);
-  secret(chainIssuerTokenFile, `${chain.token as string}\n`);
+  writeSecret(chainIssuerTokenFile, `${chain.token as string}\n`);
   const trust = await addChoriaSigningKeys(ctx.trust, [chainKp.publicHex]);
 
   const credential = await issueClientCredential(
@@ -165,7 +159,7 @@ export async function createProvisioningDevFiles(
   );
   const users = await issueProvisioningUsers(trust, credential.publicHex, expiresAt);
   const provisioningNatsJwtFile = join(credDir, "provisioner-provisioning.nats");
-  secret(provisioningNatsJwtFile, `${users.provisioner.jwt}\n`);
+  writeSecret(provisioningNatsJwtFile, `${users.provisioner.jwt}\n`);
 
   const token = randomBytes(32).toString("hex");
   const provisioningJwt = createProvisioningToken(
@@ -181,7 +175,7 @@ export async function createProvisioningDevFiles(
     issuer,
   );
   const tokenFile = join(dir, "provisioning.jwt");
-  secret(tokenFile, `${provisioningJwt}\n`);
+  writeSecret(tokenFile, `${provisioningJwt}\n`);
 
   const choriaConfig = join(dir, "provisioner-choria.conf");
   writeFileSync(
@@ -246,7 +240,7 @@ export async function createProvisioningDevFiles(
     },
     choria_config: choriaConfig,
   };
-  secret(
+  writeSecret(
     serviceConfig,
     `# Chorus provisioner (written by \`chorus setup dev --provisioning\`)\n${stringify(service)}`,
   );

@@ -13,7 +13,16 @@ import {
 import { pino, type Logger as PinoLogger } from "pino";
 import { decode as decodeNatsJwt } from "@nats-io/jwt";
 import type { Registry } from "prom-client";
-import { Client, ClientError, ReceiverApi, login, remoteSigner, type RpcReply } from "../../client/index.js";
+import {
+  Client,
+  ClientError,
+  ReceiverApi,
+  login,
+  receiverApiFromConfig,
+  receiverTokenFromConfig,
+  remoteSigner,
+  type RpcReply,
+} from "../../client/index.js";
 import { clientSettings, loadConfig } from "../../core/config/index.js";
 import {
   builtinDDL,
@@ -73,8 +82,10 @@ export interface UiOptions {
   devUser?: string;
   /** session lifetime, ms (default 1 h) */
   sessionTtlMs?: number;
-  /** the receiver's HTTP API for /api/jobs */
+  /** the receiver's HTTP API for /api/jobs (default: the config's plugin.chorus.receiver.api) */
   receiverUrl?: string;
+  /** its bearer token (default: the file in the config's plugin.chorus.receiver.api_token_file) */
+  receiverToken?: string;
   /**
    * a client config whose credential may read the AAA audit stream (JetStream consumer
    * rights, e.g. the dev setup's admin-client.conf): the Audit page reads the stream with
@@ -386,7 +397,11 @@ export async function startUi(o: UiOptions): Promise<UiServer> {
   watcher.start();
 
   const runs = new Map<string, RequestRun>();
-  const receiver = o.receiverUrl ? new ReceiverApi({ url: o.receiverUrl }) : undefined;
+  // the URL and token as `chorus job` finds them: given, or from the client config
+  const receiverUrl = o.receiverUrl ?? receiverApiFromConfig(o.config);
+  const receiver = receiverUrl
+    ? new ReceiverApi({ url: receiverUrl, token: o.receiverToken ?? receiverTokenFromConfig(o.config) })
+    : undefined;
 
   const app = fastify({
     loggerInstance: log,

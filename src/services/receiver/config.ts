@@ -30,6 +30,8 @@ export interface ReceiverConfig {
   verify_signatures: boolean;
   /** host:port of the HTTP API; undefined: off */
   http_listen?: { host: string; port: number };
+  /** Chorus only: a file holding the bearer token every API call must carry (besides /healthz) */
+  http_token_file?: string;
   monitor_port?: number;
   loglevel: string;
   logfile?: string;
@@ -52,6 +54,7 @@ const KEYS = new Set([
   "max_ack_pending",
   "verify_signatures",
   "http_listen",
+  "http_token_file",
   "monitor_port",
   "loglevel",
   "logfile",
@@ -182,6 +185,8 @@ function parse(raw: unknown, file: string): ReceiverConfig {
       throw new ReceiverConfigError("config", `http_listen: ${JSON.stringify(listen)} is not host:port`);
     cfg.http_listen = addr;
   }
+  const tokenFile = stringKey(r, "http_token_file");
+  if (tokenFile) cfg.http_token_file = p(tokenFile);
   if (r.monitor_port !== undefined) cfg.monitor_port = intKey(r, "monitor_port", 0, 0, 65535);
   const logfile = stringKey(r, "logfile");
   if (logfile) cfg.logfile = p(logfile);

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { ServerResponse } from "node:http";
 import { fastify, type FastifyError, type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
@@ -13,6 +14,21 @@ export interface ReceiverHttpOptions {
   watchWaitMs?: number;
   /** comment line sent to an idle watch so proxies keep it open, ms (default 15 s) */
   keepaliveMs?: number;
+  /** when set, every route but /healthz needs `Authorization: Bearer <token>` */
+  token?: string;
+  /** counts calls refused for a missing or wrong token */
+  onUnauthorized?: () => void;
+}
+
+/** Whether an Authorization header carries `token`, compared in constant time. */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+  if (!m) return false;
+  const a = createHash("sha256")
+    .update(m[1] as string)
+    .digest();
+  const b = createHash("sha256").update(token).digest();
+  return timingSafeEqual(a, b);
 }
 
 const STATUS_SCHEMA = {
@@ -159,6 +175,18 @@ export function buildReceiverHttp(o: ReceiverHttpOptions): FastifyInstance {
       .send({ error: err.validation ? `invalid request: ${err.message}` : err.message });
   });
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: "not found" }));
+  const token = o.token;
+  if (token !== undefined) {
+    // the replies of every caller's requests are here: not for whoever can reach the port
+    app.addHook("onRequest", async (req, reply) => {
+      if (req.url === "/healthz" || bearerMatches(req.headers.authorization, token)) return;
+      o.onUnauthorized?.();
+      await reply
+        .code(401)
+        .header("www-authenticate", 'Bearer realm="chorus receiver"')
+        .send({ error: "this receiver API needs a bearer token (plugin.chorus.receiver.api_token_file)" });
+    });
+  }
 
   app.get("/healthz", { schema: HEALTH_SCHEMA }, () => ({ ok: true }));
 

@@ -16,6 +16,7 @@ export class ReceiverMetrics {
   readonly batchSize: Histogram;
   readonly commitTime: Histogram;
   readonly storeErrors: Counter;
+  readonly httpUnauthorized: Counter;
   readonly lag: Gauge;
   readonly pending: Gauge;
 
@@ -69,6 +70,11 @@ export class ReceiverMetrics {
     this.storeErrors = new p.Counter({
       name: "chorus_receiver_store_errors_total",
       help: "Batches the store refused (retried: redelivered in stream mode, held in direct mode)",
+      registers,
+    });
+    this.httpUnauthorized = new p.Counter({
+      name: "chorus_receiver_http_unauthorized_total",
+      help: "HTTP API calls refused for a missing or wrong bearer token",
       registers,
     });
     this.lag = new p.Gauge({

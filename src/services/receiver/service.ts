@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -14,7 +14,7 @@ import {
 import type { FastifyInstance } from "fastify";
 import { pino, type Logger } from "pino";
 import type { Subscription } from "@nats-io/transport-node";
-import { ASYNC_REPLIES_STREAM, issuerTrust, type ReplyTrust } from "../../client/index.js";
+import { ASYNC_REPLIES_STREAM, ReceiverApi, issuerTrust, type ReplyTrust } from "../../client/index.js";
 import { clientSettings, loadConfig } from "../../core/config/index.js";
 import { closeNats, connectNats, type NatsConnection } from "../../core/connector/index.js";
 import { ASYNC_RECORD_WILDCARD, ASYNC_REPLY_WILDCARD, replyPrefix } from "../../core/protocol/index.js";
@@ -69,6 +69,28 @@ export function repliesStreamConfig(c: Pick<ReceiverConfig, "streamMaxAgeMs" | "
  *     await r.start();
  *     await r.stop();
  */
+/** The API token from its file: one line, at least 16 characters, or a clear error. */
+function readApiToken(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new ReceiverConfigError(
+      "config",
+      `http_token_file: cannot read ${file}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (text.length < 16 || /\s/.test(text))
+    throw new ReceiverConfigError(
+      "config",
+      `http_token_file: ${file} must hold one token of at least 16 characters and no spaces`,
+    );
+  return text;
+}
+
 export class ReceiverService {
   readonly config: ReceiverConfig;
   readonly log: Logger;
@@ -79,6 +101,7 @@ export class ReceiverService {
   private messages: ConsumerMessages | undefined;
   private subs: Subscription[] = [];
   private http: FastifyInstance | undefined;
+  private httpToken: string | undefined;
   private trust: ReplyTrust | undefined;
   private pendingTimer: NodeJS.Timeout | undefined;
   private monitor: MetricsEndpoint | undefined;
@@ -117,6 +140,14 @@ export class ReceiverService {
     return a && typeof a === "object" ? { host: a.address, port: a.port } : undefined;
   }
 
+  /** A client of this receiver's HTTP API, with its token; undefined while it serves none. */
+  apiClient(): ReceiverApi | undefined {
+    const a = this.httpAddress;
+    if (!a) return undefined;
+    const host = a.host.includes(":") ? `[${a.host}]` : a.host;
+    return new ReceiverApi({ url: `http://${host}:${a.port}`, token: this.httpToken });
+  }
+
   /** Opens the store, serves metrics and the API, then takes messages; undone when a step fails. */
   async start(): Promise<void> {
     if (this.started) return;
@@ -151,11 +182,14 @@ export class ReceiverService {
       log.info({ port: this.monitor.port }, "serving metrics");
     }
     if (c.http_listen) {
+      this.httpToken = c.http_token_file !== undefined ? readApiToken(c.http_token_file) : undefined;
       this.http = buildReceiverHttp({
         store: this.storeRef,
         log: log.child({ component: "http" }),
         ...(this.opts.watchIntervalMs !== undefined && { watchIntervalMs: this.opts.watchIntervalMs }),
         ...(this.opts.watchWaitMs !== undefined && { watchWaitMs: this.opts.watchWaitMs }),
+        ...(this.httpToken !== undefined && { token: this.httpToken }),
+        onUnauthorized: () => this.metrics.httpUnauthorized.inc(),
       });
       await this.http.listen({ host: c.http_listen.host, port: c.http_listen.port });
       log.info({ address: this.httpAddress }, "serving the HTTP API");

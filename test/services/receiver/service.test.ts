@@ -1,9 +1,10 @@
 // The receiver in-process against a real TLS + JWT broker with JetStream and real SQLite:
 // exactly-once storage through duplicates and redeliveries, drops, direct mode, the HTTP API.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ReceiverApi } from "../../../src/client/index.js";
 import { loadSeedFile } from "../../../src/core/security/index.js";
 import { REPLIES_STREAM, ReceiverService, type RequestStatus } from "../../../src/services/receiver/index.js";
 import {
@@ -305,4 +306,38 @@ describe("HTTP API", () => {
     const gone = await api(r, `/v1/requests/${newRequestId()}/watch`);
     expect(gone.status).toBe(404);
   }, 20_000);
+
+  it("with http_token_file, only a caller with the bearer token reads replies; the rest get 401 and are counted", async () => {
+    const tokenFile = join(f.fleet.setup.dir, "api.token");
+    const token = "t0ken-for-the-receiver-api-0123456789";
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    const r = await receiver({ http_token_file: tokenFile });
+    const id = newRequestId();
+    await f.publishRecord({ request_id: id, caller: CALLER, agent: "rpcutil", nodes: ["n1"] });
+    const client = r.apiClient() as ReceiverApi;
+    await until(async () => (await client.status(id).catch(() => undefined)) !== undefined);
+    expect((await client.status(id)).request_id).toBe(id);
+    const before = await metric(r, "chorus_receiver_http_unauthorized_total");
+    const a = r.httpAddress as { port: number };
+    const url = `http://127.0.0.1:${a.port}/v1/requests/${id}`;
+    for (const auth of [undefined, "Bearer wrong-token-wrong-token", `Basic ${token}`, "Bearer"]) {
+      const res = await fetch(url, auth ? { headers: { authorization: auth } } : {});
+      expect(res.status, String(auth)).toBe(401);
+      expect(((await res.json()) as { error: string }).error).toMatch(/needs a bearer token/);
+    }
+    expect(await metric(r, "chorus_receiver_http_unauthorized_total")).toBe(before + 4);
+    // health stays open for load balancers and supervisors
+    expect((await fetch(`http://127.0.0.1:${a.port}/healthz`)).status).toBe(200);
+    const wrong = new ReceiverApi({ url: `http://127.0.0.1:${a.port}`, token: "nope-nope-nope-nope" });
+    await expect(wrong.status(id)).rejects.toThrow(/401/);
+  }, 20_000);
+
+  it("refuses to start with a token file that is missing or too short", async () => {
+    const short = join(f.fleet.setup.dir, "short.token");
+    writeFileSync(short, "abc\n");
+    await expect(receiver({ http_token_file: short })).rejects.toThrow(/at least 16 characters/);
+    await expect(receiver({ http_token_file: join(f.fleet.setup.dir, "none.token") })).rejects.toThrow(
+      /http_token_file: cannot read/,
+    );
+  });
 });

@@ -202,8 +202,45 @@ function natsExit(
  * nats-server's own. A pidfile (orphan.ts) lets the next start take over a nats-server
  * that was orphaned anyway.
  */
+/**
+ * What a reload may change: nats-server re-reads TLS files, auth and accounts, limits,
+ * log levels and routes on SIGHUP. Anything else (ports, addresses, JetStream, the
+ * cluster's shape, adapters and streams Chorus wires at start) needs a restart.
+ */
+const RELOADABLE: ReadonlySet<keyof BrokerSettings> = new Set<keyof BrokerSettings>([
+  "configFile",
+  "configDir",
+  "certFile",
+  "keyFile",
+  "caFile",
+  "natsTrustFile",
+  "maxConnections",
+  "writeDeadlineMs",
+  "tlsTimeoutS",
+  "authTimeoutS",
+  "logLevel",
+  "peers",
+  "leafnodeRemotes",
+]);
+
+/** The settings a reload cannot apply, by name; empty when `next` can be reloaded. */
+export function restartOnlyChanges(current: BrokerSettings, next: BrokerSettings): string[] {
+  const keys = new Set([...Object.keys(current), ...Object.keys(next)]) as Set<keyof BrokerSettings>;
+  return [...keys].filter(
+    (k) => !RELOADABLE.has(k) && JSON.stringify(current[k]) !== JSON.stringify(next[k]),
+  );
+}
+
+export interface BrokerReload {
+  /** nats-server took the new configuration */
+  reloaded: boolean;
+  /** why not, when it did not */
+  reason?: string;
+}
+
 export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
-  readonly settings: BrokerSettings;
+  /** replaced by a successful reload() */
+  settings: BrokerSettings;
   private readonly logger: BrokerLogger;
   /** the same sink as a Logger, for the connector, the adapters and the orphan takeover */
   private readonly log: Logger;
@@ -349,6 +386,81 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
     await this.startServices();
   }
 
+  /**
+   * Applies changed settings to the running broker without dropping a connection: checks
+   * the new files, writes the new nats-server config and sends nats-server SIGHUP, then
+   * waits for its /varz config_load_time to move. Refused (the broker keeps its old
+   * configuration) when a setting only a restart can change differs, when a file is
+   * unreadable or does not match, or when nats-server does not take it.
+   */
+  async reload(next: BrokerSettings = this.settings): Promise<BrokerReload> {
+    if (!this.running || this.natsPid === undefined)
+      return { reloaded: false, reason: "the broker is not running" };
+    if (this.opts.renderConfig) return { reloaded: false, reason: "this broker's config is rendered by its owner" };
+    const fixed = restartOnlyChanges(this.settings, next);
+    if (fixed.length > 0)
+      return { reloaded: false, reason: `only a restart can change ${fixed.join(", ")}: the old settings stay` };
+    const previous = this.settings;
+    const leaf = this.x509LeafPort;
+    let conf: string;
+    try {
+      this.settings = next;
+      // the x509 edge keeps the leafnode port it joined
+      const render = await this.brokerConfig(leaf);
+      conf = render(this._monitorPort);
+    } catch (err) {
+      this.settings = previous;
+      this.x509LeafPort = leaf;
+      return { reloaded: false, reason: (err as Error).message };
+    }
+    const before = await this.configLoadTime();
+    writeFileSync(this.configPath, conf, { mode: 0o600 });
+    try {
+      process.kill(this.natsPid, "SIGHUP");
+    } catch (err) {
+      return { reloaded: false, reason: `cannot signal nats-server: ${(err as Error).message}` };
+    }
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      const t = await this.configLoadTime();
+      if (t !== undefined && t !== before) {
+        this.logger("info", "configuration reloaded");
+        const edge = await this._x509?.reloadRendered();
+        if (edge && !edge.reloaded)
+          return { reloaded: true, reason: `the broker reloaded; the x509 edge did not: ${edge.reason ?? ""}` };
+        return { reloaded: true };
+      }
+      await sleep(100);
+    }
+    const why = this.recentLog.slice(-3).join(" | ");
+    return { reloaded: false, reason: `nats-server did not take the new configuration${why ? `: ${why}` : ""}` };
+  }
+
+  /** For the x509 edge, whose config its owner renders: the same files again, re-read. */
+  private async reloadRendered(): Promise<BrokerReload> {
+    const render = this.opts.renderConfig;
+    if (!render || this.natsPid === undefined) return { reloaded: false, reason: "not running" };
+    const before = await this.configLoadTime();
+    writeFileSync(this.configPath, render(this._monitorPort), { mode: 0o600 });
+    process.kill(this.natsPid, "SIGHUP");
+    for (let i = 0; i < 50; i++) {
+      if ((await this.configLoadTime()) !== before) return { reloaded: true };
+      await sleep(100);
+    }
+    return { reloaded: false, reason: "nats-server did not take the new configuration" };
+  }
+
+  /** nats-server's /varz config_load_time: it moves on every reload it accepts. */
+  private async configLoadTime(): Promise<string | undefined> {
+    try {
+      const res = await fetch(`${this.monitorUrl}/varz`, { signal: AbortSignal.timeout(1000) });
+      const v = (await res.json()) as { config_load_time?: string };
+      return v.config_load_time;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The leafnode listener the x509 edge joins when the broker has no leafnode_port of its own. */
   private x509LeafPort: number | undefined;
 
@@ -357,7 +469,7 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
    * trust a file-provider broker takes only clients with a certificate from its CA; any
    * other broker without trust is open.
    */
-  private async brokerConfig(): Promise<(monitorPort: number) => string> {
+  private async brokerConfig(keepLeafPort?: number): Promise<(monitorPort: number) => string> {
     const s = this.settings;
     checkBrokerFiles(s);
     const material = s.natsTrustFile ? loadNatsTrust(s.natsTrustFile) : undefined;
@@ -382,7 +494,8 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
           `${k}.port needs ${k}.credentials: the NATS credentials of the CHORIA user the x509 clients act as`,
         );
       }
-      if (s.leafnodePort <= 0) this.x509LeafPort = await (this.opts.pickPort ?? freeLoopbackPort)();
+      if (s.leafnodePort <= 0)
+        this.x509LeafPort = keepLeafPort ?? (await (this.opts.pickPort ?? freeLoopbackPort)());
     }
     return (monitorPort) =>
       renderNatsConfig(s, trust, {

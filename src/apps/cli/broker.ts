@@ -61,6 +61,12 @@ function brokerDaemon(configFile: string): Daemon {
       log.info({ port: settings.statsPort }, "prometheus metrics listening");
     },
     stop,
+    async reload() {
+      log.info({ config: configFile }, "SIGHUP: reloading the configuration");
+      const r = await supervisor.reload(brokerSettings(loadConfig(configFile)));
+      if (r.reloaded) log.info(r.reason ? { note: r.reason } : {}, "configuration reloaded");
+      else log.warn({ reason: r.reason }, "configuration not reloaded; the broker runs on as it was");
+    },
   };
 }
 

@@ -138,7 +138,7 @@ export interface InventoryOutput {
   /** List of data plugin names */
   data_plugins?: unknown[];
   /** Autonomous Agents */
-  machines?: Record<string, unknown>;
+  machines?: unknown[];
   /** Indicates if the server supports upgrades */
   upgradable: boolean;
 }

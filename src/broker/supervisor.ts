@@ -396,10 +396,14 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
   async reload(next: BrokerSettings = this.settings): Promise<BrokerReload> {
     if (!this.running || this.natsPid === undefined)
       return { reloaded: false, reason: "the broker is not running" };
-    if (this.opts.renderConfig) return { reloaded: false, reason: "this broker's config is rendered by its owner" };
+    if (this.opts.renderConfig)
+      return { reloaded: false, reason: "this broker's config is rendered by its owner" };
     const fixed = restartOnlyChanges(this.settings, next);
     if (fixed.length > 0)
-      return { reloaded: false, reason: `only a restart can change ${fixed.join(", ")}: the old settings stay` };
+      return {
+        reloaded: false,
+        reason: `only a restart can change ${fixed.join(", ")}: the old settings stay`,
+      };
     const previous = this.settings;
     const leaf = this.x509LeafPort;
     let conf: string;
@@ -427,13 +431,19 @@ export class BrokerSupervisor extends EventEmitter<BrokerSupervisorEvents> {
         this.logger("info", "configuration reloaded");
         const edge = await this._x509?.reloadRendered();
         if (edge && !edge.reloaded)
-          return { reloaded: true, reason: `the broker reloaded; the x509 edge did not: ${edge.reason ?? ""}` };
+          return {
+            reloaded: true,
+            reason: `the broker reloaded; the x509 edge did not: ${edge.reason ?? ""}`,
+          };
         return { reloaded: true };
       }
       await sleep(100);
     }
     const why = this.recentLog.slice(-3).join(" | ");
-    return { reloaded: false, reason: `nats-server did not take the new configuration${why ? `: ${why}` : ""}` };
+    return {
+      reloaded: false,
+      reason: `nats-server did not take the new configuration${why ? `: ${why}` : ""}`,
+    };
   }
 
   /** For the x509 edge, whose config its owner renders: the same files again, re-read. */

@@ -84,6 +84,11 @@ export function register(program: Command): void {
       "also a provisioning token, the provisioner's credentials and config, and a server config that starts unprovisioned",
       false,
     )
+    .option(
+      "--x509-port <port>",
+      "also the broker's x509 edge on this port, for protocol v1 clients and nodes, with x509-client.conf, x509-emulator.conf and mixed-client.conf (one broker)",
+      intArg("--x509-port", { min: 1, max: 65535, expected: "a port number" }),
+    )
     .action(
       guarded(
         "setup dev",
@@ -101,6 +106,7 @@ export function register(program: Command): void {
           aaa: boolean;
           aaaPort: number;
           provisioning: boolean;
+          x509Port?: number;
         }) => {
           if (o.security === "x509") {
             const unusable = [
@@ -108,6 +114,7 @@ export function register(program: Command): void {
               o.caller !== undefined && "--caller (the caller is choria=<user>.mcollective: use --user)",
               o.aaa && "--aaa",
               o.provisioning && "--provisioning",
+              o.x509Port !== undefined && "--x509-port (a v1 broker takes x509 clients on its client port)",
             ].filter(Boolean);
             if (unusable.length > 0)
               throw new SetupError("usage", `--security x509 does not take ${unusable.join(", ")}`);
@@ -135,6 +142,7 @@ export function register(program: Command): void {
             aaaPort: o.aaaPort,
             provisioning: o.provisioning,
             ...(o.caller && { callerId: o.caller }),
+            ...(o.x509Port !== undefined && { x509Port: o.x509Port }),
           });
           const lines = [
             `dev setup written to ${s.dir}`,
@@ -157,6 +165,14 @@ export function register(program: Command): void {
             lines.push(
               `  provisioner: chorus provisioner run --config ${s.provisioning.serviceConfig}`,
               `  unprovisioned server: chorus server run --config ${s.provisioning.serverConfig}`,
+            );
+          }
+          if (s.mixed) {
+            lines.push(
+              `  x509 edge: ${s.mixed.x509Url} (protocol v1 clients with a certificate from the dev CA)`,
+              `  v1 nodes:  chorus emulate --config ${s.mixed.x509EmulatorConfig} --nodes 100`,
+              `  v1 client: chorus ping --config ${s.mixed.x509ClientConfig}`,
+              `  both:      chorus ping --config ${s.mixed.mixedClientConfig} (v1 and v2 nodes answer)`,
             );
           }
           if (s.brokerConfigs.length > 1)

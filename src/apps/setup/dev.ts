@@ -13,6 +13,7 @@ import {
 import { ASYNC_RECORD_WILDCARD, ASYNC_REPLY_WILDCARD } from "../../core/protocol/index.js";
 import { createAaaDevFiles, type AaaDevFiles } from "./aaa.js";
 import { createProvisioningDevFiles, type ProvisioningDevFiles } from "./provisioning.js";
+import { createMixedDevFiles, type MixedDevFiles } from "./mixed.js";
 import { SetupError } from "./errors.js";
 import {
   issueClientCredential,
@@ -57,9 +58,18 @@ export interface DevSetupOptions {
   provisioning?: boolean;
   /** the receiver's HTTP API port written to receiver.yaml (default 8091) */
   receiverPort?: number;
+  /**
+   * Also the broker's x509 edge on this port, with protocol v1 credentials from the dev CA:
+   * x509-client.conf, x509-emulator.conf and mixed-client.conf (one broker only).
+   */
+  x509Port?: number;
+  /** the v1 user's certname is `<user>.mcollective` (default $USER, or developer) */
+  x509User?: string;
 }
 
 export interface DevSetup {
+  /** with `x509Port`: the x509 edge and the v1 and mixed client files */
+  mixed?: MixedDevFiles;
   dir: string;
   collective: string;
   brokerUrl: string;
@@ -112,7 +122,17 @@ export function conf(lines: Record<string, string | number | boolean | undefined
  * certificate, client/server/emulator credentials, and configs wired together so a
  * broker, servers, an emulator and a client run with full security on.
  */
+/** A certname-safe user name for the v1 credentials. */
+function x509User(given: string | undefined): string {
+  const u = given ?? process.env.USER ?? "developer";
+  if (!/^[A-Za-z0-9_][\w-]{0,62}$/.test(u))
+    throw new SetupError("usage", `"${u}" is not a usable x509 user name (letters, digits, _ and -)`);
+  return u;
+}
+
 export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
+  if (opts.x509Port !== undefined && (opts.brokers ?? 1) > 1)
+    throw new SetupError("usage", "--x509-port works with one broker: the x509 edge joins it");
   const dir = resolve(opts.dir);
   if (existsSync(dir) && readdirSync(dir).length > 0 && !opts.force) {
     throw new SetupError("exists", `${dir} is not empty: choose another --dir or pass --force to overwrite`);
@@ -400,9 +420,27 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
     provisioning = p.files;
   }
 
+  const mixed =
+    opts.x509Port === undefined
+      ? undefined
+      : await createMixedDevFiles({
+          dir,
+          authority: { issuer, trust },
+          ca,
+          collective,
+          brokerConfig,
+          x509Port: opts.x509Port,
+          brokerUrl,
+          validityS,
+          user: x509User(opts.x509User),
+          common,
+          conf,
+        });
+
   return {
     ...(aaa && { aaa }),
     ...(provisioning && { provisioning }),
+    ...(mixed && { mixed }),
     dir,
     collective,
     brokerUrl,

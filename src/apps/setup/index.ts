@@ -9,6 +9,7 @@ export {
 } from "./credentials.js";
 export { SetupError } from "./errors.js";
 export { createAaaDevFiles, type AaaDevFiles, type AaaDevContext } from "./aaa.js";
+export { type MixedDevFiles } from "./mixed.js";
 export {
   createProvisioningDevFiles,
   type ProvisioningDevContext,

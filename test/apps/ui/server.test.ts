@@ -512,7 +512,9 @@ describe("registration", () => {
     appendFileSync(conf, "\nregistration = inventory_content\nregistration_splay = false\n");
     regServer = await Server.fromConfigFile(conf, { logger: quiet });
     await regServer.start();
-    for (let i = 0; i < 100 && !regUi.fleet.get(REG_NODE); i++) await new Promise((r) => setTimeout(r, 50));
+    // its lifecycle startup event may list the node first, without facts: wait for the registration
+    const registered = () => (regUi.fleet.get(REG_NODE)?.facts as { role?: string } | undefined)?.role;
+    for (let i = 0; i < 100 && !registered(); i++) await new Promise((r) => setTimeout(r, 50));
     expect(regUi.fleet.get(REG_NODE)).toMatchObject({ status: "alive", facts: { role: "dev" } });
     expect((await fleetOf(regUi)).registration).toBe("live");
   });

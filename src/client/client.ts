@@ -25,6 +25,8 @@ import {
   serviceSubject,
   StatusCode,
   type Filter,
+  decodeRequestV1,
+  decodeSecureRequestV1,
   encodeRequestV1,
   encodeSecureRequestV1,
   encodeTransportV1,
@@ -32,10 +34,11 @@ import {
   type TransportHeaders,
 } from "../core/protocol/index.js";
 import {
+  ChoriaSecurity,
   FileSecurity,
   SecurityError,
+  delegatedCallerId,
   securityFromSettings,
-  type ChoriaSecurity,
 } from "../core/security/index.js";
 import { findAgentDDL } from "./ddl.js";
 import {
@@ -225,17 +228,28 @@ export class Client {
         "protocol v1 needs x509 security (a certificate, its key and the CA)",
       );
     if (this.protocols.length === 0) throw new ClientError("bad_option", "no protocol to speak");
-    this.callerId = (this.protocols.includes(2) ? opts.security?.callerId : opts.x509?.callerId) as string;
+    const v1Signed = this.protocols.includes(1) && opts.requestSigner !== undefined;
+    if (v1Signed && (this.protocols.length > 1 || !opts.security))
+      throw new ClientError(
+        "bad_option",
+        "a protocol v1 client with a remote signer speaks v1 only and needs the login token and seed (plugin.choria.security.request_signer.token_file and seed_file)",
+      );
+    // v1 through the AAA signer: the request carries the caller id the signer writes (a v1
+    // broker has no per-user subjects, so the inbox can follow it)
+    this.callerId = (
+      v1Signed
+        ? delegatedCallerId((opts.security as ChoriaSecurity).callerId)
+        : this.protocols.includes(2)
+          ? opts.security?.callerId
+          : opts.x509?.callerId
+    ) as string;
     if (this.protocols.length > 1 && opts.x509?.callerId !== this.callerId)
       throw new ClientError(
         "bad_option",
         `a client speaking v1 and v2 needs one caller id for both (replies share one inbox): the token says ${this.callerId}, the certificate ${String(opts.x509?.callerId)}`,
       );
-    if (this.protocols.includes(1) && (opts.requestSigner || opts.federation))
-      throw new ClientError(
-        "bad_option",
-        "protocol v1 requests cannot go through a remote signer or federation",
-      );
+    if (this.protocols.includes(1) && opts.federation)
+      throw new ClientError("bad_option", "protocol v1 requests cannot go through federation");
     this.identity = opts.identity ?? hostname();
     this.discoveryTimeoutMs = opts.discoveryTimeoutMs ?? DEFAULT_DISCOVERY_TIMEOUT_MS;
     this.windowMs = opts.windowMs ?? DEFAULT_WINDOW_MS;
@@ -257,11 +271,18 @@ export class Client {
     // Choria's request_signer keys: an AAA service signs for us, with the login token.
     const rs = s.requestSigner;
     // Before the first login the token is missing: say that, not "cannot read token file".
-    if (rs && !overrides.security && !existsSync(s.tokenFile))
-      throw new ClientError("no_token", `no login token at ${s.tokenFile}`);
+    if (rs && !overrides.security && !existsSync(rs.tokenFile))
+      throw new ClientError("no_token", `no login token at ${rs.tokenFile}`);
     const v1 = s.protocols.includes(1);
     const v2 = s.protocols.includes(2);
-    const security = overrides.security ?? (v2 ? securityFromSettings(s) : undefined);
+    const security =
+      overrides.security ??
+      (v2
+        ? securityFromSettings(s)
+        : rs
+          ? // a v1 client with the AAA signer proves itself with its login token and key
+            new ChoriaSecurity({ seedFile: rs.seedFile, tokenFile: rs.tokenFile, issuers: s.issuers })
+          : undefined);
     const x509 =
       overrides.x509 ??
       (v1 && s.x509
@@ -395,21 +416,21 @@ export class Client {
     for (const p of this.protocols) {
       out.push(
         p === 1
-          ? this.signedV1(agent, message, filter, requestId, ttlS, headers)
+          ? await this.signedV1(agent, message, filter, requestId, ttlS, headers)
           : await this.signedV2(agent, message, filter, requestId, ttlS, headers),
       );
     }
     return out;
   }
 
-  private signedV1(
+  private async signedV1(
     agent: string,
     message: string,
     filter: Filter,
     requestId: string,
     ttlS: number,
     headers: TransportHeaders,
-  ): Uint8Array {
+  ): Promise<Uint8Array> {
     const x509 = this.opts.x509 as FileSecurity;
     // v1 carries the payload as text; `message` here is already v2's base64 of it
     const request = encodeRequestV1({
@@ -423,7 +444,27 @@ export class Client {
       time: Math.floor(Date.now() / 1000),
       filter,
     });
-    return encodeTransportV1(encodeSecureRequestV1(request, x509.sign(request), x509.certPem), headers);
+    const remote = this.opts.requestSigner;
+    if (!remote || agent === REMOTE_SIGNER_AGENT)
+      return encodeTransportV1(encodeSecureRequestV1(request, x509.sign(request), x509.certPem), headers);
+    // the AAA signer signs with its privileged certificate, as the caller
+    const signed = await remote.sign(request, { rpc: (a, act, d, o) => this.request(a, act, d, o) });
+    let theirs: string;
+    try {
+      theirs = decodeRequestV1(decodeSecureRequestV1(signed).requestBytes).request.id;
+    } catch (err) {
+      throw new ClientError(
+        "signer_failed",
+        `the ${remote.kind} signer returned an unusable v1 secure request: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    if (theirs !== requestId)
+      throw new ClientError(
+        "signer_failed",
+        `the ${remote.kind} signer signed request ${theirs}, not ${requestId}`,
+      );
+    return encodeTransportV1(signed, headers);
   }
 
   private async signedV2(

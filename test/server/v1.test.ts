@@ -21,10 +21,12 @@ import {
   createServerToken,
   generateKeyPair,
   issueCert,
+  sign,
   writeSeedFile,
   type CertPair,
 } from "../../src/core/security/index.js";
 import { Server } from "../../src/server/index.js";
+import { RequestSigner, type AuditRecord } from "../../src/services/aaa/index.js";
 import { startNats, type TestNats } from "../helpers/nats.js";
 import { COLLECTIVE, makeFixture, quietLogger, type Fixture } from "./helpers.js";
 
@@ -205,6 +207,83 @@ describe("protocol v1 (x509)", () => {
     expect(await publishAndWait(bytes.bytes, bytes.id)).toBe(true);
     expect(await publishAndWait(bytes.bytes, bytes.id)).toBe(false);
     expect(server.stats.dropped.replayed - replayedBefore).toBe(1);
+  });
+
+  it("the AAA signer signs v1 requests with its privileged certificate, as the logged-in user", async () => {
+    const fx = makeFixture();
+    try {
+      const user = fx.caller({ callerid: "up=alice", permissions: { signed_fleet_management: true } });
+      const delegator = fx.caller({
+        callerid: "aaa=signer",
+        permissions: { authentication_delegator: true },
+      });
+      writeSeedFile(join(dir, "up-alice.seed"), user.kp);
+      writeFileSync(join(dir, "up-alice.jwt"), user.token);
+      const records: AuditRecord[] = [];
+      const signer = new RequestSigner({
+        site: "test",
+        issuers: fx.issuers,
+        signerToken: delegator.token,
+        signerSeedHex: delegator.kp.seedHex,
+        maxValiditySeconds: 3600 * 24,
+        authorizer: {
+          name: "test",
+          authorize: (i) =>
+            i.agent === "rpcutil" && i.action === "ping"
+              ? { allowed: true, reason: "ping is fine" }
+              : { allowed: false, reason: "only ping" },
+        },
+        auditors: [{ name: "mem", audit: async (r) => void records.push(r), close: async () => {} }],
+        x509: new FileSecurity(files("aaa")),
+      });
+      const login = new ChoriaSecurity({
+        seedFile: join(dir, "up-alice.seed"),
+        tokenFile: join(dir, "up-alice.jwt"),
+        issuers: fx.issuers,
+      });
+      const client = new Client({
+        security: login,
+        // the certificate is only the broker connection's (mTLS); the signer's signs
+        x509: new FileSecurity(files("alice")),
+        protocols: [1],
+        requestSigner: {
+          kind: "test AAA",
+          async sign(request) {
+            const out = await signer.sign({
+              token: user.token,
+              request,
+              signature: sign(user.kp.seedHex, request).toString("hex"),
+            });
+            if (!out.ok) throw new Error(`${out.error}: ${out.reason}`);
+            return out.secureRequest;
+          },
+        },
+        servers: [`tls://127.0.0.1:${nats.port}`],
+        collective: COLLECTIVE,
+      });
+      try {
+        expect(client.callerId).toBe("up=alice");
+        const verifiedBefore = server.decoder.stats.verifications;
+        const r = await client.request("rpcutil", "ping", {}, { nodes: ["node1.mcollective"] });
+        expect(r.replies.map((x) => [x.sender, x.statuscode])).toEqual([["node1.mcollective", 0]]);
+        expect(server.decoder.stats.verifications).toBeGreaterThan(verifiedBefore);
+        const allowed = records.find(
+          (x) => x.action === "allow" && (x.request as { agent?: string }).agent === "rpcutil",
+        );
+        expect(allowed).toMatchObject({
+          callerid: "up=alice",
+          request: { caller: "up=alice", protocol: "choria:request:1" },
+        });
+        await expect(
+          client.request("rpcutil", "inventory", {}, { nodes: ["node1.mcollective"] }),
+        ).rejects.toThrow(/Request denied|only inventory|denied/i);
+        expect(records.some((x) => x.action === "deny")).toBe(true);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      fx.cleanup();
+    }
   });
 
   it("a mixed fleet (v1 and v2 nodes) answers one client", async () => {

@@ -7,7 +7,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { clientSettings, loadConfig } from "../../core/config/index.js";
 import { closeNats, connectNats, type NatsConnection } from "../../core/connector/index.js";
 import { replyPrefix } from "../../core/protocol/index.js";
-import { loadSeedFile, securityFromSettings } from "../../core/security/index.js";
+import { FileSecurity, loadSeedFile, securityFromSettings } from "../../core/security/index.js";
 import { actionListAuthorizer, cedarAuthorizer, type Server } from "../../server/index.js";
 import { startSignerAgent } from "./agent.js";
 import { FileAuditor, JetStreamAuditor, type Auditor } from "./auditors.js";
@@ -69,6 +69,26 @@ async function ensureAuditStream(nc: NatsConnection, stream: string, topic: stri
  *     await aaa.start();   // aaa.port, aaa.monitorPort
  *     await aaa.stop();
  */
+/**
+ * The signer's privileged certificate for protocol v1, when the service's choria_config
+ * names plugin.security.file.* (Chorus only: go-choria's aaasvc signs v2 requests only).
+ */
+function signerX509(choriaConfig: string | undefined): FileSecurity | undefined {
+  if (!choriaConfig) return undefined;
+  const cfg = loadConfig(choriaConfig);
+  if (!cfg.get("plugin.security.file.certificate")) return undefined;
+  const x = clientSettings(cfg).x509;
+  if (!x) return undefined;
+  const sec = new FileSecurity(x);
+  // nodes accept it for other callers only when it is privileged by their own rules
+  if (!x.privilegedUsers.some((p) => new RegExp(p).test(sec.certname)))
+    throw new AaaConfigError(
+      "config",
+      `${choriaConfig}: the signer's certificate ${sec.certname} does not match plugin.choria.security.privileged_users, so nodes would refuse what it signs`,
+    );
+  return sec;
+}
+
 export class AaaService {
   readonly config: AaaConfig;
   readonly log: Logger;
@@ -139,7 +159,10 @@ export class AaaService {
     const signerLog = log.child({ component: "signer" });
     const slog: SignerLog = (level, msg, fields) => signerLog[level](fields ?? {}, msg);
     const authorizer = c.authorizer === "cedar" ? cedarAuthorizer() : actionListAuthorizer();
+    const x509 = signerX509(c.choria_config);
+    if (x509) log.info({ certname: x509.certname }, "signing protocol v1 requests with the x509 certificate");
     this.signerInstance = new RequestSigner({
+      ...(x509 && { x509 }),
       site,
       issuers: bj.issuers,
       signerToken: readText(bj.signing_token, "basicjwt_signer.signing_token"),

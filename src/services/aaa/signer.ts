@@ -2,8 +2,12 @@ import {
   PROTOCOL_V1,
   ProtocolError,
   decodeRequest,
+  decodeRequestV1,
   encodeRequest,
+  encodeRequestV1,
   encodeSecureRequest,
+  encodeSecureRequestV1,
+  protocolVersion,
   type Request,
 } from "../../core/protocol/index.js";
 import {
@@ -16,6 +20,7 @@ import {
   verifyToken,
   VerifiedTokenCache,
   type ClientClaims,
+  type FileSecurity,
 } from "../../core/security/index.js";
 import type { AuthzDecision, AuthzInput } from "../../server/index.js";
 import type { AuditRecord, Auditor } from "./auditors.js";
@@ -67,6 +72,11 @@ export interface SignerOptions {
   now?: () => number;
   metrics?: SignerMetricsHooks;
   log?: SignerLog;
+  /**
+   * A privileged x509 certificate (go-choria's privileged_users): with it, protocol v1
+   * requests are signed too, with RSA, so x509 fleets can have AAA as v2 fleets do.
+   */
+  x509?: FileSecurity | undefined;
 }
 
 export type SignOutcome =
@@ -159,20 +169,23 @@ export class RequestSigner {
     // 1. the request: nothing to audit when it is not a request at all
     let request: Request;
     let message: Buffer;
+    const v1 = protocolVersion(req.request) === PROTOCOL_V1.request;
     try {
-      ({ request, message } = decodeRequest(req.request));
+      if (v1 && !o.x509)
+        throw new ProtocolError(
+          "protocol",
+          "v1 requests (choria:request:1) need the signer's privileged x509 certificate (plugin.security.file.* in its choria_config)",
+        );
+      ({ request, message } = v1 ? decodeRequestV1(req.request) : decodeRequest(req.request));
     } catch (err) {
       o.metrics?.error?.();
-      const proto = /"protocol"\s*:\s*"([^"]*)"/.exec(req.request.toString("utf8"))?.[1];
-      const reason =
-        proto === PROTOCOL_V1.request
-          ? "v1 requests (choria:request:1) are not supported; send io.choria.protocol.v2.request"
-          : `invalid request: ${err instanceof ProtocolError ? err.message : String(err)}`;
+      const reason = `invalid request: ${err instanceof ProtocolError ? err.message : String(err)}`;
       return { ok: false, status: 400, error: INVALID, reason };
     }
     const body = rpcBody(message);
     const agentAction = body.action ? `${request.agent}.${body.action}` : request.agent;
-    const view = auditView(req.request);
+    // v1 is audited in the v2 field names (id, sender, caller, agent...) so readers see one shape
+    const view = v1 ? { ...request } : auditView(req.request);
 
     // 2. the token
     let claims: ClientClaims;
@@ -196,12 +209,24 @@ export class RequestSigner {
     let requestBytes: Buffer;
     try {
       const { protocol: _p, ...rest } = request;
-      requestBytes = encodeRequest({ ...rest, caller: callerid });
+      requestBytes = v1
+        ? encodeRequestV1({
+            message,
+            requestid: request.id,
+            senderid: request.sender,
+            callerid,
+            collective: request.collective,
+            agent: request.agent,
+            ttl: request.ttl,
+            time: Math.floor(request.time / 1e9),
+            ...(request.filter && { filter: request.filter }),
+          })
+        : encodeRequest({ ...rest, caller: callerid });
     } catch (err) {
       o.metrics?.error?.();
       return { ok: false, status: 400, error: INVALID, reason: `cannot re-encode request: ${String(err)}` };
     }
-    const signedView = auditView(requestBytes);
+    const signedView = v1 ? { ...request, caller: callerid } : auditView(requestBytes);
 
     // 5. authorization; discovery is always allowed, as both of Choria's authorizers do
     let decision: SignerAuthzDecision;
@@ -253,12 +278,16 @@ export class RequestSigner {
     // 7. sign as the delegator; the caller's own JWT names who asked
     let secureRequest: Buffer;
     try {
-      secureRequest = encodeSecureRequest(
-        requestBytes,
-        sign(o.signerSeedHex, requestBytes),
-        req.token.trim(),
-        o.signerToken,
-      );
+      // v1: the privileged certificate signs as the caller (nodes accept it for any caller id)
+      secureRequest =
+        v1 && o.x509
+          ? encodeSecureRequestV1(requestBytes, o.x509.sign(requestBytes), o.x509.certPem)
+          : encodeSecureRequest(
+              requestBytes,
+              sign(o.signerSeedHex, requestBytes),
+              req.token.trim(),
+              o.signerToken,
+            );
     } catch (err) {
       o.metrics?.error?.();
       return { ok: false, status: 500, error: DENIED, reason: `cannot build secure request: ${String(err)}` };

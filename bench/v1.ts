@@ -178,7 +178,7 @@ async function main(): Promise<void> {
     writeFileSync(
       f("emu2.jwt"),
       createServerToken(
-        { identity: "emu2", collectives: ["v2"], publicKeyHex: ekp.publicHex, validityS: 7200 },
+        { identity: "emu2", collectives: ["v2", "v2u"], publicKeyHex: ekp.publicHex, validityS: 7200 },
         org,
       ),
     );
@@ -207,50 +207,30 @@ async function main(): Promise<void> {
       logger: quiet,
       jobs: false,
     });
-    const v2sec = new ChoriaSecurity({
+    const v2Files = {
       seedFile: f("emu2.seed"),
       tokenFile: f("emu2.jwt"),
       issuers,
       certFile: f("emulator.pem"),
       keyFile: f("emulator.key"),
-    });
-    const v2 = new Emulator({
-      nodes: NODES,
-      collective: "v2",
-      servers: [broker.url],
-      caFile: f("ca.pem"),
-      security: v2sec,
-      securityFiles: {
-        seedFile: f("emu2.seed"),
-        tokenFile: f("emu2.jwt"),
-        issuers,
-        certFile: f("emulator.pem"),
-        keyFile: f("emulator.key"),
-      },
-      issuer: org,
-      logger: quiet,
-      jobs: false,
-    });
+    };
+    const v2sec = new ChoriaSecurity(v2Files);
+    const v2Fleet = (collective: string, signReplies: boolean) =>
+      new Emulator({
+        nodes: NODES,
+        collective,
+        servers: [broker.url],
+        caFile: f("ca.pem"),
+        security: v2sec,
+        securityFiles: v2Files,
+        issuer: org,
+        signReplies,
+        logger: quiet,
+        jobs: false,
+      });
+    const v2 = v2Fleet("v2", true);
     // v2 with unsigned replies, as v1's: separates the reply signature from the rest of v2
-    const v2u = new Emulator({
-      nodes: NODES,
-      collective: "v2u",
-      servers: [broker.url],
-      caFile: f("ca.pem"),
-      security: v2sec,
-      securityFiles: {
-        seedFile: f("emu2.seed"),
-        tokenFile: f("emu2.jwt"),
-        issuers,
-        certFile: f("emulator.pem"),
-        keyFile: f("emulator.key"),
-      },
-      issuer: org,
-      signReplies: false,
-      firstIndex: 1,
-      logger: quiet,
-      jobs: false,
-    });
+    const v2u = v2Fleet("v2u", false);
     emulators.push(v1, v2, v2u);
     await v1.start();
     await v2.start();
@@ -261,32 +241,22 @@ async function main(): Promise<void> {
       caFile: f("ca.pem"),
     });
     const c1 = new Client({ x509, servers: [broker.url], collective: "v1", logger: quiet });
-    const c2 = new Client({
-      security: new ChoriaSecurity({
-        seedFile: f("client2.seed"),
-        tokenFile: f("client2.jwt"),
-        issuers,
-        certFile: f("client.pem"),
-        keyFile: f("client.key"),
-        caFile: f("ca.pem"),
-      }),
-      servers: [broker.url],
-      collective: "v2",
-      logger: quiet,
-    });
-    const c2u = new Client({
-      security: new ChoriaSecurity({
-        seedFile: f("client2.seed"),
-        tokenFile: f("client2.jwt"),
-        issuers,
-        certFile: f("client.pem"),
-        keyFile: f("client.key"),
-        caFile: f("ca.pem"),
-      }),
-      servers: [broker.url],
-      collective: "v2u",
-      logger: quiet,
-    });
+    const v2Client = (collective: string) =>
+      new Client({
+        security: new ChoriaSecurity({
+          seedFile: f("client2.seed"),
+          tokenFile: f("client2.jwt"),
+          issuers,
+          certFile: f("client.pem"),
+          keyFile: f("client.key"),
+          caFile: f("ca.pem"),
+        }),
+        servers: [broker.url],
+        collective,
+        logger: quiet,
+      });
+    const c2 = v2Client("v2");
+    const c2u = v2Client("v2u");
     clients.push(c1, c2, c2u);
     // a v1 rpcutil ping reply is about this big on the wire
     raw = await rawFleet(broker.url, 420);

@@ -1,7 +1,7 @@
-import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { loadConfig } from "../core/config/index.js";
+import { readTokenFile } from "../core/util/index.js";
 import { badOption, ClientError, naming, opt, type ClientErrorCode } from "./errors.js";
 
 /** Where a receiver's HTTP API listens unless told otherwise. */
@@ -118,13 +118,11 @@ export function receiverTokenFromConfig(configPath: string): string | undefined 
   if (file === undefined || file === "") return undefined;
   const path = isAbsolute(file) ? file : resolve(dirname(resolve(configPath)), file);
   try {
-    return readFileSync(path, "utf8").trim();
+    return readTokenFile(path);
   } catch (err) {
-    throw new ReceiverApiError(
-      "bad_option",
-      `${RECEIVER_TOKEN_CONFIG_KEY}: cannot read ${path}: ${(err as Error).message}`,
-      { cause: err },
-    );
+    throw new ReceiverApiError("bad_option", `${RECEIVER_TOKEN_CONFIG_KEY}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 

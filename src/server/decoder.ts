@@ -133,6 +133,9 @@ function securityReason(err: SecurityError, v1 = false): RejectReason {
       return v1 ? "expired_certificate" : "expired_token";
     case "caller_mismatch":
       return "caller_mismatch";
+    case "bad_signature":
+      // v1: the request's own signature; v2: a token's, which is an untrusted caller
+      return v1 ? "bad_signature" : "untrusted_caller";
     case "not_allowed":
       return "not_allow_listed";
     case "no_fleet_management":
@@ -390,16 +393,15 @@ export class RequestDecoder {
     const { request, message } = dec;
     let verdict: CallerVerdict;
     try {
-      verdict = x509.verifyCaller(request.caller, secure.secure.pubcert);
+      // the caller's certificate, then its signature over the request (one certificate lookup)
+      verdict = x509.verifyCaller(request.caller, secure.secure.pubcert, Date.now(), {
+        data: secure.requestBytes,
+        signature: secure.signature,
+      });
     } catch (err) {
       if (err instanceof SecurityError) return reject(securityReason(err, true), err.message);
       return reject("untrusted_certificate", `caller certificate rejected: ${(err as Error).message}`);
     }
-    if (!x509.verifySignature(secure.secure.pubcert, secure.requestBytes, secure.signature))
-      return reject(
-        "bad_signature",
-        `request signature does not verify with ${request.caller}'s certificate`,
-      );
     if (jsonDepthExceeds(message, MAX_JSON_DEPTH))
       return reject(
         "too_deep",

@@ -1,6 +1,7 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Command } from "commander";
+import { readTokenFile } from "../../core/util/index.js";
 import { randomDevPassword, startUi } from "../ui/index.js";
 import { addConfigOption, resolveConfigPath } from "./common.js";
 import { guarded } from "./errors.js";
@@ -14,16 +15,11 @@ function setupTls(configPath: string, name: "pem" | "key"): string | undefined {
 
 /** The bearer token /metrics wants, from a file (a secret is not put on the command line). */
 function metricsToken(file: string): string {
-  let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    return readTokenFile(file);
   } catch (err) {
-    throw new Error(`--metrics-token-file ${file}: ${(err as Error).message}`, { cause: err });
+    throw new Error(`--metrics-token-file: ${(err as Error).message}`, { cause: err });
   }
-  const token = text.trim();
-  if (token === "") throw new Error(`--metrics-token-file ${file} is empty`);
-  if (/\s/.test(token)) throw new Error(`--metrics-token-file ${file}: the token must be one word`);
-  return token;
 }
 
 /** `chorus ui`: the web console over one client config, until interrupted. */

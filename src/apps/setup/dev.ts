@@ -430,7 +430,6 @@ export async function createDevSetup(opts: DevSetupOptions): Promise<DevSetup> {
           collective,
           brokerConfig,
           x509Port: opts.x509Port,
-          brokerUrl,
           validityS,
           user: x509User(opts.x509User),
           common,

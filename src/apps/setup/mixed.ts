@@ -16,8 +16,6 @@ export interface MixedDevContext {
   collective: string;
   brokerConfig: string;
   x509Port: number;
-  /** the main (JWT) broker URL */
-  brokerUrl: string;
   validityS: number;
   /** the certname user part: `<user>.mcollective` */
   user: string;

@@ -88,19 +88,11 @@ function text(payload: Uint8Array | string): string {
   return typeof payload === "string" ? payload : Buffer.from(payload).toString("utf8");
 }
 
-export interface RequestV1Fields {
+export type RequestV1Fields = Omit<RequestEnvelopeV1, "filter"> & {
   /** the payload (usually the RPC body JSON), carried as a raw string */
   message: Uint8Array | string;
-  requestid: string;
-  senderid: string;
-  callerid: string;
-  collective: string;
-  agent: string;
-  ttl: number;
-  /** unix seconds */
-  time: number;
   filter?: Filter;
-}
+};
 
 /** Request JSON: {protocol,message,envelope{requestid,senderid,callerid,collective,agent,ttl,time,filter}}. */
 export function encodeRequestV1(r: RequestV1Fields): Buffer {

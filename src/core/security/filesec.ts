@@ -181,6 +181,10 @@ export class FileSecurity {
     } catch {
       return false;
     }
+    return this.verifyWith(c, data, sig);
+  }
+
+  private verifyWith(c: CachedCert, data: Uint8Array, sig: Uint8Array): boolean {
     this.stats.signatureChecks++;
     try {
       return verify("sha256", data, c.key, sig);
@@ -195,7 +199,24 @@ export class FileSecurity {
    * caller, any other must carry the caller id's certname as CN or DNS SAN and that
    * name must be on the allow-list. Throws SecurityError with a code a counter can use.
    */
-  verifyCaller(callerId: string, pubcertPem: string, nowMs: number = Date.now()): CallerVerdict {
+  verifyCaller(
+    callerId: string,
+    pubcertPem: string,
+    nowMs: number = Date.now(),
+    signed?: { data: Uint8Array; signature: Uint8Array },
+  ): CallerVerdict {
+    const c = this.cert(pubcertPem);
+    const verdict = this.judge(c, pubcertPem, callerId, nowMs);
+    // with `signed`, the signature is checked against the same parsed certificate
+    if (signed && !this.verifyWith(c, signed.data, signed.signature))
+      throw new SecurityError(
+        "bad_signature",
+        `the signature does not verify with ${callerId}'s certificate`,
+      );
+    return verdict;
+  }
+
+  private judge(c: CachedCert, pubcertPem: string, callerId: string, nowMs: number): CallerVerdict {
     const m = CALLER_ID.exec(callerId);
     if (!m)
       throw new SecurityError(
@@ -203,7 +224,6 @@ export class FileSecurity {
         `caller id ${JSON.stringify(callerId.slice(0, 100))} names no certname`,
       );
     const certname = m[1] as string;
-    const c = this.cert(pubcertPem);
     if (!c.chained) {
       this.stats.chainChecks++;
       c.chainError = this.chain(pubcertPem);
@@ -217,7 +237,7 @@ export class FileSecurity {
         "expired",
         `certificate for ${c.names[0]} expired at ${new Date(c.notAfter).toISOString()}`,
       );
-    const privileged = c.names.some((n) => this.privileged.some((r) => r.test(n)));
+    const privileged = c.names.some((n) => this.isPrivileged(n));
     if (privileged) return { certname, privileged, notAfter: c.notAfter };
     if (!c.names.includes(certname))
       throw new SecurityError(
@@ -227,6 +247,11 @@ export class FileSecurity {
     if (!this.allowList.some((r) => r.test(certname)))
       throw new SecurityError("not_allowed", `certname ${certname} is not on the certname allow-list`);
     return { certname, privileged, notAfter: c.notAfter };
+  }
+
+  /** Whether `name` matches the privileged_users patterns (such a certificate signs for anyone). */
+  isPrivileged(name: string): boolean {
+    return this.privileged.some((r) => r.test(name));
   }
 
   /** Parsed once per distinct PEM (bounded, oldest first out). */

@@ -1,5 +1,15 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 
 export interface AtomicWriteOptions {
@@ -62,4 +72,23 @@ function syncDir(dir: string): void {
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+}
+
+/**
+ * A bearer token from a file: one word, at least `minLength` characters, surrounding
+ * whitespace ignored. Throws an Error saying what is wrong with the file; callers add
+ * the setting that named it.
+ */
+export function readTokenFile(path: string, minLength = 1): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8").trim();
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (text === "") throw new Error(`${path} is empty`);
+  if (/\s/.test(text)) throw new Error(`${path} must hold one token, not several words`);
+  if (text.length < minLength)
+    throw new Error(`${path} must hold a token of at least ${minLength} characters`);
+  return text;
 }

@@ -18,5 +18,5 @@ export {
   type PackedBuffers,
 } from "./pool.js";
 export { CHORUS_VERSION } from "./version.js";
-export { writeFileAtomicSync, type AtomicWriteOptions } from "./files.js";
+export { readTokenFile, writeFileAtomicSync, type AtomicWriteOptions } from "./files.js";
 export { shellSplit } from "./words.js";

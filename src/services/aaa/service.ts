@@ -81,7 +81,7 @@ function signerX509(choriaConfig: string | undefined): FileSecurity | undefined 
   if (!x) return undefined;
   const sec = new FileSecurity(x);
   // nodes accept it for other callers only when it is privileged by their own rules
-  if (!x.privilegedUsers.some((p) => new RegExp(p).test(sec.certname)))
+  if (!sec.isPrivileged(sec.certname))
     throw new AaaConfigError(
       "config",
       `${choriaConfig}: the signer's certificate ${sec.certname} does not match plugin.choria.security.privileged_users, so nodes would refuse what it signs`,

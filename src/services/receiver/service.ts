@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -19,7 +19,7 @@ import { clientSettings, loadConfig } from "../../core/config/index.js";
 import { closeNats, connectNats, type NatsConnection } from "../../core/connector/index.js";
 import { ASYNC_RECORD_WILDCARD, ASYNC_REPLY_WILDCARD, replyPrefix } from "../../core/protocol/index.js";
 import { securityFromSettings } from "../../core/security/index.js";
-import { MetricsEndpoint } from "../../core/util/index.js";
+import { MetricsEndpoint, readTokenFile } from "../../core/util/index.js";
 import { ensureStreams, nanos } from "../streams/index.js";
 import { Batcher } from "./batcher.js";
 import { loadReceiverConfig, type ReceiverConfig } from "./config.js";
@@ -69,26 +69,13 @@ export function repliesStreamConfig(c: Pick<ReceiverConfig, "streamMaxAgeMs" | "
  *     await r.start();
  *     await r.stop();
  */
-/** The API token from its file: one line, at least 16 characters, or a clear error. */
+/** The API token from its file (16+ characters), or a config error naming the key. */
 function readApiToken(file: string): string {
-  let text: string;
   try {
-    text = readFileSync(file, "utf8").trim();
+    return readTokenFile(file, 16);
   } catch (err) {
-    throw new ReceiverConfigError(
-      "config",
-      `http_token_file: cannot read ${file}: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
+    throw new ReceiverConfigError("config", `http_token_file: ${(err as Error).message}`, { cause: err });
   }
-  if (text.length < 16 || /\s/.test(text))
-    throw new ReceiverConfigError(
-      "config",
-      `http_token_file: ${file} must hold one token of at least 16 characters and no spaces`,
-    );
-  return text;
 }
 
 export class ReceiverService {
